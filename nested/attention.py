@@ -1,0 +1,67 @@
+"""Softmax attention as a non-parametric associative memory (PAPER.md §1.3e, Eqs. 62-63).
+
+    M*(q) = argmin_M sum_i s(k_i, q) ||v_i - M||^2 = sum_i [s(k_i, q) / sum_j s(k_j, q)] v_i      (62)
+
+with s(k, q) = exp(<k, q> / sqrt(d)); restricting i to (t - c, t] gives sliding-window attention (63).
+Its state is the cache of every (k, v) seen (frequency infinity: it "updates" every token by caching).
+Positions by rotary embedding at absolute positions, so streaming with a cache equals the parallel pass.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nested.config import ModelConfig
+from nested.layers import rope
+
+
+def weighted_regression_minimiser(keys: Tensor, values: Tensor, q: Tensor) -> Tensor:
+    """Eq. 62 solved as a weighted least-squares problem: the M minimising sum_i w_i ||v_i - M||^2 with
+    w_i = exp(<k_i, q>/sqrt(d)), by least squares on the rows sqrt(w_i) M = sqrt(w_i) v_i. The oracle
+    for softmax attention in the tests."""
+    sw = torch.exp(keys @ q / keys.shape[-1] ** 0.5).sqrt()[:, None]
+    return torch.linalg.lstsq(sw, sw * values).solution[0]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.out_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+
+    def init_state(self, batch: int, device, dtype) -> dict:
+        H, dh = self.cfg.n_heads, self.cfg.head_dim
+        empty = torch.zeros(batch, H, 0, dh, device=device, dtype=dtype)
+        return {"pos": 0, "k": empty, "v": empty}
+
+    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0):
+        cfg = self.cfg
+        B, n, d = x.shape
+        H, dh = cfg.n_heads, cfg.head_dim
+        pos = state["pos"]
+        positions = torch.arange(pos, pos + n, device=x.device)
+        q, k, v = (t.view(B, n, H, dh).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
+        q, k = rope(q, positions, cfg.rope_base), rope(k, positions, cfg.rope_base)
+        K = torch.cat([state["k"], k], dim=2)
+        V = torch.cat([state["v"], v], dim=2)
+        L = K.shape[2]
+        key_pos = torch.arange(pos + n - L, pos + n, device=x.device)
+        allowed = key_pos[None, :] <= positions[:, None]
+        if cfg.window is not None:
+            allowed &= key_pos[None, :] > positions[:, None] - cfg.window
+        if stepwise:
+            outs = []
+            for t in range(n):
+                scores = (q[:, :, t : t + 1] @ K.transpose(-1, -2)) / dh**0.5
+                scores = scores.masked_fill(~allowed[t], float("-inf"))
+                outs.append(torch.softmax(scores, -1) @ V)
+            o = torch.cat(outs, dim=2)
+        else:
+            o = F.scaled_dot_product_attention(q, K, V, attn_mask=allowed)
+        keep = L if cfg.window is None else min(L, cfg.window - 1)
+        new = {"pos": pos + n, "k": K[:, :, L - keep :], "v": V[:, :, L - keep :]}
+        y = self.out_proj(o.transpose(1, 2).reshape(B, n, d))
+        return y, new, {}

@@ -1,0 +1,95 @@
+"""Continuum Memory System (PAPER.md §5; NL Eqs. 70-74).
+
+k MLP levels; level l holds fast weights theta^(l) that change every C_l tokens (its period, counted in
+tokens inside the sequence, DESIGN.md §3) by the sum of the chunk's per-token gradients of the
+next-token loss (Eq. 71, the sum read as t = i-C+1..i, §11.3):
+
+    theta^(l) <- theta^(l) - eta^(l) * sum_{t in chunk} grad_theta L_NTP(theta^(l); x_t)   every C_l tokens
+
+Variants (§5.2):
+- sequential (Eq. 70/73, Hope's default): the chain y = MLP^(f_k)(...MLP^(f_1)(x)), each level pre-norm
+  with a residual; every initial state is meta-learned by the outer loop.
+- independent (Eq. 74): the levels read the same input; outputs mixed by learnable softmax weights.
+- nested (Eq. 72): the chain, and each level is re-initialised at the end of the next-slower level's
+  period to an initial state that the slower level learns (first-order: it takes the slower level's
+  step with the summed gradients the faster level saw over that window).
+
+The gradients need the whole network's loss, so the update loop lives in nested.model (segments of
+gcd(C_l) tokens); this module holds the levels' parameters, forward, and state.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nested.config import ModelConfig
+
+
+class CMS(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, L = cfg.d_model, len(cfg.cms_periods)
+        self.periods = cfg.cms_periods
+        hid = max(4, cfg.mlp_mult * d // L)  # the levels share the FFN budget: matched size
+        self.up0 = nn.ParameterList([nn.Parameter(torch.randn(hid, d) / d**0.5) for _ in range(L)])
+        self.down0 = nn.ParameterList([nn.Parameter(torch.randn(d, hid) / hid**0.5 * 0.5) for _ in range(L)])
+        self.norms = nn.ModuleList([nn.RMSNorm(d) for _ in range(L)])
+        self.agg = nn.Parameter(torch.zeros(L)) if cfg.cms_variant == "independent" else None
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.periods)
+
+    def parent(self, level: int) -> int | None:
+        """The next-slower level (nested variant): the one whose period is the smallest larger one."""
+        slower = [j for j, p in enumerate(self.periods) if p > self.periods[level]]
+        return min(slower, key=lambda j: self.periods[j]) if slower else None
+
+    def init_state(self, batch: int) -> dict:
+        def per_item(p: Tensor) -> Tensor:
+            return p.unsqueeze(0).expand(batch, *p.shape).clone()
+
+        up = [per_item(p) for p in self.up0]
+        down = [per_item(p) for p in self.down0]
+        st = {
+            "up": up,
+            "down": down,
+            "acc_up": [torch.zeros_like(u) for u in up],
+            "acc_down": [torch.zeros_like(w) for w in down],
+            "lr_scale": [1.0] * self.n_levels,  # 0 freezes a level (eta -> 0)
+        }
+        if self.cfg.cms_variant == "nested":
+            st["meta_up"] = [u.clone() for u in up]
+            st["meta_down"] = [w.clone() for w in down]
+            st["meta_acc_up"] = [torch.zeros_like(u) for u in up]
+            st["meta_acc_down"] = [torch.zeros_like(w) for w in down]
+        return st
+
+    def level_mlp(self, level: int, x: Tensor, up: Tensor, down: Tensor) -> Tensor:
+        """MLP^(l)(x) with per-batch-item weights up (B, hid, d), down (B, d, hid)."""
+        h = F.gelu(torch.einsum("btd,bhd->bth", self.norms[level](x), up))
+        return torch.einsum("bth,bdh->btd", h, down)
+
+    def forward(self, x: Tensor, up: list[Tensor], down: list[Tensor]) -> Tensor:
+        if self.agg is not None:
+            w = torch.softmax(self.agg, 0)
+            return x + sum(w[i] * self.level_mlp(i, x, up[i], down[i]) for i in range(self.n_levels))
+        for i in range(self.n_levels):
+            x = x + self.level_mlp(i, x, up[i], down[i])
+        return x
+
+
+class MLP(nn.Module):
+    """A plain pre-norm FFN (the Transformer's level-1 block: frequency 0 at test time, §1.2)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm = nn.RMSNorm(cfg.d_model)
+        self.up = nn.Linear(cfg.d_model, cfg.mlp_mult * cfg.d_model, bias=False)
+        self.down = nn.Linear(cfg.mlp_mult * cfg.d_model, cfg.d_model, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.down(F.gelu(self.up(self.norm(x))))

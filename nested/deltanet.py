@@ -1,0 +1,81 @@
+"""Linear-attention family as matrix memories (PAPER.md §1.3e and §2): one GD step per token on an
+inner objective, run by the shared rank-one recurrence of nested.memory.
+
+    linear attention (Hebbian, Eq. 64):  S_t = a_t S_{t-1} + beta_t v_t k_t^T          (dot-product objective)
+    DeltaNet (delta rule, §2):           S_t = S_{t-1}(I - beta_t k_t k_t^T) + beta_t v_t k_t^T
+    gated DeltaNet:                      S_t = S_{t-1}(a_t I - beta_t k_t k_t^T) + beta_t v_t k_t^T
+    read y_t = S_t q_t
+
+The inner gradient of these rules does not depend on the state, so the chunk-parallel form is exact
+at any chunk size (unlike the deep memories, whose gradients are taken at the chunk start).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nested.config import ModelConfig
+from nested.layers import CausalConv, check_finite
+from nested.memory import RecurrenceInputs, run_recurrence
+from nested.selfmod import fold_heads, split_points, unfold_heads
+
+
+class DeltaNetMixer(nn.Module):
+    """rule = "delta" (DeltaNet), "gated_delta" (gated DeltaNet) or "hebbian" (linear attention)."""
+
+    def __init__(self, cfg: ModelConfig, rule: str = "delta"):
+        super().__init__()
+        if rule not in ("delta", "gated_delta", "hebbian"):
+            raise ValueError(f"unknown rule {rule!r}")
+        self.cfg, self.rule = cfg, rule
+        d, H = cfg.d_model, cfg.n_heads
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.gates = nn.Linear(d, 2 * H)  # beta (write strength), a (decay)
+        with torch.no_grad():
+            self.gates.weight.mul_(0.1)
+            self.gates.bias.copy_(torch.tensor([0.0] * H + [5.0] * H))
+        self.convs = nn.ModuleList([CausalConv(d, cfg.conv_width) for _ in range(3)])
+        self.out_norm = nn.RMSNorm(d)
+        self.out_proj = nn.Linear(d, d, bias=False)
+
+    def init_state(self, batch: int, device, dtype) -> dict:
+        H, dh = self.cfg.n_heads, self.cfg.head_dim
+        st = {"pos": 0, "S": torch.zeros(batch * H, dh, dh, device=device, dtype=dtype)}
+        for i, c in enumerate(self.convs):
+            st[f"conv{i}"] = c.init_state(batch, device, dtype)
+        return st
+
+    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0):
+        cfg = self.cfg
+        H = cfg.n_heads
+        B, n, _ = x.shape
+        new = dict(state)
+        parts = []
+        for i, (part, conv) in enumerate(zip(self.qkv(x).chunk(3, -1), self.convs, strict=True)):
+            c, new[f"conv{i}"] = conv(part, state[f"conv{i}"])
+            parts.append(fold_heads(F.silu(c), H))
+        q, k, v = F.normalize(parts[0], dim=-1), F.normalize(parts[1], dim=-1), parts[2]
+        g = torch.sigmoid(self.gates(x)).view(B, n, 2, H).permute(2, 0, 3, 1).reshape(2, B * H, n)
+        beta = g[0]
+        decay = g[1] if self.rule == "gated_delta" else torch.ones_like(beta)
+        S, outs = state["S"], []
+        for a, b in split_points(state["pos"], n, [cfg.chunk_size]):
+            sl = slice(a, b)
+            inp = RecurrenceInputs(
+                decay=decay[:, sl],
+                lr=beta[:, sl],
+                grads=-v[:, sl],  # dot-product gradient -v k^T; the delta rule adds the preconditioner
+                gkeys=k[:, sl],
+                precond=None if self.rule == "hebbian" else beta[:, sl],
+                pkeys=None if self.rule == "hebbian" else k[:, sl],
+                queries=q[:, sl],
+            )
+            r, S, _ = run_recurrence(S, None, inp, stepwise, read_after_write=True)
+            outs.append(r)
+        check_finite({"S": S}, layer, self.rule)
+        new.update(pos=state["pos"] + n, S=S)
+        y = self.out_proj(self.out_norm(unfold_heads(torch.cat(outs, 1), H)))
+        record = {"eta": beta.view(B, H, n).transpose(1, 2), "alpha": decay.view(B, H, n).transpose(1, 2)}
+        return y, new, record

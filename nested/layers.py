@@ -1,0 +1,104 @@
+"""Small shared pieces: causal depthwise convolution with carried state, rotary positions, and the
+2-layer residual MLP memory (PAPER.md Eqs. 89/91) with its closed-form inner gradients (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nested.errors import NonFiniteMemoryError
+
+
+class CausalConv(nn.Module):
+    """Depthwise causal convolution over time, width w (PAPER.md §3 and §6: "local convolutions with
+    window 4"). State = the last w-1 inputs, so a sequence streamed in pieces gives the same output."""
+
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        self.width = width
+        w = torch.zeros(channels, width)
+        w[:, -1] = 1.0  # start as identity: the memory sees the token itself
+        self.weight = nn.Parameter(w + 0.02 * torch.randn(channels, width))
+
+    def init_state(self, n: int, device, dtype) -> Tensor:
+        return torch.zeros(n, self.width - 1, self.weight.shape[0], device=device, dtype=dtype)
+
+    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """x: (N, T, ch); state: (N, w-1, ch) -> (N, T, ch), new state."""
+        T = x.shape[1]
+        full = torch.cat([state, x], dim=1)
+        y = sum(full[:, j : j + T] * self.weight[:, j] for j in range(self.width))
+        return y, full[:, full.shape[1] - (self.width - 1) :]
+
+
+def rope(x: Tensor, positions: Tensor, base: float) -> Tensor:
+    """Rotary position embedding on the last dim of x (..., T, d) at absolute `positions` (T,)."""
+    d = x.shape[-1]
+    half = d // 2
+    freqs = base ** (-torch.arange(half, device=x.device, dtype=x.dtype) / half)
+    ang = positions.to(x.dtype)[:, None] * freqs[None]
+    cos, sin = ang.cos(), ang.sin()
+    x1, x2 = x[..., :half], x[..., half : 2 * half]
+    out = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return torch.cat([out, x[..., 2 * half :]], dim=-1) if d % 2 else out
+
+
+# ----------------------------------------------------------------------------------------------
+# Residual MLP memory bank: M memories sharing an input, M(x) = x + W1 silu(W2 x)  (Eqs. 89/91)
+# W1: (N, M, d, h), W2: (N, M, h, d).
+# ----------------------------------------------------------------------------------------------
+
+
+def silu_grad(z: Tensor) -> Tensor:
+    s = torch.sigmoid(z)
+    return s * (1 + z * (1 - s))
+
+
+def bank_forward(W1: Tensor, W2: Tensor, x: Tensor) -> Tensor:
+    """All M memories applied to the shared input x (N, T, d) -> (N, M, T, d)."""
+    z = torch.einsum("nmhd,ntd->nmth", W2, x)
+    return x[:, None] + torch.einsum("nmdh,nmth->nmtd", W1, F.silu(z))
+
+
+def bank_forward_each(W1: Tensor, W2: Tensor, x: Tensor) -> Tensor:
+    """Memory m applied to its own input x[:, m] (N, M, T, d) -> (N, M, T, d)."""
+    z = torch.einsum("nmhd,nmtd->nmth", W2, x)
+    return x + torch.einsum("nmdh,nmth->nmtd", W1, F.silu(z))
+
+
+def bank_inner_grads(W1: Tensor, W2: Tensor, k: Tensor, target: Tensor, objective: str, sign: str):
+    """Closed-form inner gradients of every memory at state (W1, W2), for each token's key k (N, T, d)
+    and target (N, M, T, d). Returns (e, hidden, g2, loss):
+
+    - l2 objective (Eq. 93): L = 1/2 ||M(k) - v_hat||^2, e = dL/dy = M(k) - v_hat;
+    - dot objective (Eq. 92): L = -<M(k), v_hat>, e = -v_hat ("corrected") or +v_hat ("printed").
+
+    grad W1 = e hidden^T (key: hidden = silu(W2 k)); grad W2 = g2 k^T with g2 = (W1^T e) * silu'(W2 k).
+    `loss` (N, M, T) is the L2 inner loss 1/2 ||M(k) - v_hat||^2, the memory's "surprise"."""
+    z = torch.einsum("nmhd,ntd->nmth", W2, k)
+    hidden = F.silu(z)
+    y = k[:, None] + torch.einsum("nmdh,nmth->nmtd", W1, hidden)
+    err = y - target
+    loss = 0.5 * (err * err).sum(-1)
+    if objective == "l2":
+        e = err
+    else:
+        e = -target if sign == "corrected" else target
+    g2 = torch.einsum("nmdh,nmtd->nmth", W1, e) * silu_grad(z)
+    return e, hidden, g2, loss
+
+
+def clip_scale(e: Tensor, hidden: Tensor, g2: Tensor, k: Tensor, max_norm: float) -> Tensor:
+    """Per-token scale (N, M, T, 1) that clips the Frobenius norm of the whole inner gradient
+    ||e h^T||^2 + ||g2 k^T||^2 = |e|^2 |h|^2 + |g2|^2 |k|^2 to max_norm."""
+    sq = (e * e).sum(-1) * (hidden * hidden).sum(-1) + (g2 * g2).sum(-1) * (k * k).sum(-1)[:, None]
+    norm = sq.clamp_min(1e-24).sqrt()
+    return (max_norm / norm).clamp(max=1.0)[..., None]
+
+
+def check_finite(tensors: dict[str, Tensor], layer: int, where: str) -> None:
+    """Raise NonFiniteMemoryError naming the layer and the memory when any state is NaN/inf."""
+    for name, t in tensors.items():
+        if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise NonFiniteMemoryError(layer=layer, memory=f"{where}.{name}")

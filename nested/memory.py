@@ -1,0 +1,221 @@
+"""Associative memories and their inner rules (PAPER.md §1.1, §2, §4).
+
+Convention (PAPER.md §2): a matrix memory W has shape (out, in) and reads y = W k (column vectors).
+Batched tensors put the batch (or batch x heads) first: W is (N, out, in), a key sequence is (N, C, in).
+
+Two groups live here:
+
+1. One-step inner rules on a linear memory, each the closed-form solution of one proximal step of an
+   inner objective (Eq. 6 and the proximal form of §1.1):
+   - Hebbian / linear attention, dot-product objective (Eq. 64):  W <- a W + eta v k^T
+   - delta rule, L2 objective (§2):                                W <- W (I - eta k k^T) + eta v k^T
+   - gated delta rule (§2):                                        W <- W (a I - eta k k^T) + eta v k^T
+   - DGD, delta gradient descent (Eq. 56/57):  W <- W (I - eta' x x^T) - eta' grad_y x^T,
+     eta' = eta / (1 + eta ||x||^2)
+
+2. The generic rank-one linear recurrence that every memory layer of the library runs
+   (self-modifying Titans Eq. 88, Titans §3, DeltaNet):
+
+       S_t = b_t S_{t-1} + c_t g_t gk_t^T                      (momentum; S_t = c_t g_t gk_t^T when off)
+       W_t = a_t W_{t-1} - p_t (W_{t-1} pk_t) pk_t^T - S_t      (decay, DGD preconditioner, gradient step)
+
+   with g_t gk_t^T the inner gradient of token t (precomputed, PAPER.md §4.3), in two schedules that
+   compute the same function: `recurrence_step` (the literal per-token loop) and `recurrence_chunk`
+   (chunk-parallel: cumulative decays, one unit-triangular solve for the preconditioner's
+   self-interaction, then matmuls; the DeltaNet/TTT "dual form" of DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+# ----------------------------------------------------------------------------------------------
+# 1. One-step rules on a linear memory
+# ----------------------------------------------------------------------------------------------
+
+
+def hebbian_update(W: Tensor, k: Tensor, v: Tensor, eta: float = 1.0, decay: float = 1.0) -> Tensor:
+    """Dot-product (Hebbian) rule, Eq. 64: one GD step on L = -<W k, v> plus decay.
+
+    W_t = a W_{t-1} + eta v k^T. State-independent: it cannot overwrite (PAPER.md §2)."""
+    return decay * W + eta * torch.outer(v, k)
+
+
+def delta_update(W: Tensor, k: Tensor, v: Tensor, eta: float) -> Tensor:
+    """Delta rule (PAPER.md §2): one GD step on L = 1/2 ||W k - v||^2.
+
+    W_t = W_{t-1} - eta (W_{t-1} k - v) k^T = W_{t-1}(I - eta k k^T) + eta v k^T
+    (right multiplication in the y = W k convention; see the Eq. 65 note in docs/FIDELITY.md)."""
+    return W - eta * torch.outer(W @ k - v, k)
+
+
+def gated_delta_update(W: Tensor, k: Tensor, v: Tensor, eta: float, decay: float) -> Tensor:
+    """Gated delta rule (PAPER.md §2): W_t = W_{t-1}(a I - eta k k^T) + eta v k^T."""
+    return decay * W - eta * torch.outer(W @ k, k) + eta * torch.outer(v, k)
+
+
+def dgd_eta_prime(eta: float | Tensor, x: Tensor) -> Tensor:
+    """The DGD step size of Eq. 57: eta' = eta / (1 + eta ||x||^2) (App. C, corrected; PAPER.md §2)."""
+    return eta / (1.0 + eta * (x * x).sum(-1))
+
+
+def dgd_update(W: Tensor, x: Tensor, grad_y: Tensor, eta: float) -> Tensor:
+    """Delta gradient descent, Eq. 57: the exact minimiser of Eq. 56,
+
+        argmin_W 1/2 ||W x - u||^2 + 1/(2 eta) ||W - W_t||^2,   u = -grad_y L(W_t; x)
+
+    W_{t+1} = W_t (I - eta' x x^T) - eta' grad_y x^T,  eta' = eta / (1 + eta ||x||^2)."""
+    ep = dgd_eta_prime(eta, x)
+    return W - ep * torch.outer(W @ x, x) - ep * torch.outer(grad_y, x)
+
+
+def dgd_proximal_minimiser(W: Tensor, x: Tensor, grad_y: Tensor, eta: float) -> Tensor:
+    """The Eq. 56 objective solved by its normal equations (a linear solve, no Sherman-Morrison):
+    W (x x^T + I/eta) = u x^T + W_t / eta. Used as the oracle for `dgd_update`."""
+    u = -grad_y
+    A = torch.outer(x, x) + torch.eye(x.numel(), dtype=x.dtype) / eta
+    rhs = torch.outer(u, x) + W / eta
+    return torch.linalg.solve(A, rhs.T).T
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. The rank-one linear recurrence in two schedules
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RecurrenceInputs:
+    """Per-token inputs of the recurrence for one chunk (or any run of tokens).
+
+    decay a: (N, C); precond p: (N, C) or None (no DGD term); pkeys: (N, C, in) keys of the
+    preconditioner; lr c: (N, C); grads g: (N, C, out); gkeys: (N, C, in); mom b: (N, C) or None
+    (momentum off). Queries (N, C, in) or None: what to read from the memory at each token."""
+
+    decay: Tensor
+    lr: Tensor
+    grads: Tensor
+    gkeys: Tensor
+    precond: Tensor | None = None
+    pkeys: Tensor | None = None
+    mom: Tensor | None = None
+    queries: Tensor | None = None
+
+
+def recurrence_step(
+    W: Tensor, S: Tensor | None, inp: RecurrenceInputs, read_after_write: bool = False
+) -> tuple[Tensor | None, Tensor, Tensor | None]:
+    """The literal per-token recurrence (Eq. 88 with momentum, Titans §3): a Python loop over tokens.
+
+    Returns (reads (N, C, out) or None, W after the last token, S after the last token)."""
+    reads = []
+    for t in range(inp.grads.shape[1]):
+        q = inp.queries[:, t] if inp.queries is not None else None
+        if q is not None and not read_after_write:
+            reads.append(torch.einsum("noi,ni->no", W, q))
+        grad = inp.lr[:, t, None, None] * torch.einsum("no,ni->noi", inp.grads[:, t], inp.gkeys[:, t])
+        if inp.mom is not None:
+            S = inp.mom[:, t, None, None] * S + grad
+            step = S
+        else:
+            step = grad
+        W_new = inp.decay[:, t, None, None] * W - step
+        if inp.precond is not None:
+            pk = inp.pkeys[:, t]
+            u = torch.einsum("noi,ni->no", W, pk)
+            W_new = W_new - inp.precond[:, t, None, None] * torch.einsum("no,ni->noi", u, pk)
+        W = W_new
+        if q is not None and read_after_write:
+            reads.append(torch.einsum("noi,ni->no", W, q))
+    out = torch.stack(reads, 1) if reads else None
+    return out, W, S
+
+
+def _log_cum(x: Tensor) -> Tensor:
+    return torch.cumsum(torch.log(x.clamp_min(1e-30)), dim=1)
+
+
+def _ratio(lc: Tensor, strict: bool, shift: Tensor | None = None) -> Tensor:
+    """L[t, i] = exp(lc_t - lc_i) for i <= t (i < t when strict), else 0. `shift` subtracts a
+    per-row log (turns row t into row t-1 of the inclusive matrix). Masked before exp: no inf."""
+    C = lc.shape[1]
+    rows = lc[:, :, None] if shift is None else (lc - shift)[:, :, None]
+    diff = rows - lc[:, None, :]
+    mask = torch.ones(C, C, dtype=torch.bool, device=lc.device).tril(-1 if strict else 0)
+    return torch.where(mask, diff, torch.full_like(diff, -torch.inf)).exp()
+
+
+def recurrence_chunk(
+    W: Tensor, S: Tensor | None, inp: RecurrenceInputs, read_after_write: bool = False
+) -> tuple[Tensor | None, Tensor, Tensor | None]:
+    """The same function as `recurrence_step`, chunk-parallel (no loop over tokens).
+
+    With A_t = prod_{i<=t} a_i, LA[t,i] = A_t/A_i, LB[i,j] = B_i/B_j (B the momentum product) and
+    D = LA @ LB, unrolling gives
+
+        W_t = A_t W_0 - s_t S_0 - sum_{i<=t} LA[t,i] p_i u_i pk_i^T - sum_{j<=t} D[t,j] c_j g_j gk_j^T,
+
+    s = LA @ B, where u_i = W_{i-1} pk_i solves the unit lower-triangular system
+    (I + T) U = R, T[i,j] = LA'[i,j] p_j <pk_j, pk_i> (LA' the strictly lower "state before i" form)."""
+    a, c, G, GK = inp.decay, inp.lr, inp.grads, inp.gkeys
+    C = G.shape[1]
+    la = _log_cum(a)
+    loga = torch.log(a.clamp_min(1e-30))
+    LA = _ratio(la, strict=False)
+    LAp = _ratio(la, strict=True, shift=loga)  # LAp[i, j] = A_{i-1} / A_j for j < i
+    A = la.exp()
+    Ap = (la - loga).exp()  # A_{i-1}, with A_{-1} = 1
+    if inp.mom is not None:
+        lb = _log_cum(inp.mom)
+        LB = _ratio(lb, strict=False)
+        Bc = lb.exp()
+        D, Dp = LA @ LB, LAp @ LB
+        s, sp = (LA @ Bc[:, :, None])[..., 0], (LAp @ Bc[:, :, None])[..., 0]
+    else:
+        D, Dp = LA, LAp
+    cG = c[:, :, None] * G  # (N, C, out)
+
+    def read(Qx: Tensor, inclusive: bool, U: Tensor | None) -> Tensor:
+        Lm, Dm, Am = (LA, D, A) if inclusive else (LAp, Dp, Ap)
+        r = Am[:, :, None] * (Qx @ W.transpose(1, 2))
+        if S is not None and inp.mom is not None:
+            sm = s if inclusive else sp
+            r = r - sm[:, :, None] * (Qx @ S.transpose(1, 2))
+        r = r - (Dm * (Qx @ GK.transpose(1, 2))) @ cG
+        if U is not None:
+            r = r - (Lm * (Qx @ inp.pkeys.transpose(1, 2)) * inp.precond[:, None, :]) @ U
+        return r
+
+    U = None
+    if inp.precond is not None:
+        PK = inp.pkeys
+        R = read(PK, inclusive=False, U=None)
+        T = LAp * (PK @ PK.transpose(1, 2)) * inp.precond[:, None, :]
+        eye = torch.eye(C, dtype=T.dtype, device=T.device)
+        U = torch.linalg.solve_triangular(eye + T, R, upper=False, unitriangular=True)
+
+    reads = None
+    if inp.queries is not None:
+        reads = read(inp.queries, inclusive=read_after_write, U=U)
+
+    last_A = A[:, -1]
+    W_new = last_A[:, None, None] * W - (D[:, -1, :, None] * cG).transpose(1, 2) @ GK
+    if U is not None:
+        W_new = W_new - ((LA[:, -1] * inp.precond)[:, :, None] * U).transpose(1, 2) @ inp.pkeys
+    S_new = None
+    if inp.mom is not None:
+        S_new = (LB[:, -1, :, None] * cG).transpose(1, 2) @ GK
+        if S is not None:
+            W_new = W_new - s[:, -1, None, None] * S
+            S_new = S_new + Bc[:, -1, None, None] * S
+    return reads, W_new, S_new
+
+
+def run_recurrence(
+    W: Tensor, S: Tensor | None, inp: RecurrenceInputs, stepwise: bool, read_after_write: bool = False
+):
+    """Dispatch to the literal loop (`stepwise=True`) or the chunk-parallel form."""
+    fn = recurrence_step if stepwise else recurrence_chunk
+    return fn(W, S, inp, read_after_write=read_after_write)

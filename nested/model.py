@@ -1,0 +1,327 @@
+"""The language model every registry entry builds: embed -> n_layers x [mixer, FFN or CMS] -> head.
+
+One function, two schedules (DESIGN.md §2): `model(tokens)` runs chunk-parallel matmuls,
+`model.stream(tokens, state)` runs the literal per-token recurrences; both compute the same logits.
+
+Block wiring (PAPER.md §6 [INFERENCE], modelled on Titans): h = x + Mixer(Norm(x)), then the FFN
+(pre-norm residual MLP) or the CMS chain (each level pre-norm residual), then a final norm and the head.
+
+CMS levels learn inside the sequence from the next-token loss (Eq. 71). The run is cut into segments of
+G = gcd(C_l) tokens. A segment's logits wait until the token after it arrives (the target of its last
+position); then the summed loss of the segment is differentiated with respect to the level weights used
+in that segment, the gradients are added to each level's accumulator, and a level whose period ends
+there takes its step before the next token is read. A partial segment and partial level chunks carry
+over in the state to the next call. Generated tokens never reach this path (they are not targets).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nested.attention import Attention
+from nested.cms import CMS, MLP
+from nested.config import ModelConfig
+from nested.deltanet import DeltaNetMixer
+from nested.layers import check_finite
+from nested.selfmod import SelfModifyingTitans, split_points
+from nested.titans import TitansMemory
+from nested.trace import Trace, UpdateEvent
+
+
+def make_mixer(cfg: ModelConfig) -> nn.Module:
+    if cfg.mixer == "selfmod":
+        return SelfModifyingTitans(cfg)
+    if cfg.mixer == "attention":
+        return Attention(cfg)
+    if cfg.mixer == "titans":
+        return TitansMemory(cfg)
+    if cfg.mixer == "deltanet":
+        return DeltaNetMixer(cfg, rule=cfg.extra.get("rule", "delta"))
+    if cfg.mixer == "linear":
+        return DeltaNetMixer(cfg, rule="hebbian")
+    raise ValueError(f"unknown mixer {cfg.mixer!r}")
+
+
+@dataclass
+class StreamResult:
+    logits: Tensor  # (B, T, V)
+    state: dict  # pass back in to continue the stream
+    trace: Trace | None = None
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm = nn.RMSNorm(cfg.d_model)
+        self.mixer = make_mixer(cfg)
+        self.ffn = CMS(cfg) if cfg.ffn == "cms" else MLP(cfg)
+
+
+class NestedLM(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
+        self.norm_f = nn.RMSNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.segment = math.gcd(*cfg.cms_periods) if cfg.ffn == "cms" else None
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.weight.device
+
+    # -- state -----------------------------------------------------------------------------------
+    def init_state(self, batch: int) -> dict:
+        """Fresh state from the meta-learned initial memories: one per batch item, nothing shared."""
+        dev, dt = self.device, self.embed.weight.dtype
+        return {
+            "pos": 0,
+            "mixer": [b.mixer.init_state(batch, dev, dt) for b in self.blocks],
+            "cms": [b.ffn.init_state(batch) if self.segment else None for b in self.blocks],
+            "pending": None,
+            "batch": batch,
+        }
+
+    # -- public API ------------------------------------------------------------------------------
+    def forward(self, tokens: Tensor) -> Tensor:
+        """(B, T) int64 -> (B, T, V) logits; the chunk-parallel schedule from a fresh state."""
+        return self._run(tokens, None, stepwise=False, trace=None)[0]
+
+    def run(self, tokens: Tensor, state: dict | None = None) -> StreamResult:
+        """The chunk-parallel schedule with explicit state in and out (streaming in large pieces)."""
+        logits, state = self._run(tokens, state, stepwise=False, trace=None)
+        return StreamResult(logits, state, None)
+
+    def stream(self, tokens: Tensor, state: dict | None = None, trace: bool = True, top_k: int = 5) -> StreamResult:
+        """The same function one token at a time; records a Trace of batch item 0 when `trace`."""
+        tokens = self._check_tokens(tokens)
+        tr = Trace(n_layers=self.cfg.n_layers, top_k=top_k) if trace else None
+        logits, state = self._run(tokens, state, stepwise=True, trace=tr)
+        return StreamResult(logits, state, tr)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _check_tokens(self, tokens: Tensor) -> Tensor:
+        if tokens.dim() == 1:
+            tokens = tokens[None]
+        if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"tokens must be a (B, T) integer tensor, got {tuple(tokens.shape)} {tokens.dtype}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.vocab_size):
+            raise ValueError(f"token ids must lie in [0, {self.cfg.vocab_size})")
+        return tokens.long().to(self.device)
+
+    def _run(self, tokens: Tensor, state: dict | None, stepwise: bool, trace: Trace | None):
+        tokens = self._check_tokens(tokens)
+        B, T = tokens.shape
+        state = self.init_state(B) if state is None else dict(state)
+        if state["pending"] is not None:  # never mutate the caller's state: it may be reused
+            state["pending"] = {k: list(v) if isinstance(v, list) else v for k, v in state["pending"].items()}
+        if state["batch"] != B:
+            raise ValueError(f"state is for batch {state['batch']}, tokens have batch {B}")
+        outer_grad = torch.is_grad_enabled()
+        pos0 = state["pos"]
+        if stepwise:
+            pieces = [(t, t + 1) for t in range(T)]
+        elif self.segment:
+            pieces = split_points(pos0, T, [self.segment])
+        else:
+            pieces = [(0, T)]
+        outs = []
+        ctx = torch.enable_grad() if self.segment else nullcontext()
+        with ctx:
+            for a, b in pieces:
+                tok = tokens[:, a:b]
+                if self.segment and state["pos"] % self.segment == 0:
+                    if state["pending"] is not None:
+                        self._resolve(state, tok[:, 0], outer_grad, trace)
+                    self._open_segment(state, outer_grad)
+                elif not outer_grad and not self.segment:
+                    state["mixer"] = _detach(state["mixer"])
+                logits = self._forward_piece(tok, state, stepwise, trace)
+                if self.segment:
+                    state["pending"]["logits"].append(logits)
+                    state["pending"]["tokens"].append(tok)
+                outs.append(logits if outer_grad else logits.detach())
+        if trace is not None and T:
+            trace.meta["start"] = pos0
+        return torch.cat(outs, 1) if outs else tokens.new_zeros(B, 0, self.cfg.vocab_size).float(), state
+
+    def _forward_piece(self, tok: Tensor, state: dict, stepwise: bool, trace: Trace | None) -> Tensor:
+        x = self.embed(tok)
+        mixers, records = list(state["mixer"]), []
+        for i, blk in enumerate(self.blocks):
+            h, mixers[i], rec = blk.mixer(blk.norm(x), mixers[i], stepwise, layer=i)
+            records.append(rec)
+            x = x + h
+            if self.segment:
+                cms = state["cms"][i]
+                x = blk.ffn(x, cms["up"], cms["down"])
+            else:
+                x = blk.ffn(x)
+        logits = self.head(self.norm_f(x))
+        state["mixer"] = mixers
+        state["pos"] += tok.shape[1]
+        if trace is not None:
+            self._record_token(trace, tok, logits, state, records)
+        return logits
+
+    # -- CMS segments ----------------------------------------------------------------------------
+    def _open_segment(self, state: dict, outer_grad: bool) -> None:
+        """New tensors for the level weights of this segment, so its gradients cover its tokens only."""
+        cms = []
+        for c in state["cms"]:
+            c = dict(c)
+            if outer_grad:
+                c["up"] = [u.clone() for u in c["up"]]
+                c["down"] = [w.clone() for w in c["down"]]
+            else:
+                c["up"] = [u.detach().requires_grad_(True) for u in c["up"]]
+                c["down"] = [w.detach().requires_grad_(True) for w in c["down"]]
+            cms.append(c)
+        state["cms"] = cms
+        if not outer_grad:
+            state["mixer"] = _detach(state["mixer"])
+        state["pending"] = {"logits": [], "tokens": [], "start": state["pos"]}
+
+    def _resolve(self, state: dict, next_token: Tensor, outer_grad: bool, trace: Trace | None) -> None:
+        """The segment's last target has arrived: sum its next-token losses, take the gradients with
+        respect to its level weights, accumulate them, and step every level whose period ends here."""
+        pend = state["pending"]
+        logits = torch.cat(pend["logits"], 1)
+        toks = torch.cat(pend["tokens"] + [next_token[:, None]], 1)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), toks[:, 1:].reshape(-1), reduction="sum")
+        params = [t for c in state["cms"] for t in c["up"] + c["down"]]
+        second = self.cfg.cms_second_order and outer_grad
+        grads = torch.autograd.grad(loss, params, retain_graph=outer_grad, create_graph=second, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else (g if second else g.detach()) for p, g in zip(params, grads, strict=True)]
+        end = state["pos"]
+        new_cms = []
+        gi = 0
+        for layer, (c, blk) in enumerate(zip(state["cms"], self.blocks, strict=True)):
+            L = blk.ffn.n_levels
+            g_up, g_down = grads[gi : gi + L], grads[gi + L : gi + 2 * L]
+            gi += 2 * L
+            new_cms.append(self._step_levels(blk.ffn, c, g_up, g_down, end, layer, trace))
+        state["cms"] = new_cms
+        state["pending"] = None
+
+    def _step_levels(self, cms: CMS, c: dict, g_up, g_down, end: int, layer: int, trace: Trace | None) -> dict:
+        c = {k: (list(v) if isinstance(v, list) else v) for k, v in c.items()}
+        nested = self.cfg.cms_variant == "nested"
+        for lv, period in enumerate(cms.periods):
+            c["acc_up"][lv] = c["acc_up"][lv] + g_up[lv]
+            c["acc_down"][lv] = c["acc_down"][lv] + g_down[lv]
+            if nested:
+                c["meta_acc_up"][lv] = c["meta_acc_up"][lv] + g_up[lv]
+                c["meta_acc_down"][lv] = c["meta_acc_down"][lv] + g_down[lv]
+        for lv, period in enumerate(cms.periods):
+            if end % period:
+                continue
+            lr = self.cfg.cms_lr * c["lr_scale"][lv]
+            d_up, d_down = _clip_pair(c["acc_up"][lv], c["acc_down"][lv], self.cfg.cms_clip)
+            c["up"][lv] = c["up"][lv] - lr * d_up
+            c["down"][lv] = c["down"][lv] - lr * d_down
+            c["acc_up"][lv] = torch.zeros_like(c["acc_up"][lv])
+            c["acc_down"][lv] = torch.zeros_like(c["acc_down"][lv])
+            check_finite({f"level{lv}.up": c["up"][lv], f"level{lv}.down": c["down"][lv]}, layer, "cms")
+            if trace is not None:
+                norm = lr * float(torch.sqrt((d_up[0] ** 2).sum() + (d_down[0] ** 2).sum()))
+                trace.updates.append(UpdateEvent(end - 1, layer, f"cms[{lv}]", period, norm))
+        if nested:
+            for lv in range(cms.n_levels):
+                parent = cms.parent(lv)
+                if parent is None or end % cms.periods[parent]:
+                    continue
+                lr = self.cfg.cms_lr * c["lr_scale"][parent]
+                d_up, d_down = _clip_pair(c["meta_acc_up"][lv], c["meta_acc_down"][lv], self.cfg.cms_clip)
+                c["meta_up"][lv] = c["meta_up"][lv] - lr * d_up
+                c["meta_down"][lv] = c["meta_down"][lv] - lr * d_down
+                c["up"][lv], c["down"][lv] = c["meta_up"][lv], c["meta_down"][lv]
+                c["meta_acc_up"][lv] = torch.zeros_like(d_up)
+                c["meta_acc_down"][lv] = torch.zeros_like(d_down)
+                if trace is not None:
+                    trace.updates.append(UpdateEvent(end - 1, layer, f"cms[{lv}].init", cms.periods[parent]))
+        return c
+
+    # -- tracing ---------------------------------------------------------------------------------
+    def _record_token(self, trace: Trace, tok: Tensor, logits: Tensor, state: dict, records: list) -> None:
+        H = self.cfg.n_heads
+        pos = state["pos"] - 1
+        with torch.no_grad():
+            probs = torch.softmax(logits[0, -1].float(), -1)
+            prev = state.get("last_probs")
+            if prev is not None:  # the previous prediction's target is this token
+                loss_prev = float(-torch.log(prev[int(tok[0, 0])].clamp_min(1e-30)))
+                if trace.loss:
+                    trace.loss[-1] = loss_prev
+                else:
+                    trace.meta["prev_loss"] = loss_prev
+            state["last_probs"] = probs
+            k = min(trace.top_k, probs.numel())
+            p, ids = probs.topk(k)
+            trace.tokens.append(int(tok[0, 0]))
+            trace.topk_ids.append(ids.cpu().numpy())
+            trace.topk_probs.append(p.cpu().numpy())
+            trace.loss.append(float("nan"))
+            for name in ("eta", "alpha", "surprise"):
+                row = torch.full((self.cfg.n_layers, H), float("nan"))
+                for i, rec in enumerate(records):
+                    if name in rec:
+                        row[i] = rec[name][0, -1].float().cpu()
+                getattr(trace, name).append(row.numpy())
+            for i, blk in enumerate(self.blocks):
+                for comp in mixer_components(blk.mixer):
+                    trace.updates.append(UpdateEvent(pos, i, comp, 1))
+                snap = memory_snapshot(blk.mixer, state["mixer"][i])
+                if snap is not None:
+                    buf = trace.snapshots.setdefault(i, [])
+                    buf.append((pos, snap))
+                    if len(buf) > trace.max_snapshots:
+                        del buf[0]
+
+
+def mixer_components(mixer: nn.Module) -> list[str]:
+    """The mixer's per-token writers, as named in traces and in nested.levels."""
+    if isinstance(mixer, SelfModifyingTitans):
+        return list(mixer.names)
+    if isinstance(mixer, TitansMemory):
+        return ["titans_memory"]
+    if isinstance(mixer, DeltaNetMixer):
+        return [f"{mixer.rule}_memory"]
+    return ["attention_cache"]
+
+
+def memory_snapshot(mixer: nn.Module, st: dict):
+    """The matrix the app draws for a layer (batch item 0, head 0), as float32 numpy."""
+    if isinstance(mixer, SelfModifyingTitans):
+        return st["W2"][0, mixer.i_mem].detach().float().cpu().numpy()
+    if isinstance(mixer, TitansMemory):
+        return st["W2"][0, 0].detach().float().cpu().numpy()
+    if isinstance(mixer, DeltaNetMixer):
+        return st["S"][0].detach().float().cpu().numpy()
+    return None
+
+
+def _clip_pair(a: Tensor, b: Tensor, max_norm: float) -> tuple[Tensor, Tensor]:
+    """Clip the joint per-batch-item norm of two (B, ...) updates."""
+    sq = a.flatten(1).pow(2).sum(1) + b.flatten(1).pow(2).sum(1)
+    scale = (max_norm / sq.clamp_min(1e-24).sqrt()).clamp(max=1.0)
+    shape = (-1,) + (1,) * (a.dim() - 1)
+    return a * scale.view(shape), b * scale.view(shape)
+
+
+def _detach(obj):
+    if isinstance(obj, Tensor):
+        return obj.detach()
+    if isinstance(obj, dict):
+        return {k: _detach(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_detach(v) for v in obj]
+    return obj

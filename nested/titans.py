@@ -1,0 +1,112 @@
+"""Titans neural long-term memory (PAPER.md §3; Titans arXiv 2501.00663), the LMM mixer.
+
+    k_t = normalize(silu(conv(x_t W_K))), v_t = silu(conv(x_t W_V)), q_t = normalize(silu(conv(x_t W_Q)))
+    l(M; x_t) = 1/2 || M(k_t) - v_t ||^2                                      (associative L2 loss)
+    S_t = eta_t S_{t-1} - theta_t grad l(M_{t'}; x_t)                        (surprise with momentum)
+    M_t = (1 - alpha_t) M_{t-1} + S_t                                         (forgetting gate)
+    y_t = M_t(q_t)   (Titans' notation; `read_after_write=False` gives Hope's M_{t-1}(q_t))
+
+Gates are data-dependent per token and head: theta_t = sigmoid(x w_theta) * max_lr, eta_t = sigmoid(x w_eta),
+alpha_t = sigmoid(x w_alpha) (lucidrains' parameterisation, PAPER.md §3 [INFERENCE]). Gradients in a chunk
+are taken at the chunk-start state M_{t'} (the chunk-wise parallel form of §3). The memory is the same
+2-layer residual MLP as Hope's, so the comparison isolates self-modification and CMS.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nested.config import ModelConfig
+from nested.layers import CausalConv, bank_inner_grads, check_finite, clip_scale
+from nested.memory import RecurrenceInputs, run_recurrence
+from nested.selfmod import fold_heads, split_points, unfold_heads
+
+
+class TitansMemory(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        H, dh, d = cfg.n_heads, cfg.head_dim, cfg.d_model
+        hm = cfg.mem_mult * dh
+        self.W1_0 = nn.Parameter(0.02 * torch.randn(H, 1, dh, hm))
+        self.W2_0 = nn.Parameter(torch.randn(H, 1, hm, dh) / dh**0.5)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.gates = nn.Linear(d, 3 * H)  # theta, eta (momentum decay), alpha (forget)
+        with torch.no_grad():
+            self.gates.weight.mul_(0.1)
+            self.gates.bias.copy_(torch.tensor([-1.0] * H + [0.0] * H + [-5.0] * H))
+        self.convs = nn.ModuleList([CausalConv(d, cfg.conv_width) for _ in range(3)])
+        self.out_norm = nn.RMSNorm(d)
+        self.out_proj = nn.Linear(d, d, bias=False)
+
+    def init_state(self, batch: int, device, dtype) -> dict:
+        H = self.cfg.n_heads
+
+        def per_item(p: Tensor) -> Tensor:
+            return p.unsqueeze(0).expand(batch, *p.shape).reshape(batch * H, *p.shape[1:])
+
+        W1, W2 = per_item(self.W1_0), per_item(self.W2_0)
+        st = {"pos": 0, "W1": W1, "W2": W2, "F1": W1, "F2": W2}
+        st["S1"], st["S2"] = torch.zeros_like(W1), torch.zeros_like(W2)
+        for i, c in enumerate(self.convs):
+            st[f"conv{i}"] = c.init_state(batch, device, dtype)
+        return st
+
+    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0):
+        outs, recs = [], []
+        for a, b in split_points(state["pos"], x.shape[1], [self.cfg.chunk_size]):
+            y, state, rec = self._piece(x[:, a:b], state, stepwise)
+            outs.append(y)
+            recs.append(rec)
+        check_finite({k: state[k] for k in ("W1", "W2")}, layer, "titans")
+        return torch.cat(outs, 1), state, {k: torch.cat([r[k] for r in recs], 1) for k in recs[0]}
+
+    def _piece(self, x: Tensor, state: dict, stepwise: bool):
+        cfg = self.cfg
+        H, dh = cfg.n_heads, cfg.head_dim
+        B, n, _ = x.shape
+        if state["pos"] % cfg.chunk_size == 0:
+            F1, F2 = state["W1"], state["W2"]
+        else:
+            F1, F2 = state["F1"], state["F2"]
+        new = dict(state)
+        qkv = []
+        for i, (part, conv) in enumerate(zip(self.qkv(x).chunk(3, -1), self.convs, strict=True)):
+            c, new[f"conv{i}"] = conv(part, state[f"conv{i}"])
+            qkv.append(fold_heads(F.silu(c), H))
+        q, k, v = F.normalize(qkv[0], dim=-1), F.normalize(qkv[1], dim=-1), qkv[2]
+        g = torch.sigmoid(self.gates(x)).view(B, n, 3, H).permute(2, 0, 3, 1).reshape(3, B * H, n)
+        theta, eta, alpha = g[0] * cfg.titans_max_lr, g[1], g[2]
+
+        e, hidden, g2, inner_loss = bank_inner_grads(F1, F2, k, v[:, None], "l2", "corrected")
+        scale = clip_scale(e, hidden, g2, k, cfg.inner_clip)
+        e, g2 = e[:, 0] * scale[:, 0], g2[:, 0] * scale[:, 0]
+        N, hm = F1.shape[0], F1.shape[-1]
+        decay = 1 - alpha
+        reads2, W2, S2 = run_recurrence(
+            state["W2"][:, 0],
+            state["S2"][:, 0],
+            RecurrenceInputs(decay=decay, lr=theta, grads=g2, gkeys=k, mom=eta, queries=q),
+            stepwise,
+            cfg.read_after_write,
+        )
+        reads1, W1, S1 = run_recurrence(
+            state["W1"][:, 0],
+            state["S1"][:, 0],
+            RecurrenceInputs(decay=decay, lr=theta, grads=e, gkeys=hidden[:, 0], mom=eta, queries=F.silu(reads2)),
+            stepwise,
+            cfg.read_after_write,
+        )
+        o = q + reads1
+        new.update(pos=state["pos"] + n, F1=F1, F2=F2)
+        new["W1"], new["W2"], new["S1"], new["S2"] = W1[:, None], W2[:, None], S1[:, None], S2[:, None]
+        y = self.out_proj(self.out_norm(unfold_heads(o, H)))
+        record = {
+            "eta": theta.view(B, H, n).transpose(1, 2),
+            "alpha": decay.view(B, H, n).transpose(1, 2),
+            "surprise": inner_loss[:, 0].reshape(B, H, n).transpose(1, 2),
+        }
+        return y, new, record
+

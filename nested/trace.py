@@ -1,0 +1,138 @@
+"""A Trace: everything a streamed run did, token by token (DESIGN.md §2), for one batch item.
+
+- `updates`: one event per parameter update at any level: token (the last token the update covers),
+  layer, component (CMS levels are named "cms[l]"), period (tokens per update), norm of the change;
+- per token and layer: self-generated learning rate eta, retention alpha, surprise (inner loss);
+- bounded ring buffer of memory-matrix snapshots (the first layer W2 of M_memory, head 0);
+- per token: top-k next-token predictions with probabilities, and the loss once the target is known.
+
+Saved as one .npz (arrays + a JSON header); nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+TRACE_VERSION = 1
+
+
+@dataclass
+class UpdateEvent:
+    token: int
+    layer: int
+    component: str
+    period: int
+    norm: float = float("nan")
+
+    def to_dict(self) -> dict:
+        return {"token": self.token, "layer": self.layer, "component": self.component,
+                "period": self.period, "norm": self.norm}  # fmt: skip
+
+
+@dataclass
+class Trace:
+    n_layers: int
+    top_k: int = 5
+    max_snapshots: int = 256
+    tokens: list[int] = field(default_factory=list)
+    updates: list[UpdateEvent] = field(default_factory=list)
+    eta: list[np.ndarray] = field(default_factory=list)  # per token: (n_layers, heads)
+    alpha: list[np.ndarray] = field(default_factory=list)
+    surprise: list[np.ndarray] = field(default_factory=list)
+    topk_ids: list[np.ndarray] = field(default_factory=list)
+    topk_probs: list[np.ndarray] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)  # NaN until the next token is seen
+    snapshots: dict[int, list[tuple[int, np.ndarray]]] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    # -- queries the app uses ------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def array(self, name: str) -> np.ndarray:
+        """eta / alpha / surprise as (T, n_layers, heads), or loss as (T,)."""
+        if name == "loss":
+            return np.asarray(self.loss, dtype=np.float32)
+        rows = getattr(self, name)
+        if not rows:
+            return np.zeros((0, self.n_layers, 1), np.float32)
+        return np.stack(rows).astype(np.float32)
+
+    def updates_for(self, component: str | None = None, layer: int | None = None) -> list[UpdateEvent]:
+        return [
+            e
+            for e in self.updates
+            if (component is None or e.component == component) and (layer is None or e.layer == layer)
+        ]
+
+    def extend(self, other: Trace) -> Trace:
+        """Concatenate a later trace of the same stream (tokens are already absolute)."""
+        if self.loss and other.tokens and np.isnan(self.loss[-1]) and other.meta.get("prev_loss") is not None:
+            self.loss[-1] = other.meta["prev_loss"]
+        self.tokens += other.tokens
+        self.updates += other.updates
+        for name in ("eta", "alpha", "surprise", "topk_ids", "topk_probs", "loss"):
+            getattr(self, name).extend(getattr(other, name))
+        for layer, snaps in other.snapshots.items():
+            buf = self.snapshots.setdefault(layer, [])
+            buf.extend(snaps)
+            del buf[: max(0, len(buf) - self.max_snapshots)]
+        return self
+
+    # -- serialisation -------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        header = {
+            "version": TRACE_VERSION,
+            "n_layers": self.n_layers,
+            "top_k": self.top_k,
+            "max_snapshots": self.max_snapshots,
+            "updates": [e.to_dict() for e in self.updates],
+            "snapshot_tokens": {str(k): [t for t, _ in v] for k, v in self.snapshots.items()},
+            "meta": self.meta,
+        }
+        arrays = {
+            "header": np.array(json.dumps(header)),
+            "tokens": np.asarray(self.tokens, dtype=np.int64),
+            "loss": self.array("loss"),
+        }
+        for name in ("eta", "alpha", "surprise"):
+            arrays[name] = self.array(name)
+        k = self.top_k
+        arrays["topk_ids"] = np.stack(self.topk_ids) if self.topk_ids else np.zeros((0, k), np.int64)
+        arrays["topk_probs"] = np.stack(self.topk_probs) if self.topk_probs else np.zeros((0, k), np.float32)
+        for layer, snaps in self.snapshots.items():
+            if snaps:
+                arrays[f"snap_{layer}"] = np.stack([m for _, m in snaps])
+        with open(path, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trace:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(str(z["header"]))
+                if header.get("version") != TRACE_VERSION:
+                    raise ValueError(f"trace version {header.get('version')} is not {TRACE_VERSION}")
+                tr = cls(n_layers=int(header["n_layers"]), top_k=int(header["top_k"]),
+                         max_snapshots=int(header["max_snapshots"]), meta=header.get("meta", {}))  # fmt: skip
+                tr.tokens = [int(t) for t in z["tokens"]]
+                tr.loss = [float(x) for x in z["loss"]]
+                for name in ("eta", "alpha", "surprise"):
+                    setattr(tr, name, list(z[name]))
+                tr.topk_ids, tr.topk_probs = list(z["topk_ids"]), list(z["topk_probs"])
+                tr.updates = [UpdateEvent(**e) for e in header["updates"]]
+                for layer, toks in header["snapshot_tokens"].items():
+                    mats = z[f"snap_{layer}"]
+                    tr.snapshots[int(layer)] = list(zip(toks, list(mats), strict=True))
+        except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a valid trace file: {path} ({exc})") from exc
+        n = len(tr.tokens)
+        if not all(len(getattr(tr, a)) == n for a in ("eta", "alpha", "surprise", "loss", "topk_ids")):
+            raise ValueError(f"not a valid trace file: {path} (per-token arrays disagree in length)")
+        return tr
