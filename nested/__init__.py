@@ -1,10 +1,10 @@
 """Nested Learning Lab: the library. Never imports streamlit.
 
-    import nested
-    model = nested.build_model("hope", vocab_size=256, d_model=64, n_layers=2, seed=0)
-    logits = model(tokens)                       # (B, T) -> (B, T, V), chunk-parallel
-    run = model.stream(tokens, state=None)       # the same function token by token, with a Trace
-    nested.levels(model)                         # the nest, fastest to slowest
+import nested
+model = nested.build_model("hope", vocab_size=256, d_model=64, n_layers=2, seed=0)
+logits = model(tokens)                       # (B, T) -> (B, T, V), chunk-parallel
+run = model.stream(tokens, state=None)       # the same function token by token, with a Trace
+nested.levels(model)                         # the nest, fastest to slowest
 """
 
 from nested.config import ModelConfig

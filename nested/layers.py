@@ -81,10 +81,7 @@ def bank_inner_grads(W1: Tensor, W2: Tensor, k: Tensor, target: Tensor, objectiv
     y = k[:, None] + torch.einsum("nmdh,nmth->nmtd", W1, hidden)
     err = y - target
     loss = 0.5 * (err * err).sum(-1)
-    if objective == "l2":
-        e = err
-    else:
-        e = -target if sign == "corrected" else target
+    e = err if objective == "l2" else (-target if sign == "corrected" else target)
     g2 = torch.einsum("nmdh,nmtd->nmth", W1, e) * silu_grad(z)
     return e, hidden, g2, loss
 

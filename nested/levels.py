@@ -46,14 +46,23 @@ def _mixer_levels(layer: int, mixer) -> list[Level]:
     if isinstance(mixer, SelfModifyingTitans):
         per = mixer.W1_0[:, 0].numel() + mixer.W2_0[:, 0].numel()
         c = mixer.cfg
-        chunk = f" (gradients refreshed every {c.chunk_size if n == 'M_memory' else c.proj_chunk} tokens)"
-        return [
-            Level(n, layer, "self-modifying memory", 1, per, _MEMORY_TEXT[n] + chunk)
-            for n in mixer.names
-        ]
+
+        def chunk(n: str) -> str:
+            return f" (gradients refreshed every {c.chunk_size if n == 'M_memory' else c.proj_chunk} tokens)"
+
+        return [Level(n, layer, "self-modifying memory", 1, per, _MEMORY_TEXT[n] + chunk(n)) for n in mixer.names]
     if isinstance(mixer, TitansMemory):
         per = mixer.W1_0.numel() + mixer.W2_0.numel()
-        return [Level("titans_memory", layer, "memory", 1, per, "Titans memory: surprise-driven writes with momentum and forgetting")]
+        return [
+            Level(
+                "titans_memory",
+                layer,
+                "memory",
+                1,
+                per,
+                "Titans memory: surprise-driven writes with momentum and forgetting",
+            )
+        ]
     if isinstance(mixer, DeltaNetMixer):
         dh = mixer.cfg.head_dim
         return [Level(f"{mixer.rule}_memory", layer, "memory", 1, mixer.cfg.n_heads * dh * dh,
@@ -77,9 +86,13 @@ def levels(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = Non
                                  f"CMS level {lv}: MLP updated by the summed next-token-loss gradients of {p} tokens"))  # fmt: skip
     n_weights = sum(p.numel() for p in model.parameters())
     if optimizer is not None:
-        bufs = sorted({k for st in optimizer.state.values() for k, v in st.items() if torch.is_tensor(v) and v.dim() > 0})
+        bufs = sorted(
+            {k for st in optimizer.state.values() for k, v in st.items() if torch.is_tensor(v) and v.dim() > 0}
+        )
         opt_name = type(optimizer).__name__
-        n_opt = sum(v.numel() for st in optimizer.state.values() for v in st.values() if torch.is_tensor(v) and v.dim() > 0)
+        n_opt = sum(
+            v.numel() for st in optimizer.state.values() for v in st.values() if torch.is_tensor(v) and v.dim() > 0
+        )
     else:
         bufs, opt_name, n_opt = ["exp_avg", "exp_avg_sq"], "AdamW", 2 * n_weights
     out.append(Level(f"optimizer ({opt_name})", None, "optimizer", EVERY_STEP, n_opt,

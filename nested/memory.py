@@ -213,9 +213,7 @@ def recurrence_chunk(
     return reads, W_new, S_new
 
 
-def run_recurrence(
-    W: Tensor, S: Tensor | None, inp: RecurrenceInputs, stepwise: bool, read_after_write: bool = False
-):
+def run_recurrence(W: Tensor, S: Tensor | None, inp: RecurrenceInputs, stepwise: bool, read_after_write: bool = False):
     """Dispatch to the literal loop (`stepwise=True`) or the chunk-parallel form."""
     fn = recurrence_step if stepwise else recurrence_chunk
     return fn(W, S, inp, read_after_write=read_after_write)

@@ -125,7 +125,8 @@ class NestedLM(nn.Module):
             state["pending"] = {k: list(v) if isinstance(v, list) else v for k, v in state["pending"].items()}
         if state["batch"] != B:
             raise ValueError(f"state is for batch {state['batch']}, tokens have batch {B}")
-        outer_grad = torch.is_grad_enabled()
+        # Training (an outer graph is wanted) vs inference: frozen or no-grad weights keep no graph.
+        outer_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         pos0 = state["pos"]
         if stepwise:
             pieces = [(t, t + 1) for t in range(T)]
@@ -200,7 +201,10 @@ class NestedLM(nn.Module):
         params = [t for c in state["cms"] for t in c["up"] + c["down"]]
         second = self.cfg.cms_second_order and outer_grad
         grads = torch.autograd.grad(loss, params, retain_graph=outer_grad, create_graph=second, allow_unused=True)
-        grads = [torch.zeros_like(p) if g is None else (g if second else g.detach()) for p, g in zip(params, grads, strict=True)]
+        grads = [
+            torch.zeros_like(p) if g is None else (g if second else g.detach())
+            for p, g in zip(params, grads, strict=True)
+        ]
         end = state["pos"]
         new_cms = []
         gi = 0
@@ -215,7 +219,7 @@ class NestedLM(nn.Module):
     def _step_levels(self, cms: CMS, c: dict, g_up, g_down, end: int, layer: int, trace: Trace | None) -> dict:
         c = {k: (list(v) if isinstance(v, list) else v) for k, v in c.items()}
         nested = self.cfg.cms_variant == "nested"
-        for lv, period in enumerate(cms.periods):
+        for lv in range(cms.n_levels):
             c["acc_up"][lv] = c["acc_up"][lv] + g_up[lv]
             c["acc_down"][lv] = c["acc_down"][lv] + g_down[lv]
             if nested:

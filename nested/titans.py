@@ -65,7 +65,7 @@ class TitansMemory(nn.Module):
 
     def _piece(self, x: Tensor, state: dict, stepwise: bool):
         cfg = self.cfg
-        H, dh = cfg.n_heads, cfg.head_dim
+        H = cfg.n_heads
         B, n, _ = x.shape
         if state["pos"] % cfg.chunk_size == 0:
             F1, F2 = state["W1"], state["W2"]
@@ -83,7 +83,6 @@ class TitansMemory(nn.Module):
         e, hidden, g2, inner_loss = bank_inner_grads(F1, F2, k, v[:, None], "l2", "corrected")
         scale = clip_scale(e, hidden, g2, k, cfg.inner_clip)
         e, g2 = e[:, 0] * scale[:, 0], g2[:, 0] * scale[:, 0]
-        N, hm = F1.shape[0], F1.shape[-1]
         decay = 1 - alpha
         reads2, W2, S2 = run_recurrence(
             state["W2"][:, 0],
@@ -109,4 +108,3 @@ class TitansMemory(nn.Module):
             "surprise": inner_loss[:, 0].reshape(B, H, n).transpose(1, 2),
         }
         return y, new, record
-

@@ -1,0 +1,1 @@
+"""The Streamlit app's shared pieces (no model math: everything shown comes from `nested`)."""

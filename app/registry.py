@@ -1,0 +1,26 @@
+"""The page registry: the one place that lists the app's pages (the router and the tests read it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES_DIR = ROOT / "pages"
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    file: str  # under pages/
+    title: str
+    icon: str
+    url_path: str
+
+    @property
+    def path(self) -> Path:
+        return PAGES_DIR / self.file
+
+
+PAGES: list[PageSpec] = [
+    PageSpec("home.py", "The nest", ":material/account_tree:", "nest"),
+]

@@ -1,0 +1,62 @@
+"""The nest: the selected model's levels, their update periods, and when each one learned."""
+
+import pandas as pd
+import streamlit as st
+import torch
+
+import nested
+from app.figures import nest_raster
+from app.models import build_frozen, encode_text
+from app.samples import sample_texts
+
+settings = st.session_state["settings"]
+st.title("The nest")
+st.markdown(
+    "A model is a set of **nested optimisation problems**, each learning at its own frequency "
+    "(Nested Learning, §1.2). Attention and the in-context memories learn **every token**; the "
+    "Continuum Memory System's MLP levels learn **every C tokens** from the next-token loss; the "
+    "weights learn **once per optimizer step**, and the optimizer's own moments are a memory too."
+)
+
+
+@st.cache_resource(show_spinner=False)
+def frozen_model(name: str, seed: int) -> nested.NestedLM:
+    return build_frozen(name, seed)
+
+
+@st.cache_data(show_spinner="Streaming a sample through the model…")
+def sample_trace(name: str, seed: int, n_tokens: int = 96) -> nested.Trace:
+    model = frozen_model(name, seed)
+    text = next(iter(sample_texts().values()))
+    with torch.no_grad():
+        return model.stream(encode_text(text, limit=n_tokens), trace=True).trace
+
+
+model = frozen_model(settings["model"], settings["seed"])
+lvls = nested.levels(model)
+st.subheader(f"{settings['model']}: {nested.DESCRIPTIONS[settings['model']]}")
+table = pd.DataFrame(
+    [
+        {
+            "level": lv.name,
+            "layer": "—" if lv.layer is None else lv.layer,
+            "kind": lv.kind,
+            "updates": lv.period_label,
+            "parameters": lv.params,
+            "what it learns": lv.description,
+        }
+        for lv in lvls
+    ]  # fmt: skip
+)
+st.dataframe(table, hide_index=True, width="stretch")
+st.caption("Rows run fastest (top) to slowest. 'parameters' counts per sequence for in-context memories.")
+
+trace = sample_trace(settings["model"], settings["seed"])
+st.plotly_chart(nest_raster(lvls, trace), width="stretch")
+with st.expander("What am I looking at?"):
+    st.markdown(
+        "Each row is one level of the nest; each tick is a token after which that level's parameters "
+        "changed. Memories and attention tick every token; each CMS level ticks once per its period "
+        "(its update uses the summed gradients of the chunk's next-token losses, Eq. 71). The optimizer "
+        "and weight rows never tick here: this is inference, the outer loop is not running."
+    )

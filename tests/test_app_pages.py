@@ -1,0 +1,45 @@
+"""AppTest: every page in the registry renders without an exception, through the real router."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.registry import PAGES, ROOT
+
+MAIN = str(ROOT / "app" / "main.py")
+TIMEOUT = 120
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.url_path for p in PAGES])
+def test_page_renders(page):
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page(str(page.path))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title, "page has no title"
+
+
+def test_sidebar_has_model_seed_and_device():
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
+    assert at.sidebar.selectbox(key="model").value == "hope"
+    assert at.sidebar.number_input(key="seed").value == 0
+    assert any("Device:" in c.value for c in at.sidebar.caption)
+
+
+def test_home_lists_levels_of_selected_model():
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
+    df = at.dataframe[0].value
+    assert "cms[0]" in set(df["level"]) and "M_memory" in set(df["level"])
+    at.sidebar.selectbox(key="model").set_value("transformer").run()
+    assert not at.exception
+    df = at.dataframe[0].value
+    assert "attention_cache" in set(df["level"]) and not any(df["level"].str.startswith("cms"))
+
+
+def test_garbage_query_params_do_not_break_the_app():
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.query_params["model"] = "<script>"
+    at.query_params["seed"] = "not-a-number"
+    at.run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="model").value == "hope"
