@@ -25,6 +25,13 @@ def weighted_regression_minimiser(keys: Tensor, values: Tensor, q: Tensor) -> Te
     return torch.linalg.lstsq(sw, sw * values).solution[0]
 
 
+def softmax_read(q: Tensor, K: Tensor, V: Tensor, allowed: Tensor) -> Tensor:
+    """Eq. 62 in closed form for queries q (..., n, d) over keys/values (..., L, d): the softmax-weighted
+    mean of the allowed values (Eq. 63 when `allowed` is a window)."""
+    scores = (q @ K.transpose(-1, -2)) / q.shape[-1] ** 0.5
+    return torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1) @ V
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -53,12 +60,7 @@ class Attention(nn.Module):
         if cfg.window is not None:
             allowed &= key_pos[None, :] > positions[:, None] - cfg.window
         if stepwise:
-            outs = []
-            for t in range(n):
-                scores = (q[:, :, t : t + 1] @ K.transpose(-1, -2)) / dh**0.5
-                scores = scores.masked_fill(~allowed[t], float("-inf"))
-                outs.append(torch.softmax(scores, -1) @ V)
-            o = torch.cat(outs, dim=2)
+            o = torch.cat([softmax_read(q[:, :, t : t + 1], K, V, allowed[t]) for t in range(n)], dim=2)
         else:
             o = F.scaled_dot_product_attention(q, K, V, attn_mask=allowed)
         keep = L if cfg.window is None else min(L, cfg.window - 1)

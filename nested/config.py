@@ -30,7 +30,7 @@ class ModelConfig:
     precondition: bool = True  # DGD term (alpha I - eta k k^T); False = plain GD (Table 6 "w/o DGD")
     momentum: float = 0.0  # beta of S_t = beta S_{t-1} + grad (Table 6 "momentum"); 0 = off
     adaptive_q: bool = False  # q = M_q(x) (adaptive) or x W_q (fixed, "the only non-adaptive projection")
-    stopgrad_targets: bool = True  # v_hat = M(v) is a constant inside the inner step
+    stopgrad_targets: bool = False  # True: the outer loss does not backprop through v_hat = M(v)
     eta_scale: float = 1.0  # eta_t = eta_scale * sigmoid(.) (scalar head per head, §11.2b)
     eta_init_bias: float = -2.0
     alpha_init_bias: float = 5.0  # alpha_t = sigmoid(.) starts near 0.993: slow forgetting

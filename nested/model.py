@@ -200,7 +200,8 @@ class NestedLM(nn.Module):
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), toks[:, 1:].reshape(-1), reduction="sum")
         params = [t for c in state["cms"] for t in c["up"] + c["down"]]
         second = self.cfg.cms_second_order and outer_grad
-        grads = torch.autograd.grad(loss, params, retain_graph=outer_grad, create_graph=second, allow_unused=True)
+        # retain: the caller may resume from the same state twice (branching, the app's "back")
+        grads = torch.autograd.grad(loss, params, retain_graph=True, create_graph=second, allow_unused=True)
         grads = [
             torch.zeros_like(p) if g is None else (g if second else g.detach())
             for p, g in zip(params, grads, strict=True)
