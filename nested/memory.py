@@ -105,17 +105,23 @@ class RecurrenceInputs:
 
 
 def recurrence_step(
-    W: Tensor, S: Tensor | None, inp: RecurrenceInputs, read_after_write: bool = False
+    W: Tensor,
+    S: Tensor | None,
+    inp: RecurrenceInputs,
+    read_after_write: bool = False,
+    read_rows: slice | None = None,
 ) -> tuple[Tensor | None, Tensor, Tensor | None]:
     """The literal per-token recurrence (Eq. 88 with momentum, Titans §3): a Python loop over tokens.
 
-    Returns (reads (N, C, out) or None, W after the last token, S after the last token)."""
+    Returns (reads (N, C, out) or None, W after the last token, S after the last token); reads are of
+    the output rows `read_rows` (all by default)."""
+    rows = read_rows or slice(None)
     reads = []
     for t in range(inp.grads.shape[1]):
-        q = inp.queries[:, t] if inp.queries is not None else None
+        q = inp.queries[:, t, :, None] if inp.queries is not None else None
         if q is not None and not read_after_write:
-            reads.append(torch.einsum("noi,ni->no", W, q))
-        grad = inp.lr[:, t, None, None] * torch.einsum("no,ni->noi", inp.grads[:, t], inp.gkeys[:, t])
+            reads.append((W[:, rows] @ q)[..., 0])
+        grad = (inp.lr[:, t, None, None] * inp.grads[:, t, :, None]) * inp.gkeys[:, t, None, :]
         if inp.mom is not None:
             S = inp.mom[:, t, None, None] * S + grad
             step = S
@@ -124,31 +130,33 @@ def recurrence_step(
         W_new = inp.decay[:, t, None, None] * W - step
         if inp.precond is not None:
             pk = inp.pkeys[:, t]
-            u = torch.einsum("noi,ni->no", W, pk)
-            W_new = W_new - inp.precond[:, t, None, None] * torch.einsum("no,ni->noi", u, pk)
+            u = W @ pk[:, :, None]  # (N, out, 1)
+            W_new = W_new - (inp.precond[:, t, None, None] * u) * pk[:, None, :]
         W = W_new
         if q is not None and read_after_write:
-            reads.append(torch.einsum("noi,ni->no", W, q))
+            reads.append((W[:, rows] @ q)[..., 0])
     out = torch.stack(reads, 1) if reads else None
     return out, W, S
 
 
-def _log_cum(x: Tensor) -> Tensor:
-    return torch.cumsum(torch.log(x.clamp_min(1e-30)), dim=1)
+_MASKS: dict[tuple, tuple[Tensor, Tensor]] = {}
 
 
-def _ratio(lc: Tensor, strict: bool, shift: Tensor | None = None) -> Tensor:
-    """L[t, i] = exp(lc_t - lc_i) for i <= t (i < t when strict), else 0. `shift` subtracts a
-    per-row log (turns row t into row t-1 of the inclusive matrix). Masked before exp: no inf."""
-    C = lc.shape[1]
-    rows = lc[:, :, None] if shift is None else (lc - shift)[:, :, None]
-    diff = rows - lc[:, None, :]
-    mask = torch.ones(C, C, dtype=torch.bool, device=lc.device).tril(-1 if strict else 0)
-    return torch.where(mask, diff, torch.full_like(diff, -torch.inf)).exp()
+def _tril_masks(C: int, device) -> tuple[Tensor, Tensor]:
+    """(inclusive, strict) lower-triangular boolean masks, cached per size and device."""
+    key = (C, str(device))
+    if key not in _MASKS:
+        inc = torch.ones(C, C, dtype=torch.bool, device=device).tril()
+        _MASKS[key] = (inc, inc.tril(-1))
+    return _MASKS[key]
 
 
 def recurrence_chunk(
-    W: Tensor, S: Tensor | None, inp: RecurrenceInputs, read_after_write: bool = False
+    W: Tensor,
+    S: Tensor | None,
+    inp: RecurrenceInputs,
+    read_after_write: bool = False,
+    read_rows: slice | None = None,
 ) -> tuple[Tensor | None, Tensor, Tensor | None]:
     """The same function as `recurrence_step`, chunk-parallel (no loop over tokens).
 
@@ -158,18 +166,21 @@ def recurrence_chunk(
         W_t = A_t W_0 - s_t S_0 - sum_{i<=t} LA[t,i] p_i u_i pk_i^T - sum_{j<=t} D[t,j] c_j g_j gk_j^T,
 
     s = LA @ B, where u_i = W_{i-1} pk_i solves the unit lower-triangular system
-    (I + T) U = R, T[i,j] = LA'[i,j] p_j <pk_j, pk_i> (LA' the strictly lower "state before i" form)."""
+    (I + T) U = R, T[i,j] = LA'[i,j] p_j <pk_j, pk_i> (LA' the strictly lower "state before i" form).
+    Every term is row-separable, so `read_rows` computes the reads of some output rows only."""
     a, c, G, GK = inp.decay, inp.lr, inp.grads, inp.gkeys
     C = G.shape[1]
-    la = _log_cum(a)
+    inc, strict = _tril_masks(C, G.device)
     loga = torch.log(a.clamp_min(1e-30))
-    LA = _ratio(la, strict=False)
-    LAp = _ratio(la, strict=True, shift=loga)  # LAp[i, j] = A_{i-1} / A_j for j < i
+    la = torch.cumsum(loga, dim=1)
+    diff = la[:, :, None] - la[:, None, :]
+    LA = torch.where(inc, diff, -torch.inf).exp()  # LA[t, i] = A_t / A_i, i <= t
+    LAp = torch.where(strict, diff - loga[:, :, None], -torch.inf).exp()  # A_{i-1} / A_j, j < i
     A = la.exp()
-    Ap = (la - loga).exp()  # A_{i-1}, with A_{-1} = 1
+    Ap = A / a  # A_{i-1}, A_{-1} = 1
     if inp.mom is not None:
-        lb = _log_cum(inp.mom)
-        LB = _ratio(lb, strict=False)
+        lb = torch.cumsum(torch.log(inp.mom.clamp_min(1e-30)), dim=1)
+        LB = torch.where(inc, lb[:, :, None] - lb[:, None, :], -torch.inf).exp()
         Bc = lb.exp()
         D, Dp = LA @ LB, LAp @ LB
         s, sp = (LA @ Bc[:, :, None])[..., 0], (LAp @ Bc[:, :, None])[..., 0]
@@ -177,31 +188,31 @@ def recurrence_chunk(
         D, Dp = LA, LAp
     cG = c[:, :, None] * G  # (N, C, out)
 
-    def read(Qx: Tensor, inclusive: bool, U: Tensor | None) -> Tensor:
+    def read(Qx: Tensor, inclusive: bool, U: Tensor | None, rows: slice) -> Tensor:
         Lm, Dm, Am = (LA, D, A) if inclusive else (LAp, Dp, Ap)
-        r = Am[:, :, None] * (Qx @ W.transpose(1, 2))
+        r = Am[:, :, None] * (Qx @ W[:, rows].transpose(1, 2))
         if S is not None and inp.mom is not None:
             sm = s if inclusive else sp
-            r = r - sm[:, :, None] * (Qx @ S.transpose(1, 2))
-        r = r - (Dm * (Qx @ GK.transpose(1, 2))) @ cG
+            r = r - sm[:, :, None] * (Qx @ S[:, rows].transpose(1, 2))
+        r = r - (Dm * (Qx @ GK.transpose(1, 2))) @ cG[:, :, rows]
         if U is not None:
-            r = r - (Lm * (Qx @ inp.pkeys.transpose(1, 2)) * inp.precond[:, None, :]) @ U
+            r = r - (Lm * (Qx @ inp.pkeys.transpose(1, 2)) * inp.precond[:, None, :]) @ U[:, :, rows]
         return r
 
+    everything = slice(None)
     U = None
     if inp.precond is not None:
         PK = inp.pkeys
-        R = read(PK, inclusive=False, U=None)
+        R = read(PK, inclusive=False, U=None, rows=everything)
         T = LAp * (PK @ PK.transpose(1, 2)) * inp.precond[:, None, :]
         eye = torch.eye(C, dtype=T.dtype, device=T.device)
         U = torch.linalg.solve_triangular(eye + T, R, upper=False, unitriangular=True)
 
     reads = None
     if inp.queries is not None:
-        reads = read(inp.queries, inclusive=read_after_write, U=U)
+        reads = read(inp.queries, read_after_write, U, read_rows or everything)
 
-    last_A = A[:, -1]
-    W_new = last_A[:, None, None] * W - (D[:, -1, :, None] * cG).transpose(1, 2) @ GK
+    W_new = A[:, -1, None, None] * W - (D[:, -1, :, None] * cG).transpose(1, 2) @ GK
     if U is not None:
         W_new = W_new - ((LA[:, -1] * inp.precond)[:, :, None] * U).transpose(1, 2) @ inp.pkeys
     S_new = None
@@ -213,7 +224,15 @@ def recurrence_chunk(
     return reads, W_new, S_new
 
 
-def run_recurrence(W: Tensor, S: Tensor | None, inp: RecurrenceInputs, stepwise: bool, read_after_write: bool = False):
+def run_recurrence(
+    W: Tensor,
+    S: Tensor | None,
+    inp: RecurrenceInputs,
+    stepwise: bool,
+    read_after_write: bool = False,
+    read_rows: slice | None = None,
+):
     """Dispatch to the literal loop (`stepwise=True`) or the chunk-parallel form."""
-    fn = recurrence_step if stepwise else recurrence_chunk
-    return fn(W, S, inp, read_after_write=read_after_write)
+    if stepwise:
+        return recurrence_step(W, S, inp, read_after_write, read_rows)
+    return recurrence_chunk(W, S, inp, read_after_write, read_rows)

@@ -76,9 +76,7 @@ class SelfModifyingTitans(nn.Module):
         self.eta_b = nn.Parameter(torch.full((H,), cfg.eta_init_bias))
         self.alpha_w = nn.Parameter(0.05 * torch.randn(H, dh))
         self.alpha_b = nn.Parameter(torch.full((H,), cfg.alpha_init_bias))
-        self.conv_q = CausalConv(cfg.d_model, cfg.conv_width)
-        self.conv_k = CausalConv(cfg.d_model, cfg.conv_width)
-        self.conv_v = CausalConv(cfg.d_model, cfg.conv_width)
+        self.conv_qkv = CausalConv(3 * cfg.d_model, cfg.conv_width)  # one depthwise conv each for q, k, v
         self.out_norm = nn.RMSNorm(cfg.d_model)
         self.out_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
@@ -93,8 +91,7 @@ class SelfModifyingTitans(nn.Module):
         st = {"pos": 0, "W1": W1, "W2": W2, "F1": W1, "F2": W2}
         if self.cfg.momentum > 0:
             st["S1"], st["S2"] = torch.zeros_like(W1), torch.zeros_like(W2)
-        for name in ("q", "k", "v"):
-            st[f"conv_{name}"] = getattr(self, f"conv_{name}").init_state(batch, device, dtype)
+        st["conv"] = self.conv_qkv.init_state(batch, device, dtype)
         return st
 
     # -- forward -------------------------------------------------------------------------------
@@ -141,12 +138,12 @@ class SelfModifyingTitans(nn.Module):
         )
         alpha = torch.sigmoid((proj[:, self.i_alpha] * head_w(self.alpha_w)[:, None]).sum(-1) + head_b(self.alpha_b))
 
-        cq, st_q = self.conv_q(unfold_heads(raw_q, H), state["conv_q"])
-        ck, st_k = self.conv_k(unfold_heads(proj[:, self.i_k], H), state["conv_k"])
-        cv, st_v = self.conv_v(unfold_heads(proj[:, self.i_v], H), state["conv_v"])
-        q = F.normalize(F.silu(fold_heads(cq, H)), dim=-1)
-        k = F.normalize(F.silu(fold_heads(ck, H)), dim=-1)
-        v = F.silu(fold_heads(cv, H))
+        raw = torch.cat(
+            [unfold_heads(raw_q, H), unfold_heads(proj[:, self.i_k], H), unfold_heads(proj[:, self.i_v], H)], -1
+        )
+        conv, conv_state = self.conv_qkv(raw, state["conv"])
+        cq, ck, cv = (fold_heads(t, H) for t in F.silu(conv).chunk(3, -1))
+        q, k, v = F.normalize(cq, dim=-1), F.normalize(ck, dim=-1), cv
 
         target = bank_forward(F1, F2, v)  # v_hat_box = M_box(v_t), Eq. 87
         if cfg.stopgrad_targets:
@@ -157,9 +154,10 @@ class SelfModifyingTitans(nn.Module):
 
         N, hm = F1.shape[0], F1.shape[-1]
         mom = cfg.momentum > 0
-        rep = lambda t: t.repeat_interleave(M, dim=0)  # noqa: E731
+        m = self.i_mem
         beta = torch.full_like(eta, cfg.momentum) if mom else None
-        # First layers W2 of all memories share the key k: stack them along the output rows.
+        # First layers W2 of all memories share the key k: stack them along the output rows, and read
+        # only M_memory's rows (the row-separable read of recurrence_chunk).
         inp2 = RecurrenceInputs(
             decay=alpha,
             lr=eta,
@@ -176,31 +174,37 @@ class SelfModifyingTitans(nn.Module):
             inp2,
             stepwise,
             cfg.read_after_write,
+            read_rows=slice(m * hm, (m + 1) * hm),
         )
-        # Second layers W1: each memory has its own key (its hidden activation): stack on the batch.
-        act = F.silu(reads2.view(N, n, M, hm).permute(0, 2, 1, 3)).reshape(N * M, n, hm)
-        inp1 = RecurrenceInputs(
-            decay=rep(alpha),
-            lr=rep(eta),
-            grads=e.reshape(N * M, n, dh),
-            gkeys=hidden.reshape(N * M, n, hm),
-            mom=rep(beta) if mom else None,
-            queries=act,
-        )
-        reads1, W1, S1 = run_recurrence(
-            state["W1"].reshape(N * M, dh, hm),
-            state["S1"].reshape(N * M, dh, hm) if mom else None,
-            inp1,
+        # Second layers W1: each memory has its own key (its hidden activation). M_memory is read;
+        # the projection memories only need their end-of-piece state.
+        rest = lambda t: t[:, :m].reshape(N * m, *t.shape[2:])  # noqa: E731
+        rep = lambda t: t.repeat_interleave(m, dim=0)  # noqa: E731
+        S1_old = state["S1"] if mom else None
+        reads1, W1_mem, S1_mem = run_recurrence(
+            state["W1"][:, m],
+            S1_old[:, m] if mom else None,
+            RecurrenceInputs(decay=alpha, lr=eta, grads=e[:, m], gkeys=hidden[:, m], mom=beta, queries=F.silu(reads2)),
             stepwise,
             cfg.read_after_write,
         )
-        o = q + reads1.view(N, M, n, dh)[:, self.i_mem]  # o_t = M_memory,t-1(q_t)
+        _, W1_rest, S1_rest = run_recurrence(
+            rest(state["W1"]),
+            rest(S1_old) if mom else None,
+            RecurrenceInputs(
+                decay=rep(alpha), lr=rep(eta), grads=rest(e), gkeys=rest(hidden), mom=rep(beta) if mom else None
+            ),
+            stepwise,
+        )
+        o = q + reads1  # o_t = M_memory,t-1(q_t)
 
         new = dict(state)
-        new.update(pos=state["pos"] + n, F1=F1, F2=F2, conv_q=st_q, conv_k=st_k, conv_v=st_v)
-        new["W1"], new["W2"] = W1.view(N, M, dh, hm), W2.view(N, M, hm, dh)
+        new.update(pos=state["pos"] + n, F1=F1, F2=F2, conv=conv_state)
+        new["W1"] = torch.cat([W1_rest.view(N, m, dh, hm), W1_mem[:, None]], 1)
+        new["W2"] = W2.view(N, M, hm, dh)
         if mom:
-            new["S1"], new["S2"] = S1.view(N, M, dh, hm), S2.view(N, M, hm, dh)
+            new["S1"] = torch.cat([S1_rest.view(N, m, dh, hm), S1_mem[:, None]], 1)
+            new["S2"] = S2.view(N, M, hm, dh)
         y = self.out_proj(self.out_norm(unfold_heads(o, H)))
         record = {
             "eta": eta.view(B, H, n).transpose(1, 2),

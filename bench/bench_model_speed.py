@@ -1,0 +1,93 @@
+"""Training and streaming throughput of every model against a same-size Transformer, in one run.
+
+    python bench/bench_model_speed.py [--d-model 128 --n-layers 4 --seq 512 --batch 8 --steps 3]
+
+Training = forward + backward of the next-token loss with every inner update on, exactly as trained.
+Also prints parameters and forward FLOPs per token (counted by torch.utils.flop_counter), so the ratio
+can be read against the extra work each model does. Streaming is measured on the app's default model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+import nested
+
+
+def train_throughput(model, tokens, steps: int) -> float:
+    def step():
+        logits = model(tokens)
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    step()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return tokens.numel() * steps / (time.perf_counter() - t0)
+
+
+def flops_per_token(model, tokens) -> float:
+    with FlopCounterMode(display=False) as fc:
+        model(tokens)
+    return fc.get_total_flops() / tokens.numel()
+
+
+def stream_speed(model, n: int, trace: bool) -> float:
+    tok = torch.randint(0, 256, (1, n))
+    with torch.no_grad():
+        model.stream(tok[:, :8], trace=trace)
+        t0 = time.perf_counter()
+        model.stream(tok, trace=trace)
+    return (time.perf_counter() - t0) / n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--n-layers", type=int, default=4)
+    ap.add_argument("--seq", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--models", default="transformer,hope,hope-attention,titans,deltanet")
+    ap.add_argument("--stream-tokens", type=int, default=256)
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
+    print(f"training: d_model {a.d_model}, {a.n_layers} layers, seq {a.seq}, batch {a.batch}, {a.steps} steps\n")
+    tokens = torch.randint(0, 256, (a.batch, a.seq))
+    small = tokens[:1, :128]
+    base = None
+    print(f"{'model':16s} {'params':>9s} {'MFLOP/tok':>10s} {'tokens/s':>10s} {'vs transformer':>15s}")
+    for name in a.models.split(","):
+        model = nested.build_model(name, d_model=a.d_model, n_layers=a.n_layers, seed=0, device="cpu")
+        n_params = sum(p.numel() for p in model.parameters())
+        fl = flops_per_token(model, small)
+        tps = train_throughput(model, tokens, a.steps)
+        base = tps if name == "transformer" else base
+        ratio = f"{tps / base:.3f}x" if base else "-"
+        print(f"{name:16s} {n_params:9d} {fl / 1e6:10.2f} {tps:10.0f} {ratio:>15s}")
+
+    from app.models import APP_MODELS, DEFAULT_MODEL, build_frozen
+
+    model = build_frozen(DEFAULT_MODEL, seed=0, device="cpu")
+    cfg = APP_MODELS[DEFAULT_MODEL]
+    no_trace = stream_speed(model, a.stream_tokens, trace=False)
+    with_trace = stream_speed(model, a.stream_tokens, trace=True)
+    print(f"\nstreaming the app's default model ({DEFAULT_MODEL}, {cfg}):")
+    print(f"  without trace: {1 / no_trace:7.0f} tokens/s ({no_trace * 1e3:.2f} ms/token)")
+    print(f"  with full trace: {with_trace * 1e3:.2f} ms/token")
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    main()
