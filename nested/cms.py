@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nested.config import ModelConfig
+from nested.layers import RMSNorm
 
 
 class CMS(nn.Module):
@@ -36,7 +37,7 @@ class CMS(nn.Module):
         hid = max(4, cfg.mlp_mult * d // L)  # the levels share the FFN budget: matched size
         self.up0 = nn.ParameterList([nn.Parameter(torch.randn(hid, d) / d**0.5) for _ in range(L)])
         self.down0 = nn.ParameterList([nn.Parameter(torch.randn(d, hid) / hid**0.5 * 0.5) for _ in range(L)])
-        self.norms = nn.ModuleList([nn.RMSNorm(d) for _ in range(L)])
+        self.norms = nn.ModuleList([RMSNorm(d) for _ in range(L)])
         self.agg = nn.Parameter(torch.zeros(L)) if cfg.cms_variant == "independent" else None
 
     @property
@@ -70,8 +71,8 @@ class CMS(nn.Module):
 
     def level_mlp(self, level: int, x: Tensor, up: Tensor, down: Tensor) -> Tensor:
         """MLP^(l)(x) with per-batch-item weights up (B, hid, d), down (B, d, hid)."""
-        h = F.gelu(torch.einsum("btd,bhd->bth", self.norms[level](x), up))
-        return torch.einsum("bth,bdh->btd", h, down)
+        h = F.silu(self.norms[level](x) @ up.transpose(1, 2))
+        return h @ down.transpose(1, 2)
 
     def forward(self, x: Tensor, up: list[Tensor], down: list[Tensor]) -> Tensor:
         if self.agg is not None:
@@ -87,9 +88,9 @@ class MLP(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.norm = nn.RMSNorm(cfg.d_model)
+        self.norm = RMSNorm(cfg.d_model)
         self.up = nn.Linear(cfg.d_model, cfg.mlp_mult * cfg.d_model, bias=False)
         self.down = nn.Linear(cfg.mlp_mult * cfg.d_model, cfg.d_model, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.down(F.gelu(self.up(self.norm(x))))
+        return x + self.down(F.silu(self.up(self.norm(x))))

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nested.config import ModelConfig
-from nested.layers import CausalConv, check_finite
+from nested.layers import CausalConv, RMSNorm, check_finite
 from nested.memory import RecurrenceInputs, run_recurrence
 from nested.selfmod import fold_heads, split_points, unfold_heads
 
@@ -37,7 +37,7 @@ class DeltaNetMixer(nn.Module):
             self.gates.weight.mul_(0.1)
             self.gates.bias.copy_(torch.tensor([0.0] * H + [5.0] * H))
         self.convs = nn.ModuleList([CausalConv(d, cfg.conv_width) for _ in range(3)])
-        self.out_norm = nn.RMSNorm(d)
+        self.out_norm = RMSNorm(d)
         self.out_proj = nn.Linear(d, d, bias=False)
 
     def init_state(self, batch: int, device, dtype) -> dict:

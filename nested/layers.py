@@ -10,6 +10,32 @@ from torch import Tensor, nn
 from nested.errors import NonFiniteMemoryError
 
 
+def causal_conv(x: Tensor, state: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Depthwise causal conv of x (N, T, ch) with weight (ch, w) or per-row (N, ch, w), carrying the
+    last w-1 inputs in `state` (N, w-1, ch). Shifted multiply-adds: far cheaper than conv1d's backward
+    on the CPU for width 4."""
+    width, T = weight.shape[-1], x.shape[1]
+    full = torch.cat([state, x], dim=1)
+    w = weight if weight.dim() == 2 else weight[:, None]
+    y = full[:, :T] * w[..., 0]
+    for j in range(1, width):
+        y = y + full[:, j : j + T] * w[..., j]
+    return y, full[:, full.shape[1] - (width - 1) :]
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * g. Written out: on the CPU torch's fused rms_norm is several times slower than
+    these four ops for the small per-token tensors of streaming."""
+
+    def __init__(self, d: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
 class CausalConv(nn.Module):
     """Depthwise causal convolution over time, width w (PAPER.md §3 and §6: "local convolutions with
     window 4"). State = the last w-1 inputs, so a sequence streamed in pieces gives the same output."""
@@ -25,14 +51,7 @@ class CausalConv(nn.Module):
         return torch.zeros(n, self.width - 1, self.weight.shape[0], device=device, dtype=dtype)
 
     def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """x: (N, T, ch); state: (N, w-1, ch) -> (N, T, ch), new state."""
-        T = x.shape[1]
-        full = torch.cat([state, x], dim=1)
-        # shifted multiply-adds: much cheaper than conv1d's backward on CPU for width 4
-        y = full[:, :T] * self.weight[:, 0]
-        for j in range(1, self.width):
-            y = y + full[:, j : j + T] * self.weight[:, j]
-        return y, full[:, full.shape[1] - (self.width - 1) :]
+        return causal_conv(x, state, self.weight)
 
 
 def rope(x: Tensor, positions: Tensor, base: float) -> Tensor:
@@ -81,12 +100,29 @@ def bank_inner_grads(W1: Tensor, W2: Tensor, k: Tensor, target: Tensor, objectiv
     k4 = k[:, None]
     z = k4 @ W2.transpose(-1, -2)
     hidden = F.silu(z)
-    y = k4 + hidden @ W1.transpose(-1, -2)
+    return _grads_from(W1, z, hidden, k4 + hidden @ W1.transpose(-1, -2), target, objective, sign)
+
+
+def _grads_from(W1, z, hidden, y, target, objective, sign):
     err = y - target
     loss = 0.5 * (err * err).sum(-1)
     e = err if objective == "l2" else (-target if sign == "corrected" else target)
     g2 = (e @ W1) * silu_grad(z)
     return e, hidden, g2, loss
+
+
+def bank_self_grads(W1: Tensor, W2: Tensor, k: Tensor, v: Tensor, objective: str, sign: str, stopgrad: bool):
+    """Self-generated targets v_hat_m = M_m(v) (Eq. 87) and the inner gradients of every memory at key k,
+    with M(k) and M(v) computed in one batched pass. Same returns as `bank_inner_grads`."""
+    n = k.shape[1]
+    kv = torch.cat([k, v], dim=1)[:, None]
+    z = kv @ W2.transpose(-1, -2)
+    h = F.silu(z)
+    y = kv + h @ W1.transpose(-1, -2)
+    target = y[:, :, n:]
+    if stopgrad:
+        target = target.detach()
+    return _grads_from(W1, z[:, :, :n], h[:, :, :n], y[:, :, :n], target, objective, sign)
 
 
 def clip_scale(e: Tensor, hidden: Tensor, g2: Tensor, k: Tensor, max_norm: float) -> Tensor:
@@ -98,7 +134,14 @@ def clip_scale(e: Tensor, hidden: Tensor, g2: Tensor, k: Tensor, max_norm: float
 
 
 def check_finite(tensors: dict[str, Tensor], layer: int, where: str) -> None:
-    """Raise NonFiniteMemoryError naming the layer and the memory when any state is NaN/inf."""
-    for name, t in tensors.items():
-        if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise NonFiniteMemoryError(layer=layer, memory=f"{where}.{name}")
+    """Raise NonFiniteMemoryError naming the layer and the memory when any state is NaN/inf.
+
+    One reduction per tensor and one host sync: a NaN or inf anywhere makes the sum non-finite (a
+    finite sum that overflows is re-checked element-wise, so it cannot pass silently or wrongly)."""
+    with torch.no_grad():
+        sums = torch.stack([t.detach().sum() for t in tensors.values()])
+        if bool(torch.isfinite(sums).all()):
+            return
+        for name, t in tensors.items():
+            if not bool(torch.isfinite(t).all()):
+                raise NonFiniteMemoryError(layer=layer, memory=f"{where}.{name}")

@@ -117,25 +117,25 @@ def recurrence_step(
     the output rows `read_rows` (all by default)."""
     rows = read_rows or slice(None)
     reads = []
-    for t in range(inp.grads.shape[1]):
-        q = inp.queries[:, t, :, None] if inp.queries is not None else None
+    for t in range(inp.grads.shape[-2]):
+        q = inp.queries[..., t, :, None] if inp.queries is not None else None
         if q is not None and not read_after_write:
-            reads.append((W[:, rows] @ q)[..., 0])
-        grad = (inp.lr[:, t, None, None] * inp.grads[:, t, :, None]) * inp.gkeys[:, t, None, :]
+            reads.append((W[..., rows, :] @ q)[..., 0])
+        grad = (inp.lr[..., t, None, None] * inp.grads[..., t, :, None]) * inp.gkeys[..., t, None, :]
         if inp.mom is not None:
-            S = inp.mom[:, t, None, None] * S + grad
+            S = inp.mom[..., t, None, None] * S + grad
             step = S
         else:
             step = grad
-        W_new = inp.decay[:, t, None, None] * W - step
+        W_new = inp.decay[..., t, None, None] * W - step
         if inp.precond is not None:
-            pk = inp.pkeys[:, t]
-            u = W @ pk[:, :, None]  # (N, out, 1)
-            W_new = W_new - (inp.precond[:, t, None, None] * u) * pk[:, None, :]
+            pk = inp.pkeys[..., t, :]
+            u = W @ pk[..., :, None]  # (..., out, 1)
+            W_new = W_new - (inp.precond[..., t, None, None] * u) * pk[..., None, :]
         W = W_new
         if q is not None and read_after_write:
-            reads.append((W[:, rows] @ q)[..., 0])
-    out = torch.stack(reads, 1) if reads else None
+            reads.append((W[..., rows, :] @ q)[..., 0])
+    out = torch.stack(reads, -2) if reads else None
     return out, W, S
 
 
@@ -151,76 +151,109 @@ def _tril_masks(C: int, device) -> tuple[Tensor, Tensor]:
     return _MASKS[key]
 
 
+@dataclass
+class DecayTables:
+    """Cumulative decay and momentum products of one chunk, shared by every recurrence that has the
+    same per-token decay a and momentum b (all memories of a layer share alpha_t).
+
+    LA[t, i] = A_t / A_i (i <= t), LAp[i, j] = A_{i-1} / A_j (j < i), A_t = prod_{i<=t} a_i,
+    Ap_i = A_{i-1}; with momentum LB[i, j] = B_i / B_j, D = LA @ LB, s = LA @ B (and the primed forms)."""
+
+    LA: Tensor
+    LAp: Tensor
+    A: Tensor
+    Ap: Tensor
+    D: Tensor
+    Dp: Tensor
+    LB: Tensor | None = None
+    B: Tensor | None = None
+    s: Tensor | None = None
+    sp: Tensor | None = None
+
+    def unsqueeze(self, dim: int) -> DecayTables:
+        """Insert a broadcast dim (for a stack of memories sharing the tables)."""
+        return DecayTables(*(None if t is None else t.unsqueeze(dim) for t in vars(self).values()))
+
+
+def decay_tables(decay: Tensor, mom: Tensor | None = None) -> DecayTables:
+    """Tables for per-token decay (N, C) and optional momentum decay (N, C). Log-space, masked before
+    exp, so no ratio overflows."""
+    C = decay.shape[-1]
+    inc, strict = _tril_masks(C, decay.device)
+    loga = torch.log(decay.clamp_min(1e-30))
+    la = torch.cumsum(loga, dim=-1)
+    diff = la[..., :, None] - la[..., None, :]
+    LA = torch.where(inc, diff, -torch.inf).exp()
+    LAp = torch.where(strict, diff - loga[..., :, None], -torch.inf).exp()
+    A = la.exp()
+    Ap = A / decay.clamp_min(1e-30)
+    if mom is None:
+        return DecayTables(LA, LAp, A, Ap, LA, LAp)
+    lb = torch.cumsum(torch.log(mom.clamp_min(1e-30)), dim=-1)
+    LB = torch.where(inc, lb[..., :, None] - lb[..., None, :], -torch.inf).exp()
+    B = lb.exp()
+    return DecayTables(
+        LA, LAp, A, Ap, LA @ LB, LAp @ LB, LB, B, (LA @ B[..., None])[..., 0], (LAp @ B[..., None])[..., 0]
+    )
+
+
+def _t(x: Tensor) -> Tensor:
+    return x.transpose(-1, -2)
+
+
 def recurrence_chunk(
     W: Tensor,
     S: Tensor | None,
     inp: RecurrenceInputs,
     read_after_write: bool = False,
     read_rows: slice | None = None,
+    tables: DecayTables | None = None,
 ) -> tuple[Tensor | None, Tensor, Tensor | None]:
     """The same function as `recurrence_step`, chunk-parallel (no loop over tokens).
 
-    With A_t = prod_{i<=t} a_i, LA[t,i] = A_t/A_i, LB[i,j] = B_i/B_j (B the momentum product) and
-    D = LA @ LB, unrolling gives
+    Unrolling the recurrence over the chunk gives (DecayTables for the notation)
 
         W_t = A_t W_0 - s_t S_0 - sum_{i<=t} LA[t,i] p_i u_i pk_i^T - sum_{j<=t} D[t,j] c_j g_j gk_j^T,
 
-    s = LA @ B, where u_i = W_{i-1} pk_i solves the unit lower-triangular system
-    (I + T) U = R, T[i,j] = LA'[i,j] p_j <pk_j, pk_i> (LA' the strictly lower "state before i" form).
-    Every term is row-separable, so `read_rows` computes the reads of some output rows only."""
-    a, c, G, GK = inp.decay, inp.lr, inp.grads, inp.gkeys
-    C = G.shape[1]
-    inc, strict = _tril_masks(C, G.device)
-    loga = torch.log(a.clamp_min(1e-30))
-    la = torch.cumsum(loga, dim=1)
-    diff = la[:, :, None] - la[:, None, :]
-    LA = torch.where(inc, diff, -torch.inf).exp()  # LA[t, i] = A_t / A_i, i <= t
-    LAp = torch.where(strict, diff - loga[:, :, None], -torch.inf).exp()  # A_{i-1} / A_j, j < i
-    A = la.exp()
-    Ap = A / a  # A_{i-1}, A_{-1} = 1
-    if inp.mom is not None:
-        lb = torch.cumsum(torch.log(inp.mom.clamp_min(1e-30)), dim=1)
-        LB = torch.where(inc, lb[:, :, None] - lb[:, None, :], -torch.inf).exp()
-        Bc = lb.exp()
-        D, Dp = LA @ LB, LAp @ LB
-        s, sp = (LA @ Bc[:, :, None])[..., 0], (LAp @ Bc[:, :, None])[..., 0]
-    else:
-        D, Dp = LA, LAp
-    cG = c[:, :, None] * G  # (N, C, out)
+    where u_i = W_{i-1} pk_i solves the unit lower-triangular system (I + T) U = R with
+    T[i,j] = LAp[i,j] p_j <pk_j, pk_i>. Every term is row-separable, so `read_rows` computes the reads of
+    some output rows only. Leading batch dims broadcast (tables may be shared by a stack of memories)."""
+    c, G, GK, PK, p = inp.lr, inp.grads, inp.gkeys, inp.pkeys, inp.precond
+    tb = tables if tables is not None else decay_tables(inp.decay, inp.mom)
+    momentum = inp.mom is not None
+    cG = c[..., None] * G  # (..., C, out)
 
     def read(Qx: Tensor, inclusive: bool, U: Tensor | None, rows: slice) -> Tensor:
-        Lm, Dm, Am = (LA, D, A) if inclusive else (LAp, Dp, Ap)
-        r = Am[:, :, None] * (Qx @ W[:, rows].transpose(1, 2))
-        if S is not None and inp.mom is not None:
-            sm = s if inclusive else sp
-            r = r - sm[:, :, None] * (Qx @ S[:, rows].transpose(1, 2))
-        r = r - (Dm * (Qx @ GK.transpose(1, 2))) @ cG[:, :, rows]
+        Lm, Dm, Am = (tb.LA, tb.D, tb.A) if inclusive else (tb.LAp, tb.Dp, tb.Ap)
+        r = Am[..., None] * (Qx @ _t(W[..., rows, :]))
+        if S is not None and momentum:
+            r = r - (tb.s if inclusive else tb.sp)[..., None] * (Qx @ _t(S[..., rows, :]))
+        r = r - (Dm * (Qx @ _t(GK))) @ cG[..., rows]
         if U is not None:
-            r = r - (Lm * (Qx @ inp.pkeys.transpose(1, 2)) * inp.precond[:, None, :]) @ U[:, :, rows]
+            r = r - (Lm * (Qx @ _t(PK)) * p[..., None, :]) @ U[..., rows]
         return r
 
     everything = slice(None)
     U = None
-    if inp.precond is not None:
-        PK = inp.pkeys
+    if p is not None:
         R = read(PK, inclusive=False, U=None, rows=everything)
-        T = LAp * (PK @ PK.transpose(1, 2)) * inp.precond[:, None, :]
-        eye = torch.eye(C, dtype=T.dtype, device=T.device)
+        T = tb.LAp * (PK @ _t(PK)) * p[..., None, :]
+        eye = torch.eye(T.shape[-1], dtype=T.dtype, device=T.device)
         U = torch.linalg.solve_triangular(eye + T, R, upper=False, unitriangular=True)
 
     reads = None
     if inp.queries is not None:
         reads = read(inp.queries, read_after_write, U, read_rows or everything)
 
-    W_new = A[:, -1, None, None] * W - (D[:, -1, :, None] * cG).transpose(1, 2) @ GK
+    W_new = tb.A[..., -1, None, None] * W - _t(tb.D[..., -1, :, None] * cG) @ GK
     if U is not None:
-        W_new = W_new - ((LA[:, -1] * inp.precond)[:, :, None] * U).transpose(1, 2) @ inp.pkeys
+        W_new = W_new - _t((tb.LA[..., -1, :] * p)[..., None] * U) @ PK
     S_new = None
-    if inp.mom is not None:
-        S_new = (LB[:, -1, :, None] * cG).transpose(1, 2) @ GK
+    if momentum:
+        S_new = _t(tb.LB[..., -1, :, None] * cG) @ GK
         if S is not None:
-            W_new = W_new - s[:, -1, None, None] * S
-            S_new = S_new + Bc[:, -1, None, None] * S
+            W_new = W_new - tb.s[..., -1, None, None] * S
+            S_new = S_new + tb.B[..., -1, None, None] * S
     return reads, W_new, S_new
 
 
@@ -231,8 +264,10 @@ def run_recurrence(
     stepwise: bool,
     read_after_write: bool = False,
     read_rows: slice | None = None,
+    tables: DecayTables | None = None,
 ):
-    """Dispatch to the literal loop (`stepwise=True`) or the chunk-parallel form."""
+    """Dispatch to the literal loop (`stepwise=True`) or the chunk-parallel form (which may reuse
+    precomputed decay tables)."""
     if stepwise:
         return recurrence_step(W, S, inp, read_after_write, read_rows)
-    return recurrence_chunk(W, S, inp, read_after_write, read_rows)
+    return recurrence_chunk(W, S, inp, read_after_write, read_rows, tables)

@@ -28,7 +28,7 @@ from nested.attention import Attention
 from nested.cms import CMS, MLP
 from nested.config import ModelConfig
 from nested.deltanet import DeltaNetMixer
-from nested.layers import check_finite
+from nested.layers import RMSNorm, check_finite
 from nested.selfmod import SelfModifyingTitans, split_points
 from nested.titans import TitansMemory
 from nested.trace import Trace, UpdateEvent
@@ -58,7 +58,7 @@ class StreamResult:
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.norm = nn.RMSNorm(cfg.d_model)
+        self.norm = RMSNorm(cfg.d_model)
         self.mixer = make_mixer(cfg)
         self.ffn = CMS(cfg) if cfg.ffn == "cms" else MLP(cfg)
 
@@ -70,7 +70,7 @@ class NestedLM(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
-        self.norm_f = nn.RMSNorm(cfg.d_model)
+        self.norm_f = RMSNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.segment = math.gcd(*cfg.cms_periods) if cfg.ffn == "cms" else None
 

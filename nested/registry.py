@@ -45,8 +45,7 @@ def make_config(name: str, vocab_size: int = 256, d_model: int = 64, n_layers: i
     if bad:
         raise ValueError(f"unknown option(s) for {name!r}: {sorted(bad)}")
     kw = dict(MODELS[name])
-    if kw["mixer"] == "attention":
-        kw["n_heads"] = max(1, d_model // 32)
+    kw["n_heads"] = max(1, d_model // 32)  # head dim 32 for every mixer (memories are per head)
     kw.update(overrides)
     return ModelConfig(name=name, vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, seed=seed, **kw)
 

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nested.config import ModelConfig
-from nested.layers import CausalConv, bank_forward, bank_inner_grads, check_finite, clip_scale
-from nested.memory import RecurrenceInputs, run_recurrence
+from nested.layers import CausalConv, RMSNorm, bank_forward, bank_self_grads, causal_conv, check_finite, clip_scale
+from nested.memory import RecurrenceInputs, decay_tables, run_recurrence
 
 
 def memory_names(adaptive_q: bool) -> list[str]:
@@ -72,12 +72,12 @@ class SelfModifyingTitans(nn.Module):
         self.W1_0 = nn.Parameter(0.02 * torch.randn(H, M, dh, hm))
         self.W2_0 = nn.Parameter(torch.randn(H, M, hm, dh) / dh**0.5)
         self.q_proj = None if cfg.adaptive_q else nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        self.eta_w = nn.Parameter(0.05 * torch.randn(H, dh))
-        self.eta_b = nn.Parameter(torch.full((H,), cfg.eta_init_bias))
-        self.alpha_w = nn.Parameter(0.05 * torch.randn(H, dh))
-        self.alpha_b = nn.Parameter(torch.full((H,), cfg.alpha_init_bias))
-        self.conv_qkv = CausalConv(3 * cfg.d_model, cfg.conv_width)  # one depthwise conv each for q, k, v
-        self.out_norm = nn.RMSNorm(cfg.d_model)
+        # scalar heads per attention head on M_eta(x) and M_alpha(x): [eta, alpha]  (§11.2b)
+        self.gate_w = nn.Parameter(0.05 * torch.randn(H, 2, dh))
+        self.gate_b = nn.Parameter(torch.tensor([cfg.eta_init_bias, cfg.alpha_init_bias]).repeat(H, 1))
+        # one depthwise causal conv each for q, k, v; channels laid out per head as [q_h, k_h, v_h]
+        self.conv_qkv = CausalConv(3 * cfg.d_model, cfg.conv_width)
+        self.out_norm = RMSNorm(cfg.d_model)
         self.out_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
     # -- state ---------------------------------------------------------------------------------
@@ -91,20 +91,32 @@ class SelfModifyingTitans(nn.Module):
         st = {"pos": 0, "W1": W1, "W2": W2, "F1": W1, "F2": W2}
         if self.cfg.momentum > 0:
             st["S1"], st["S2"] = torch.zeros_like(W1), torch.zeros_like(W2)
-        st["conv"] = self.conv_qkv.init_state(batch, device, dtype)
+        st["conv"] = torch.zeros(batch * H, self.cfg.conv_width - 1, 3 * self.cfg.head_dim, device=device, dtype=dtype)
         return st
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0):
         cfg = self.cfg
+        B, H = x.shape[0], cfg.n_heads
+        # per-call constants in the folded (batch x heads) layout
+        consts = {
+            "gate_w": self.gate_w.repeat(B, 1, 1)[:, :, None],  # (N, 2, 1, dh)
+            "gate_b": self.gate_b.repeat(B, 1)[:, :, None],  # (N, 2, 1)
+            "conv_w": self.conv_qkv.weight.view(H, 3 * cfg.head_dim, -1).repeat(B, 1, 1),  # (N, 3dh, w)
+        }
+        q_all = fold_heads(self.q_proj(x), H) if self.q_proj is not None else None
+        xh_all = fold_heads(x, H)
         outs, recs = [], []
         for a, b in split_points(state["pos"], x.shape[1], [cfg.chunk_size, cfg.proj_chunk]):
-            y, state, rec = self._piece(x[:, a:b], state, stepwise)
+            raw_q = q_all[:, a:b] if q_all is not None else None
+            y, state, rec = self._piece(xh_all[:, a:b], raw_q, state, stepwise, consts)
             outs.append(y)
             recs.append(rec)
         check_finite({k: state[k] for k in ("W1", "W2")}, layer, "selfmod")
-        record = {k: torch.cat([r[k] for r in recs], dim=1) for k in recs[0]}
-        return torch.cat(outs, dim=1), state, record
+        record = {k: torch.cat([r[k] for r in recs], dim=-1) for k in recs[0]}
+        record = {k: v.view(B, H, -1).transpose(1, 2) for k, v in record.items()}  # (B, T, H)
+        o = unfold_heads(torch.cat(outs, dim=1), H)
+        return self.out_proj(self.out_norm(o)), state, record
 
     def _refresh_frozen(self, state: dict) -> tuple[Tensor, Tensor]:
         """At a chunk boundary the frozen (gradient-reference) state becomes the current one."""
@@ -120,95 +132,79 @@ class SelfModifyingTitans(nn.Module):
             return torch.cat([F1[:, :m], W1[:, m:]], 1), torch.cat([F2[:, :m], W2[:, m:]], 1)
         return F1, F2
 
-    def _piece(self, x: Tensor, state: dict, stepwise: bool):
-        """Tokens inside one chunk of both chunk sizes: the frozen state is constant here."""
+    def _piece(self, xh: Tensor, raw_q: Tensor | None, state: dict, stepwise: bool, consts: dict):
+        """Tokens inside one chunk of both chunk sizes, heads folded into the batch (N = B*H): the
+        frozen state is constant here. Returns o (N, n, dh), the new state, per-token records."""
         cfg = self.cfg
-        H, dh = cfg.n_heads, cfg.head_dim
-        B, n, _ = x.shape
+        N, n, dh = xh.shape
         F1, F2 = self._refresh_frozen(state)
-        M = F1.shape[1]
-        xh = fold_heads(x, H)  # (N, n, dh)
+        M, hm, m = F1.shape[1], F1.shape[-1], self.i_mem
         proj = bank_forward(F1, F2, xh)  # every memory on x_t, frozen state (N, M, n, dh)
+        if raw_q is None:
+            raw_q = proj[:, self.i_q]
+        gates = torch.sigmoid((proj[:, self.i_eta : self.i_alpha + 1] * consts["gate_w"]).sum(-1) + consts["gate_b"])
+        eta, alpha = cfg.eta_scale * gates[:, 0], gates[:, 1]  # (N, n)
 
-        raw_q = proj[:, self.i_q] if cfg.adaptive_q else fold_heads(self.q_proj(x), H)
-        head_w = lambda w: w.repeat(B, 1)  # (H, dh) -> (N, dh)  # noqa: E731
-        head_b = lambda b: b.repeat(B)[:, None]  # noqa: E731
-        eta = cfg.eta_scale * torch.sigmoid(
-            (proj[:, self.i_eta] * head_w(self.eta_w)[:, None]).sum(-1) + head_b(self.eta_b)
+        raw = torch.cat([raw_q, proj[:, self.i_k], proj[:, self.i_v]], dim=-1)
+        conv, conv_state = causal_conv(raw, state["conv"], consts["conv_w"])
+        cq, ck, v = F.silu(conv).split(dh, dim=-1)
+        q, k = F.normalize(cq, dim=-1), F.normalize(ck, dim=-1)
+
+        # v_hat_box = M_box(v_t) (Eq. 87) and every memory's inner gradient at k_t, frozen state
+        e, hidden, g2, inner_loss = bank_self_grads(
+            F1, F2, k, v, cfg.inner_objective, cfg.eq92_sign, cfg.stopgrad_targets
         )
-        alpha = torch.sigmoid((proj[:, self.i_alpha] * head_w(self.alpha_w)[:, None]).sum(-1) + head_b(self.alpha_b))
-
-        raw = torch.cat(
-            [unfold_heads(raw_q, H), unfold_heads(proj[:, self.i_k], H), unfold_heads(proj[:, self.i_v], H)], -1
-        )
-        conv, conv_state = self.conv_qkv(raw, state["conv"])
-        cq, ck, cv = (fold_heads(t, H) for t in F.silu(conv).chunk(3, -1))
-        q, k, v = F.normalize(cq, dim=-1), F.normalize(ck, dim=-1), cv
-
-        target = bank_forward(F1, F2, v)  # v_hat_box = M_box(v_t), Eq. 87
-        if cfg.stopgrad_targets:
-            target = target.detach()
-        e, hidden, g2, inner_loss = bank_inner_grads(F1, F2, k, target, cfg.inner_objective, cfg.eq92_sign)
         scale = clip_scale(e, hidden, g2, k, cfg.inner_clip)
         e, g2 = e * scale, g2 * scale
 
-        N, hm = F1.shape[0], F1.shape[-1]
         mom = cfg.momentum > 0
-        m = self.i_mem
         beta = torch.full_like(eta, cfg.momentum) if mom else None
+        tables = None if stepwise else decay_tables(alpha, beta)
         # First layers W2 of all memories share the key k: stack them along the output rows, and read
         # only M_memory's rows (the row-separable read of recurrence_chunk).
-        inp2 = RecurrenceInputs(
-            decay=alpha,
-            lr=eta,
-            grads=g2.permute(0, 2, 1, 3).reshape(N, n, M * hm),
-            gkeys=k,
-            precond=eta if cfg.precondition else None,
-            pkeys=k if cfg.precondition else None,
-            mom=beta,
-            queries=q,
-        )
         reads2, W2, S2 = run_recurrence(
             state["W2"].reshape(N, M * hm, dh),
             state["S2"].reshape(N, M * hm, dh) if mom else None,
-            inp2,
+            RecurrenceInputs(
+                decay=alpha,
+                lr=eta,
+                grads=g2.transpose(1, 2).reshape(N, n, M * hm),
+                gkeys=k,
+                precond=eta if cfg.precondition else None,
+                pkeys=k if cfg.precondition else None,
+                mom=beta,
+                queries=q,
+            ),
             stepwise,
             cfg.read_after_write,
             read_rows=slice(m * hm, (m + 1) * hm),
+            tables=tables,
         )
-        # Second layers W1: each memory has its own key (its hidden activation). M_memory is read;
-        # the projection memories only need their end-of-piece state.
-        rest = lambda t: t[:, :m].reshape(N * m, *t.shape[2:])  # noqa: E731
-        rep = lambda t: t.repeat_interleave(m, dim=0)  # noqa: E731
-        S1_old = state["S1"] if mom else None
+        # Second layers W1: each memory has its own key (its hidden activation). M_memory is read; the
+        # projection memories only need their end-of-piece state (a broadcast stack sharing the tables).
+        S1 = state["S1"] if mom else None
         reads1, W1_mem, S1_mem = run_recurrence(
             state["W1"][:, m],
-            S1_old[:, m] if mom else None,
+            S1[:, m] if mom else None,
             RecurrenceInputs(decay=alpha, lr=eta, grads=e[:, m], gkeys=hidden[:, m], mom=beta, queries=F.silu(reads2)),
             stepwise,
             cfg.read_after_write,
+            tables=tables,
         )
+        bcast = lambda t: None if t is None else t[:, None]  # noqa: E731
         _, W1_rest, S1_rest = run_recurrence(
-            rest(state["W1"]),
-            rest(S1_old) if mom else None,
-            RecurrenceInputs(
-                decay=rep(alpha), lr=rep(eta), grads=rest(e), gkeys=rest(hidden), mom=rep(beta) if mom else None
-            ),
+            state["W1"][:, :m],
+            S1[:, :m] if mom else None,
+            RecurrenceInputs(decay=bcast(alpha), lr=bcast(eta), grads=e[:, :m], gkeys=hidden[:, :m], mom=bcast(beta)),
             stepwise,
+            tables=None if tables is None else tables.unsqueeze(1),
         )
-        o = q + reads1  # o_t = M_memory,t-1(q_t)
-
         new = dict(state)
         new.update(pos=state["pos"] + n, F1=F1, F2=F2, conv=conv_state)
-        new["W1"] = torch.cat([W1_rest.view(N, m, dh, hm), W1_mem[:, None]], 1)
+        new["W1"] = torch.cat([W1_rest, W1_mem[:, None]], 1)
         new["W2"] = W2.view(N, M, hm, dh)
         if mom:
-            new["S1"] = torch.cat([S1_rest.view(N, m, dh, hm), S1_mem[:, None]], 1)
+            new["S1"] = torch.cat([S1_rest, S1_mem[:, None]], 1)
             new["S2"] = S2.view(N, M, hm, dh)
-        y = self.out_proj(self.out_norm(unfold_heads(o, H)))
-        record = {
-            "eta": eta.view(B, H, n).transpose(1, 2),
-            "alpha": alpha.view(B, H, n).transpose(1, 2),
-            "surprise": inner_loss[:, self.i_mem].reshape(B, H, n).transpose(1, 2),
-        }
-        return y, new, record
+        record = {"eta": eta, "alpha": alpha, "surprise": inner_loss[:, m]}
+        return q + reads1, new, record  # o_t = M_memory,t-1(q_t)

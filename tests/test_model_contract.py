@@ -169,9 +169,8 @@ def test_non_finite_memory_raises_a_typed_error_naming_layer_and_memory():
     model = _build("hope", cms_periods=(2,), chunk_size=4)
     with torch.no_grad():
         model.blocks[1].mixer.W1_0[0, -1, 0, 0] = float("nan")
-    with pytest.raises(nested.NonFiniteMemoryError) as err:
-        with torch.no_grad():
-            model(_tokens(T=6))
+    with pytest.raises(nested.NonFiniteMemoryError) as err, torch.no_grad():
+        model(_tokens(T=6))
     assert err.value.layer == 1 and "selfmod" in err.value.memory
     assert "layer 1" in str(err.value)
 
