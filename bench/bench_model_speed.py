@@ -87,8 +87,10 @@ def main() -> None:
         torch.set_num_threads(threads)
         no_trace = stream_speed(model, a.stream_tokens, trace=False)
         with_trace = stream_speed(model, a.stream_tokens, trace=True)
-        print(f"  {threads} thread(s): without trace {1 / no_trace:5.0f} tokens/s ({no_trace * 1e3:.2f} ms/token); "
-              f"with full trace {with_trace * 1e3:.2f} ms/token")
+        print(
+            f"  {threads} thread(s): without trace {1 / no_trace:5.0f} tokens/s ({no_trace * 1e3:.2f} ms/token); "
+            f"with full trace {with_trace * 1e3:.2f} ms/token"
+        )
 
 
 if __name__ == "__main__":
