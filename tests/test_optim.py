@@ -76,7 +76,7 @@ def test_muon_equals_torch_muon_on_matrices(nesterov):
     torch.manual_seed(0)
     W1, W2 = torch.randn(12, 5, requires_grad=True), torch.randn(5, 9, requires_grad=True)
     V1, V2 = (t.detach().clone().requires_grad_(True) for t in (W1, W2))
-    ours = Muon([W1, W2], lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov)
+    ours = Muon([W1, W2], lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov, ns_dtype=torch.bfloat16)
     ref = torch.optim.Muon([V1, V2], lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov)
     x = torch.randn(7, 12)
     for _ in range(10):

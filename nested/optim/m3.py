@@ -31,7 +31,7 @@ class M3(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999, 0.99), alpha: float = 1.0,
                  slow_every: int = 10, ns_steps: int = 5, eps: float = 1e-8, variant: str = "ema",
                  weight_decay: float = 0.0, rms_match: bool = False, ns_coefficients=QUINTIC,
-                 ns_dtype: torch.dtype | None = torch.bfloat16):  # fmt: skip
+                 ns_dtype: torch.dtype | str | None = "auto"):  # fmt: skip
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if slow_every < 1:

@@ -60,7 +60,7 @@ def adamw_update(p, g, st, lr, betas, eps, wd) -> None:
 class Muon(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
                  nesterov: bool = True, ns_coefficients=QUINTIC, eps: float = 1e-7, ns_steps: int = 5,
-                 adjust_lr_fn: str | None = None, ns_dtype: torch.dtype | None = torch.bfloat16,
+                 adjust_lr_fn: str | None = None, ns_dtype: torch.dtype | str | None = "auto",
                  adamw_lr: float = 1e-3, adamw_betas=(0.9, 0.95), adamw_eps: float = 1e-8):  # fmt: skip
         defaults = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov,
                     "ns_coefficients": tuple(ns_coefficients), "eps": eps, "ns_steps": ns_steps,

@@ -19,14 +19,18 @@ def newton_schulz(
     steps: int = 5,
     coefficients: tuple[float, float, float] = QUINTIC,
     eps: float = 1e-7,
-    dtype: torch.dtype | None = torch.bfloat16,
+    dtype: torch.dtype | str | None = "auto",
 ) -> Tensor:
     """Approximate the orthogonal factor U V^T of G (= U S V^T). Frobenius-normalised first (so the
     result is invariant to G's scale), run on the wide orientation (transposed when rows > cols), in
-    `dtype` (bfloat16 like torch.optim.Muon; None keeps G's dtype). 1-D tensors pass through unchanged;
-    tensors with more than two dims are flattened to (shape[0], -1) and back."""
+    `dtype`: "auto" = bfloat16 on CUDA (like torch.optim.Muon) and G's dtype elsewhere (bfloat16 matmuls
+    are ~100x slower than float32 on CPUs without bf16 units: bench/bench_optimizers.py); None keeps G's
+    dtype. 1-D tensors pass through unchanged; tensors with more than two dims are flattened to
+    (shape[0], -1) and back."""
     if G.dim() < 2:
         return G
+    if dtype == "auto":
+        dtype = torch.bfloat16 if G.is_cuda else None
     shape = G.shape
     X = G.reshape(shape[0], -1)
     a, b, c = coefficients
