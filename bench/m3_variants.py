@@ -77,7 +77,9 @@ def main() -> None:
         row = "  ".join(f"lr {lr:g}: {sum(v) / len(v):.3f}" for lr, v in scores.items())
         best = min(scores, key=lambda lr: sum(scores[lr]))
         vals = scores[best]
-        print(f"{name:11s} best {sum(vals) / len(vals):.3f} (lr {best:g}, seeds {', '.join(f'{v:.3f}' for v in vals)})  | {row}")
+        print(
+            f"{name:11s} best {sum(vals) / len(vals):.3f} (lr {best:g}, seeds {', '.join(f'{v:.3f}' for v in vals)})  | {row}"
+        )
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 

@@ -186,7 +186,7 @@ def _all_optimizers():
         "adam": lambda ps: AdamMemory(ps, lr=0.01),
         "muon": lambda ps: Muon(ps, lr=0.01, weight_decay=0.0, adamw_lr=0.01),
         "m3-paper": lambda ps: M3(ps, lr=0.01, variant="paper", slow_every=4),
-        "m3-ema": lambda ps: M3(ps, lr=0.01, variant="ema", slow_every=4),
+        "m3-ema": lambda ps: M3(ps, lr=0.05, variant="ema", slow_every=4),  # RMS-matched: steps of 0.2 lr
         "delta": lambda ps: DeltaMomentum(ps, lr=0.02),
         "delta-row": lambda ps: DeltaMomentum(ps, lr=0.02, key="row"),
         "precond": lambda ps: PreconditionedMomentum(ps, lr=0.002, preconditioner="rms"),
