@@ -58,15 +58,15 @@ class CMS(nn.Module):
         st = {
             "up": up,
             "down": down,
-            "acc_up": [torch.zeros_like(u) for u in up],
-            "acc_down": [torch.zeros_like(w) for w in down],
+            "acc_up": [None] * len(up),  # summed gradients of the level's current chunk (None = empty)
+            "acc_down": [None] * len(down),
             "lr_scale": [1.0] * self.n_levels,  # 0 freezes a level (eta -> 0)
         }
         if self.cfg.cms_variant == "nested":
             st["meta_up"] = [u.clone() for u in up]
             st["meta_down"] = [w.clone() for w in down]
-            st["meta_acc_up"] = [torch.zeros_like(u) for u in up]
-            st["meta_acc_down"] = [torch.zeros_like(w) for w in down]
+            st["meta_acc_up"] = [None] * len(up)
+            st["meta_acc_down"] = [None] * len(down)
         return st
 
     def level_mlp(self, level: int, x: Tensor, up: Tensor, down: Tensor) -> Tensor:

@@ -218,26 +218,29 @@ class NestedLM(nn.Module):
         state["pending"] = None
 
     def _step_levels(self, cms: CMS, c: dict, g_up, g_down, end: int, layer: int, trace: Trace | None) -> dict:
+        """Accumulate one segment's gradients; step each level whose period ends at token `end`.
+        Empty accumulators are None (a level whose period is one segment never copies its gradient)."""
         c = {k: (list(v) if isinstance(v, list) else v) for k, v in c.items()}
         nested = self.cfg.cms_variant == "nested"
         for lv in range(cms.n_levels):
-            c["acc_up"][lv] = c["acc_up"][lv] + g_up[lv]
-            c["acc_down"][lv] = c["acc_down"][lv] + g_down[lv]
+            c["acc_up"][lv] = _add(c["acc_up"][lv], g_up[lv])
+            c["acc_down"][lv] = _add(c["acc_down"][lv], g_down[lv])
             if nested:
-                c["meta_acc_up"][lv] = c["meta_acc_up"][lv] + g_up[lv]
-                c["meta_acc_down"][lv] = c["meta_acc_down"][lv] + g_down[lv]
+                c["meta_acc_up"][lv] = _add(c["meta_acc_up"][lv], g_up[lv])
+                c["meta_acc_down"][lv] = _add(c["meta_acc_down"][lv], g_down[lv])
         for lv, period in enumerate(cms.periods):
             if end % period:
                 continue
             lr = self.cfg.cms_lr * c["lr_scale"][lv]
-            d_up, d_down = _clip_pair(c["acc_up"][lv], c["acc_down"][lv], self.cfg.cms_clip)
-            c["up"][lv] = c["up"][lv] - lr * d_up
-            c["down"][lv] = c["down"][lv] - lr * d_down
-            c["acc_up"][lv] = torch.zeros_like(c["acc_up"][lv])
-            c["acc_down"][lv] = torch.zeros_like(c["acc_down"][lv])
-            check_finite({f"level{lv}.up": c["up"][lv], f"level{lv}.down": c["down"][lv]}, layer, "cms")
+            g_u, g_d = c["acc_up"][lv], c["acc_down"][lv]
+            coeff = -lr * _clip_coeff(g_u, g_d, self.cfg.cms_clip)  # (B, 1, 1): one fused pass per tensor
+            c["acc_up"][lv] = c["acc_down"][lv] = None
+            if lr:
+                c["up"][lv] = torch.addcmul(c["up"][lv], coeff, g_u)
+                c["down"][lv] = torch.addcmul(c["down"][lv], coeff, g_d)
+                check_finite({f"level{lv}.up": c["up"][lv], f"level{lv}.down": c["down"][lv]}, layer, "cms")
             if trace is not None:
-                norm = lr * float(torch.sqrt((d_up[0] ** 2).sum() + (d_down[0] ** 2).sum()))
+                norm = float(coeff[0].abs().squeeze()) * float(torch.hypot(g_u[0].norm(), g_d[0].norm()))
                 trace.updates.append(UpdateEvent(end - 1, layer, f"cms[{lv}]", period, norm))
         if nested:
             for lv in range(cms.n_levels):
@@ -245,12 +248,12 @@ class NestedLM(nn.Module):
                 if parent is None or end % cms.periods[parent]:
                     continue
                 lr = self.cfg.cms_lr * c["lr_scale"][parent]
-                d_up, d_down = _clip_pair(c["meta_acc_up"][lv], c["meta_acc_down"][lv], self.cfg.cms_clip)
-                c["meta_up"][lv] = c["meta_up"][lv] - lr * d_up
-                c["meta_down"][lv] = c["meta_down"][lv] - lr * d_down
+                g_u, g_d = c["meta_acc_up"][lv], c["meta_acc_down"][lv]
+                coeff = -lr * _clip_coeff(g_u, g_d, self.cfg.cms_clip)
+                c["meta_up"][lv] = torch.addcmul(c["meta_up"][lv], coeff, g_u)
+                c["meta_down"][lv] = torch.addcmul(c["meta_down"][lv], coeff, g_d)
                 c["up"][lv], c["down"][lv] = c["meta_up"][lv], c["meta_down"][lv]
-                c["meta_acc_up"][lv] = torch.zeros_like(d_up)
-                c["meta_acc_down"][lv] = torch.zeros_like(d_down)
+                c["meta_acc_up"][lv] = c["meta_acc_down"][lv] = None
                 if trace is not None:
                     trace.updates.append(UpdateEvent(end - 1, layer, f"cms[{lv}].init", cms.periods[parent]))
         return c
@@ -314,12 +317,15 @@ def memory_snapshot(mixer: nn.Module, st: dict):
     return None
 
 
-def _clip_pair(a: Tensor, b: Tensor, max_norm: float) -> tuple[Tensor, Tensor]:
-    """Clip the joint per-batch-item norm of two (B, ...) updates."""
-    sq = a.flatten(1).pow(2).sum(1) + b.flatten(1).pow(2).sum(1)
-    scale = (max_norm / sq.clamp_min(1e-24).sqrt()).clamp(max=1.0)
-    shape = (-1,) + (1,) * (a.dim() - 1)
-    return a * scale.view(shape), b * scale.view(shape)
+def _add(acc: Tensor | None, g: Tensor) -> Tensor:
+    return g if acc is None else acc + g
+
+
+def _clip_coeff(a: Tensor, b: Tensor, max_norm: float) -> Tensor:
+    """Per-batch-item factor (B, 1, ..., 1) that clips the joint norm of two (B, ...) updates."""
+    dims = tuple(range(1, a.dim()))
+    norm = torch.hypot(torch.linalg.vector_norm(a, dim=dims), torch.linalg.vector_norm(b, dim=dims))
+    return (max_norm / norm.clamp_min(1e-12)).clamp(max=1.0).view((-1,) + (1,) * (a.dim() - 1))
 
 
 def _detach(obj):
