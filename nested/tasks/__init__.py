@@ -1,0 +1,27 @@
+"""Procedural, seeded tasks (nothing is downloaded). Each gives byte sequences with per-position targets
+and a probe that scores any predictor on it."""
+
+from nested.tasks.base import IGNORE, Batch, Task
+from nested.tasks.formal import FormalLanguage
+from nested.tasks.recall import AssociativeRecall, NeedleInHaystack
+from nested.tasks.switching import Stream, TaskSwitching
+from nested.tasks.text import NewLanguageTask, TextTask
+
+TASKS = {
+    "text": TextTask,
+    "recall": AssociativeRecall,
+    "niah": NeedleInHaystack,
+    "switching": TaskSwitching,
+    "new-language": NewLanguageTask,
+    "formal": FormalLanguage,
+}
+
+
+def make_task(name: str, **kwargs) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
+    return TASKS[name](**kwargs)
+
+
+__all__ = ["IGNORE", "TASKS", "AssociativeRecall", "Batch", "FormalLanguage", "NeedleInHaystack",
+           "NewLanguageTask", "Stream", "Task", "TaskSwitching", "TextTask", "make_task"]  # fmt: skip
