@@ -7,6 +7,7 @@ run = model.stream(tokens, state=None)       # the same function token by token,
 nested.levels(model)                         # the nest, fastest to slowest
 """
 
+from nested.checkpoint import load, save
 from nested.config import ModelConfig
 from nested.device import pick_device
 from nested.errors import CheckpointError, NestedError, NonFiniteMemoryError
@@ -31,7 +32,9 @@ __all__ = [
     "UpdateEvent",
     "build_model",
     "levels",
+    "load",
     "make_config",
     "model_from_config",
     "pick_device",
+    "save",
 ]

@@ -1,8 +1,14 @@
-"""The command line: `python -m nested {models,levels,stream} ...`."""
+"""The command line: `python -m nested {models,levels,stream,train,eval} ...`.
+
+python -m nested train --preset text-hope --steps 400 --out runs/hope
+torchrun --nproc_per_node 2 -m nested train --preset smoke --out runs/ddp
+python -m nested eval runs/hope/model --per-position --recall --forgetting --out runs/hope/eval
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 
@@ -55,6 +61,62 @@ def cmd_stream(a) -> int:
     return 0
 
 
+def _parse_value(v: str):
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
+
+
+def cmd_train(a) -> int:
+    from nested.train import PRESETS, TrainConfig, preset, train
+
+    overrides = {}
+    for item in a.set or []:
+        key, _, value = item.partition("=")
+        if not _:
+            print(f"error: --set expects key=value, got {item!r}", file=sys.stderr)
+            return 2
+        overrides[key] = _parse_value(value)
+    if a.steps is not None:
+        overrides["steps"] = a.steps
+    if a.out:
+        overrides["out_dir"] = a.out
+    if a.seed is not None:
+        overrides["seed"] = a.seed
+    cfg = preset(a.preset, **overrides) if a.preset else TrainConfig.from_dict(overrides)
+    if a.preset is None and not overrides:
+        print(f"presets: {', '.join(PRESETS)}")
+    summary = train(cfg, resume=a.resume, progress=not a.quiet)
+    summary.pop("model")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from nested.evaluate import forgetting_curves, per_position_loss, recall_vs_context, write_results
+
+    model = nested.load(a.checkpoint, device=a.device)
+    results: dict = {"checkpoint": a.checkpoint, "meta": getattr(model, "checkpoint_meta", {})}
+    if a.per_position or not (a.recall or a.forgetting):
+        results["per_position"] = per_position_loss(model, seq_len=a.seq_len, n=a.n, seed=a.seed)
+        print(f"held-out text: {results['per_position']['mean_loss']:.4f} nats/byte "
+              f"({results['per_position']['bits_per_byte']:.3f} bits/byte)")  # fmt: skip
+    if a.recall:
+        results["recall"] = recall_vs_context(model, kind=a.recall, n=a.n, seed=a.seed)
+        for r in results["recall"]["rows"]:
+            print(f"{a.recall} size {r['size']:4d} (context {r['context_len']:4d}): accuracy {r['accuracy']:.3f}")
+    if a.forgetting:
+        results["forgetting"] = forgetting_curves(model, schedule=a.forgetting, seed=a.seed)
+        for row in results["forgetting"]["matrix"]:
+            print("after segment", row["after_segment"], row["segment_task"],
+                  {k: round(v, 3) for k, v in row.items() if len(k) == 1})  # fmt: skip
+    if a.out:
+        for p in write_results(results, a.out):
+            print(f"wrote {p}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m nested", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -67,10 +129,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text", required=True)
     p.add_argument("--save", default=None, help="save the trace (.npz)")
     p.set_defaults(fn=cmd_stream)
+    p = sub.add_parser("train", help="train any model on any task with any optimizer")
+    p.add_argument("--preset", default=None, help="a named configuration (see nested.train.PRESETS)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", default=None, help="output directory (checkpoints, history, final model)")
+    p.add_argument("--set", action="append", help="override a config field: key=value (JSON values)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last exactly")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_train)
+    p = sub.add_parser("eval", help="evaluate a checkpoint: per-position loss, recall, forgetting")
+    p.add_argument("checkpoint")
+    p.add_argument("--per-position", action="store_true")
+    p.add_argument("--recall", choices=["recall", "niah"], default=None)
+    p.add_argument("--forgetting", default=None, metavar="SCHEDULE", help='e.g. "ABAC"')
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--n", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, help="write results.json and CSV tables here")
+    p.set_defaults(fn=cmd_eval)
     a = ap.parse_args(argv)
     try:
         return a.fn(a)
-    except nested.NestedError as exc:
+    except (nested.NestedError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

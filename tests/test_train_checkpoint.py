@@ -1,0 +1,104 @@
+"""Training, exact resume, data parallel, checkpoints and evaluation outputs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import nested
+from nested.checkpoint import read_config
+from nested.errors import CheckpointError
+from nested.train import preset, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _weights(path):
+    return nested.load(path).state_dict()
+
+
+def test_twenty_steps_lower_the_loss_and_resume_exactly(tmp_path):
+    full = train(preset("smoke", out_dir=str(tmp_path / "full")), progress=False)
+    hist = json.loads((tmp_path / "full" / "history.json").read_text())
+    first = sum(h["loss"] for h in hist[:3]) / 3
+    last = sum(h["loss"] for h in hist[-3:]) / 3
+    assert last < first - 0.3, (first, last)
+    assert full["eval"]["loss"] < 5.0  # below the 5.55 nats of a uniform guess over 256 bytes
+    # half the run, stop, resume to the end: identical weights
+    train(preset("smoke", out_dir=str(tmp_path / "half"), steps=10), progress=False)
+    train(preset("smoke", out_dir=str(tmp_path / "half"), steps=20), resume=True, progress=False)
+    a, b = _weights(tmp_path / "full" / "model"), _weights(tmp_path / "half" / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_seed_same_run(tmp_path):
+    train(preset("smoke", out_dir=str(tmp_path / "a"), steps=5), progress=False)
+    train(preset("smoke", out_dir=str(tmp_path / "b"), steps=5), progress=False)
+    a, b = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process(tmp_path):
+    args = ["--preset", "smoke", "--steps", "6", "--quiet", "--set", "eval_every=0"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    subprocess.run([sys.executable, "-m", "nested", "train", *args, "--out", str(tmp_path / "one")],
+                   check=True, cwd=ROOT, env=env, capture_output=True)  # fmt: skip
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "nested", "train", *args, "--out", str(tmp_path / "two")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    a, b = _weights(tmp_path / "one" / "model"), _weights(tmp_path / "two" / "model")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a), max((a[k] - b[k]).abs().max() for k in a)
+
+
+def test_checkpoint_round_trip_and_validation(tmp_path):
+    model = nested.build_model("hope", d_model=32, cms_periods=(4,))
+    path = nested.save(model, tmp_path / "ck", meta={"note": "x"})
+    back = nested.load(path)
+    assert back.checkpoint_meta == {"note": "x"}
+    assert all(torch.equal(back.state_dict()[k], v) for k, v in model.state_dict().items())
+    assert read_config(path)["config"]["cms_periods"] == [4]
+
+
+def test_pickled_truncated_and_mismatched_files_are_refused(tmp_path):
+    model = nested.build_model("transformer", d_model=32)
+    path = nested.save(model, tmp_path / "ck")
+    weights = path / "model.safetensors"
+    good = weights.read_bytes()
+    torch.save(model.state_dict(), weights)  # a pickle where safetensors belongs: never unpickled
+    with pytest.raises(CheckpointError, match="not a valid safetensors"):
+        nested.load(path)
+    weights.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="not a valid safetensors"):
+        nested.load(path)
+    weights.write_bytes(good)
+    doc = json.loads((path / "config.json").read_text())
+    doc["config"]["d_model"] = 64
+    (path / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="shapes"):
+        nested.load(path)
+    (path / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        nested.load(path)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        nested.load(tmp_path / "nowhere")
+
+
+def test_eval_cli_writes_json_and_csv(tmp_path):
+    model = nested.build_model("hope", d_model=32, cms_periods=(4,))
+    ck = nested.save(model, tmp_path / "ck")
+    out = tmp_path / "ev"
+    from nested.__main__ import main
+
+    assert main(["eval", str(ck), "--per-position", "--recall", "recall", "--forgetting", "AB", "--n", "8",
+                 "--seq-len", "32", "--out", str(out)]) == 0  # fmt: skip
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["per_position"]["loss"]) == 32
+    assert [r["size"] for r in res["recall"]["rows"]] == [4, 8, 16, 32]
+    assert {"A", "B"} <= set(res["forgetting"]["matrix"][0])
+    for name in ("per_position_loss.csv", "recall_vs_context.csv", "forgetting_matrix.csv"):
+        assert (out / name).read_text().count("\n") >= 2
