@@ -1,28 +1,49 @@
 """Which models the app offers and how it builds them. Weights are read-only and shared (cached per
-process); every stream state lives in the session, never in the cached model."""
+process); every stream state lives in the session, never in the cached model.
+
+The app runs the shipped checkpoints (assets/checkpoints, trained by `python -m nested ship`) where they
+exist, and otherwise builds the model on the fly from the seed (untrained)."""
 
 from __future__ import annotations
 
 import torch
 
 import nested
+from nested.cards import CHECKPOINTS
 
-# The small models the app runs until trained checkpoints ship (built from a seed on the fly).
-APP_MODELS: dict[str, dict] = {
-    "hope": {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64), "chunk_size": 16},
-    "titans": {"d_model": 64, "n_layers": 2, "chunk_size": 16},
-    "transformer": {"d_model": 64, "n_layers": 2},
-    "hope-attention": {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64)},
-    "deltanet": {"d_model": 64, "n_layers": 2},
+# name in the picker -> (shipped checkpoint, registry model, on-the-fly settings)
+APP_MODELS: dict[str, tuple[str | None, str, dict]] = {
+    "hope": ("hope-text", "hope", {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64)}),
+    "titans": ("titans-text", "titans", {"d_model": 64, "n_layers": 2}),
+    "transformer": ("transformer-text", "transformer", {"d_model": 64, "n_layers": 2}),
+    "hope-recall": ("hope-recall", "hope", {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64)}),
+    "hope-switching": ("hope-switching", "hope", {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64)}),
+    "hope-attention": (None, "hope-attention", {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64)}),
+    "deltanet": (None, "deltanet", {"d_model": 64, "n_layers": 2}),
 }
 DEFAULT_MODEL = "hope"
+
+
+def is_trained(name: str) -> bool:
+    ckpt = APP_MODELS[name][0]
+    return ckpt is not None and (CHECKPOINTS / ckpt / "model.safetensors").is_file()
+
+
+def describe_model(name: str) -> str:
+    ckpt, reg, _ = APP_MODELS[name]
+    base = nested.DESCRIPTIONS[reg]
+    return f"{base} — trained ({ckpt})" if is_trained(name) else f"{base} — untrained (seeded)"
 
 
 def build_frozen(name: str, seed: int, device: str | None = None) -> nested.NestedLM:
     """A model whose weights nothing can change: parameters do not require grad; eval mode."""
     if name not in APP_MODELS:
         raise ValueError(f"unknown model {name!r}")
-    model = nested.build_model(name, seed=seed, device=device, **APP_MODELS[name])
+    ckpt, reg, settings = APP_MODELS[name]
+    if is_trained(name):
+        model = nested.load(CHECKPOINTS / ckpt, device=device or nested.pick_device())
+    else:
+        model = nested.build_model(reg, seed=seed, device=device, **settings)
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()

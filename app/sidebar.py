@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import nested
-from app.models import APP_MODELS, DEFAULT_MODEL
+from app.models import APP_MODELS, DEFAULT_MODEL, describe_model
 from nested.device import describe, pick_device
 
 
@@ -27,14 +26,14 @@ def global_sidebar() -> dict:
             "Model",
             list(APP_MODELS),
             index=list(APP_MODELS).index(DEFAULT_MODEL),
-            format_func=lambda n: f"{n} — {nested.DESCRIPTIONS[n]}",
+            format_func=lambda n: f"{n}: {describe_model(n)}",
             key="model",
             bind="query-params",
             help="The model every page runs. Its weights are shared read-only; your stream state is yours.",
         )
         seed = st.number_input(
             "Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="seed", bind="query-params",
-            help="Seeds the model's initial weights and any sampled data.",
+            help="Seeds untrained models' initial weights and any sampled data (trained checkpoints are fixed).",
         )  # fmt: skip
         device = pick_device()
         st.caption(f"Device: **{describe(device)}**")

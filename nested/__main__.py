@@ -117,6 +117,18 @@ def cmd_eval(a) -> int:
     return 0
 
 
+def cmd_ship(a) -> int:
+    from nested.cards import SHIPPED, ship
+
+    names = list(SHIPPED) if a.name == "all" else [a.name]
+    for name in names:
+        if name not in SHIPPED:
+            print(f"error: unknown shipped model {name!r}; choose all or one of {', '.join(SHIPPED)}", file=sys.stderr)
+            return 2
+        print(f"wrote {ship(name, progress=not a.quiet)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m nested", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -149,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="write results.json and CSV tables here")
     p.set_defaults(fn=cmd_eval)
+    p = sub.add_parser("ship", help="retrain a shipped checkpoint in assets/checkpoints and write its card")
+    p.add_argument("name", help="all, or one of nested.cards.SHIPPED")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_ship)
     a = ap.parse_args(argv)
     try:
         return a.fn(a)

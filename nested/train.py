@@ -188,8 +188,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
             bar.set_postfix(
                 loss=f"{float(loss):.3f}", **({"eval": f"{rec['eval']['loss']:.3f}"} if "eval" in rec else {})
             )
-        if not math.isfinite(float(loss)):
-            raise FloatingPointError(f"training loss is {float(loss)} at step {step + 1}")
+        if not math.isfinite(float(loss.detach())):
+            raise FloatingPointError(f"training loss is {float(loss.detach())} at step {step + 1}")
         done = step + 1 == cfg.steps
         if rank == 0 and (cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0 or done):
             _write_training_checkpoint(last, model, opt, cfg, step + 1, history, tokens_seen,

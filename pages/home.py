@@ -6,7 +6,7 @@ import torch
 
 import nested
 from app.figures import nest_raster
-from app.models import build_frozen, encode_text
+from app.models import build_frozen, describe_model, encode_text
 from app.samples import sample_texts
 
 settings = st.session_state["settings"]
@@ -34,7 +34,7 @@ def sample_trace(name: str, seed: int, n_tokens: int = 96) -> nested.Trace:
 
 model = frozen_model(settings["model"], settings["seed"])
 lvls = nested.levels(model)
-st.subheader(f"{settings['model']}: {nested.DESCRIPTIONS[settings['model']]}")
+st.subheader(f"{settings['model']}: {describe_model(settings['model'])}")
 table = pd.DataFrame(
     [
         {

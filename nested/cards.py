@@ -1,0 +1,109 @@
+"""The shipped checkpoints (assets/checkpoints/NAME): how each is made, evaluated and described.
+
+    python -m nested ship all          # retrain every shipped model, evaluate, write its card
+    python -m nested ship hope-text    # one of them
+
+Each card records the command, the training time on the machine that ran it, the final training loss
+and a deterministic evaluation (`card_eval`) that the tests recompute from the shipped weights."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+import nested
+from nested.checkpoint import CONFIG
+from nested.tasks import make_task
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINTS = ROOT / "assets" / "checkpoints"
+
+SHIPPED: dict[str, dict] = {
+    "hope-text": {"preset": "text-hope", "steps": 800, "what": "Hope (self-modifying Titans + CMS) byte LM on Python's docs"},
+    "titans-text": {"preset": "text-titans", "steps": 800, "what": "Titans LMM byte LM on Python's docs (matched size)"},
+    "transformer-text": {"preset": "text-transformer", "steps": 800, "what": "Transformer byte LM on Python's docs (matched size)"},
+    "hope-recall": {"preset": "recall-hope", "steps": 600, "what": "Hope trained for multi-query associative recall"},
+    "hope-switching": {"preset": "switching-hope", "steps": 250,
+                       "overrides": {"task_args": {"family": "map", "examples_per_segment": 12}},
+                       "what": "Hope trained on task switching with conflicting key->value maps (in context)"},
+}  # fmt: skip
+
+
+def card_eval(model, train_cfg: dict, n: int = 64, seed: int = 0) -> dict:
+    """The deterministic evaluation written on the card: the training task's held-out probe."""
+    args = dict(train_cfg["task_args"])
+    if train_cfg["task"] == "text":
+        args["split"] = "val"
+    task = make_task(train_cfg["task"], **args)
+    with torch.no_grad():
+        res = task.probe(lambda x: model(x), n=n, seed=10**6 + seed)
+    return {"task": train_cfg["task"], "task_args": args, "n": n, "seed": seed, **res}
+
+
+def ship(name: str, progress: bool = True) -> Path:
+    from nested.train import preset, train
+
+    spec = SHIPPED[name]
+    cfg = preset(spec["preset"], steps=spec["steps"], eval_every=0, ckpt_every=0, **spec.get("overrides", {}))
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg.out_dir = tmp
+        summary = train(cfg, progress=progress)
+        model = summary.pop("model").cpu().eval()
+        dest = CHECKPOINTS / name
+        if dest.exists():
+            shutil.rmtree(dest)
+        nested.save(model, dest)
+        history = json.loads((Path(tmp) / "history.json").read_text())
+    ev = card_eval(model, json.loads(json.dumps(vars(cfg))))
+    tail = history[-20:]
+    meta = {
+        "name": name,
+        "preset": spec["preset"],
+        "command": f"python -m nested ship {name}",
+        "train": {k: v for k, v in vars(cfg).items() if k != "out_dir"},
+        "steps": cfg.steps,
+        "tokens_seen": summary["tokens_seen"],
+        "train_seconds": summary["train_seconds"],
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "final_train_loss": sum(h["loss"] for h in tail) / len(tail),
+        "card_eval": ev,
+        "version": nested.__version__,
+    }
+    doc = json.loads((dest / CONFIG).read_text())
+    doc["meta"] = meta
+    (dest / CONFIG).write_text(json.dumps(doc, indent=2, sort_keys=True))
+    write_card(dest, spec["what"], meta, sum(p.numel() for p in model.parameters()))
+    return dest
+
+
+def write_card(dest: Path, what: str, meta: dict, n_params: int) -> None:
+    ev = meta["card_eval"]
+    size_kb = (dest / "model.safetensors").stat().st_size / 1024
+    lines = [
+        f"# {meta['name']}",
+        "",
+        what + ".",
+        "",
+        f"- Reproduce: `{meta['command']}` (preset `{meta['preset']}`, {meta['steps']} steps, seed {meta['train']['seed']})",
+        f"- Model: `{meta['train']['model']}` {json.dumps(meta['train']['model_args'])}, {n_params:,} parameters, "
+        f"{size_kb:.0f} KB of weights",
+        f"- Task: `{meta['train']['task']}` {json.dumps(meta['train']['task_args'])}; optimizer {meta['train']['optimizer']} "
+        f"lr {meta['train']['lr']}, batch {meta['train']['batch_size']}",
+        f"- Training: {meta['tokens_seen']:,} tokens in {meta['train_seconds']:.0f} s on {meta['machine']}",
+        f"- Final training loss (mean of the last 20 steps): {meta['final_train_loss']:.4f} nats/token",
+        f"- Evaluation ({ev['n']} held-out samples, seed {ev['seed']}): loss {ev['loss']:.4f} nats/token "
+        f"({ev['bits_per_token']:.3f} bits), accuracy {ev['accuracy']:.3f} (chance {ev['chance']:.3f}), "
+        f"exact match {ev['exact_match']:.3f}",
+        "",
+        "The evaluation above is recomputed from these weights by tests/test_shipped_checkpoints.py.",
+    ]  # fmt: skip
+    (dest / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def shipped() -> list[str]:
+    return sorted(p.name for p in CHECKPOINTS.glob("*") if (p / CONFIG).is_file())

@@ -1,0 +1,34 @@
+"""Every shipped checkpoint loads, is small, and reproduces the evaluation written on its card."""
+
+import json
+
+import pytest
+
+import nested
+from nested.cards import CHECKPOINTS, SHIPPED, card_eval
+
+
+@pytest.mark.parametrize("name", list(SHIPPED))
+def test_shipped_checkpoint_matches_its_card(name):
+    path = CHECKPOINTS / name
+    assert (path / "model.safetensors").stat().st_size < 20 * 2**20
+    model = nested.load(path).eval()
+    meta = model.checkpoint_meta
+    assert meta["command"] == f"python -m nested ship {name}"
+    recorded = meta["card_eval"]
+    again = card_eval(model, meta["train"], n=recorded["n"], seed=recorded["seed"])
+    assert abs(again["loss"] - recorded["loss"]) < 1e-3 * max(1.0, recorded["loss"])
+    assert abs(again["accuracy"] - recorded["accuracy"]) < 0.01
+    card = (path / "README.md").read_text()
+    assert meta["command"] in card and f"{recorded['loss']:.4f}" in card
+
+
+def test_text_models_beat_a_uniform_guess_and_are_matched_in_size():
+    sizes, losses = {}, {}
+    for name in ("hope-text", "titans-text", "transformer-text"):
+        model = nested.load(CHECKPOINTS / name)
+        sizes[name] = sum(p.numel() for p in model.parameters())
+        losses[name] = model.checkpoint_meta["card_eval"]["loss"]
+    assert max(sizes.values()) < 1.25 * min(sizes.values()), sizes
+    assert all(v < 3.0 for v in losses.values()), losses  # uniform over 256 bytes is 5.55 nats
+    json.dumps(losses)
