@@ -306,14 +306,16 @@ def mixer_components(mixer: nn.Module) -> list[str]:
     return ["attention_cache"]
 
 
-def memory_snapshot(mixer: nn.Module, st: dict):
-    """The matrix the app draws for a layer (batch item 0, head 0), as float32 numpy."""
+def memory_snapshot(mixer: nn.Module, st: dict) -> dict | None:
+    """The matrices the app draws for a layer (batch item 0, head 0), float32 numpy: each memory's first
+    layer W2 (the one the DGD preconditioner acts on), or the matrix memory itself."""
     if isinstance(mixer, SelfModifyingTitans):
-        return st["W2"][0, mixer.i_mem].detach().float().cpu().numpy()
+        W2 = st["W2"][0].detach().float().cpu().numpy()
+        return {name: W2[m] for m, name in enumerate(mixer.names)}
     if isinstance(mixer, TitansMemory):
-        return st["W2"][0, 0].detach().float().cpu().numpy()
+        return {"titans_memory": st["W2"][0, 0].detach().float().cpu().numpy()}
     if isinstance(mixer, DeltaNetMixer):
-        return st["S"][0].detach().float().cpu().numpy()
+        return {f"{mixer.rule}_memory": st["S"][0].detach().float().cpu().numpy()}
     return None
 
 

@@ -88,7 +88,7 @@ class SelfModifyingTitans(nn.Module):
             return p.unsqueeze(0).expand(batch, *p.shape).reshape(batch * H, *p.shape[1:])
 
         W1, W2 = per_item(self.W1_0), per_item(self.W2_0)
-        st = {"pos": 0, "W1": W1, "W2": W2, "F1": W1, "F2": W2}
+        st = {"pos": 0, "W1": W1, "W2": W2, "F1": W1, "F2": W2, "eta_gain": 1.0}  # eta_gain 0 freezes (eta -> 0)
         if self.cfg.momentum > 0:
             st["S1"], st["S2"] = torch.zeros_like(W1), torch.zeros_like(W2)
         st["conv"] = torch.zeros(batch * H, self.cfg.conv_width - 1, 3 * self.cfg.head_dim, device=device, dtype=dtype)
@@ -143,7 +143,7 @@ class SelfModifyingTitans(nn.Module):
         if raw_q is None:
             raw_q = proj[:, self.i_q]
         gates = torch.sigmoid((proj[:, self.i_eta : self.i_alpha + 1] * consts["gate_w"]).sum(-1) + consts["gate_b"])
-        eta, alpha = cfg.eta_scale * gates[:, 0], gates[:, 1]  # (N, n)
+        eta, alpha = cfg.eta_scale * state.get("eta_gain", 1.0) * gates[:, 0], gates[:, 1]  # (N, n)
 
         raw = torch.cat([raw_q, proj[:, self.i_k], proj[:, self.i_v]], dim=-1)
         conv, conv_state = causal_conv(raw, state["conv"], consts["conv_w"])

@@ -48,7 +48,7 @@ class TitansMemory(nn.Module):
             return p.unsqueeze(0).expand(batch, *p.shape).reshape(batch * H, *p.shape[1:])
 
         W1, W2 = per_item(self.W1_0), per_item(self.W2_0)
-        st = {"pos": 0, "W1": W1, "W2": W2, "F1": W1, "F2": W2}
+        st = {"pos": 0, "W1": W1, "W2": W2, "F1": W1, "F2": W2, "eta_gain": 1.0}  # eta_gain 0 freezes writes
         st["S1"], st["S2"] = torch.zeros_like(W1), torch.zeros_like(W2)
         for i, c in enumerate(self.convs):
             st[f"conv{i}"] = c.init_state(batch, device, dtype)
@@ -78,7 +78,7 @@ class TitansMemory(nn.Module):
             qkv.append(fold_heads(F.silu(c), H))
         q, k, v = F.normalize(qkv[0], dim=-1), F.normalize(qkv[1], dim=-1), qkv[2]
         g = torch.sigmoid(self.gates(x)).view(B, n, 3, H).permute(2, 0, 3, 1).reshape(3, B * H, n)
-        theta, eta, alpha = g[0] * cfg.titans_max_lr, g[1], g[2]
+        theta, eta, alpha = g[0] * cfg.titans_max_lr * state.get("eta_gain", 1.0), g[1], g[2]
 
         e, hidden, g2, inner_loss = bank_inner_grads(F1, F2, k, v[:, None], "l2", "corrected")
         scale = clip_scale(e, hidden, g2, k, cfg.inner_clip)

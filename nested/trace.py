@@ -3,7 +3,7 @@
 - `updates`: one event per parameter update at any level: token (the last token the update covers),
   layer, component (CMS levels are named "cms[l]"), period (tokens per update), norm of the change;
 - per token and layer: self-generated learning rate eta, retention alpha, surprise (inner loss);
-- bounded ring buffer of memory-matrix snapshots (the first layer W2 of M_memory, head 0);
+- bounded ring buffer of memory-matrix snapshots per layer: {memory name: its first-layer matrix, head 0};
 - per token: top-k next-token predictions with probabilities, and the loss once the target is known.
 
 Saved as one .npz (arrays + a JSON header); nothing is pickled.
@@ -46,7 +46,7 @@ class Trace:
     topk_ids: list[np.ndarray] = field(default_factory=list)
     topk_probs: list[np.ndarray] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)  # NaN until the next token is seen
-    snapshots: dict[int, list[tuple[int, np.ndarray]]] = field(default_factory=dict)
+    snapshots: dict[int, list[tuple[int, dict[str, np.ndarray]]]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
     # -- queries the app uses ------------------------------------------------------------------
@@ -68,6 +68,15 @@ class Trace:
             for e in self.updates
             if (component is None or e.component == component) and (layer is None or e.layer == layer)
         ]
+
+    def snapshot_at(self, layer: int, token: int) -> dict[str, np.ndarray] | None:
+        """The memory matrices of `layer` right after `token` (None when outside the ring buffer)."""
+        for t, mats in reversed(self.snapshots.get(layer, [])):
+            if t == token:
+                return mats
+            if t < token:
+                return None
+        return None
 
     def extend(self, other: Trace) -> Trace:
         """Concatenate a later trace of the same stream (tokens are already absolute)."""
@@ -93,6 +102,7 @@ class Trace:
             "max_snapshots": self.max_snapshots,
             "updates": [e.to_dict() for e in self.updates],
             "snapshot_tokens": {str(k): [t for t, _ in v] for k, v in self.snapshots.items()},
+            "snapshot_names": {str(k): sorted(v[0][1]) if v else [] for k, v in self.snapshots.items()},
             "meta": self.meta,
         }
         arrays = {
@@ -106,8 +116,8 @@ class Trace:
         arrays["topk_ids"] = np.stack(self.topk_ids) if self.topk_ids else np.zeros((0, k), np.int64)
         arrays["topk_probs"] = np.stack(self.topk_probs) if self.topk_probs else np.zeros((0, k), np.float32)
         for layer, snaps in self.snapshots.items():
-            if snaps:
-                arrays[f"snap_{layer}"] = np.stack([m for _, m in snaps])
+            for name in sorted(snaps[0][1]) if snaps else []:
+                arrays[f"snap_{layer}_{name}"] = np.stack([m[name] for _, m in snaps])
         with open(path, "wb") as f:
             np.savez_compressed(f, **arrays)
         return path
@@ -128,8 +138,9 @@ class Trace:
                 tr.topk_ids, tr.topk_probs = list(z["topk_ids"]), list(z["topk_probs"])
                 tr.updates = [UpdateEvent(**e) for e in header["updates"]]
                 for layer, toks in header["snapshot_tokens"].items():
-                    mats = z[f"snap_{layer}"]
-                    tr.snapshots[int(layer)] = list(zip(toks, list(mats), strict=True))
+                    names = header["snapshot_names"][layer]
+                    mats = {n: z[f"snap_{layer}_{n}"] for n in names}
+                    tr.snapshots[int(layer)] = [(t, {n: mats[n][i] for n in names}) for i, t in enumerate(toks)]
         except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
             raise ValueError(f"not a valid trace file: {path} ({exc})") from exc
         n = len(tr.tokens)

@@ -184,8 +184,9 @@ def test_trace_records_rates_surprise_snapshots_predictions_and_round_trips(tmp_
     eta, alpha, sur = tr.array("eta"), tr.array("alpha"), tr.array("surprise")
     assert eta.shape == (9, 2, 1) and ((eta > 0) & (eta < 1)).all() and ((alpha > 0) & (alpha < 1)).all()
     assert (sur >= 0).all()
-    assert len(tr.snapshots[0]) == 9 and tr.snapshots[0][0][1].shape == (32, 32)
-    assert not (tr.snapshots[0][0][1] == tr.snapshots[0][-1][1]).all()  # the memory moved
+    assert len(tr.snapshots[0]) == 9 and tr.snapshots[0][0][1]["M_memory"].shape == (32, 32)
+    assert set(tr.snapshots[0][0][1]) == {"M_k", "M_v", "M_eta", "M_alpha", "M_memory"}
+    assert not (tr.snapshot_at(0, 0)["M_memory"] == tr.snapshot_at(0, 8)["M_memory"]).all()  # the memory moved
     loss = tr.array("loss")
     assert math.isnan(loss[-1]) and not any(math.isnan(x) for x in loss[:-1])
     with torch.no_grad():
@@ -200,7 +201,7 @@ def test_trace_records_rates_surprise_snapshots_predictions_and_round_trips(tmp_
     assert back.updates[cms_events[-1]] == tr.updates[cms_events[-1]]
     assert back.updates[3].component == tr.updates[3].component
     assert (back.array("eta") == eta).all()
-    assert (back.snapshots[1][-1][1] == tr.snapshots[1][-1][1]).all()
+    assert (back.snapshots[1][-1][1]["M_k"] == tr.snapshots[1][-1][1]["M_k"]).all()
 
 
 def test_corrupt_trace_is_refused(tmp_path):
@@ -232,3 +233,18 @@ def test_bad_input_is_refused_clearly():
         nested.build_model("gpt5")
     with pytest.raises(ValueError, match="unknown option"):
         nested.build_model("hope", cms_period=(2,))
+
+
+def test_freezing_the_memories_stops_their_writes_but_not_their_decay():
+    model = _build("hope", cms_periods=(4,), chunk_size=4)
+    st = model.init_state(1)
+    for m in st["mixer"]:
+        m["eta_gain"] = 0.0
+    with torch.no_grad():
+        out = model.stream(_tokens(B=1, T=6), state=st, trace=True)
+    eta = out.trace.array("eta")
+    assert (eta == 0).all()
+    W0 = model.init_state(1)["mixer"][0]["W1"]
+    alpha = torch.tensor(out.trace.array("alpha")[:, 0, 0], dtype=torch.float64)
+    # with eta = 0 each token only multiplies the memory by alpha_t (Eq. 88)
+    assert torch.allclose(out.state["mixer"][0]["W1"], W0 * alpha.prod(), atol=1e-10)
