@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 
 from nested.levels import Level
@@ -54,4 +55,67 @@ def nest_raster(levels: list[Level], trace: Trace, steps_every: int | None = Non
     fig.update_xaxes(title="token index", range=[start - 0.5, start + T - 0.5])
     fig.update_layout(height=80 + 26 * len(rows), margin={"l": 10, "r": 10, "t": 30, "b": 40},
                       title="Update ticks per level (brain waves)")  # fmt: skip
+    return fig
+
+
+def token_strip(tokens: list[int], values: np.ndarray, index: int, label: str) -> go.Figure:
+    """One cell per streamed token, coloured by `values` (surprise or learning rate), the current token
+    outlined; hover shows the byte and the value."""
+    from app.models import decode_token
+
+    n = len(values)
+    chars = [decode_token(t) for t in tokens[:n]]
+    width = 48
+    rows = max(1, -(-n // width))
+    z = np.full((rows, width), np.nan)
+    text = np.full((rows, width), "", dtype=object)
+    for i in range(n):
+        z[i // width, i % width] = values[i]
+        text[i // width, i % width] = chars[i]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, text=text, texttemplate="%{text}", colorscale="Viridis", colorbar={"title": label},
+            customdata=np.arange(rows * width).reshape(rows, width),
+            hovertemplate="token %{customdata}: '%{text}'<br>" + label + " %{z:.4f}<extra></extra>",
+            xgap=1, ygap=1,
+        )
+    )  # fmt: skip
+    if index < n:
+        r, c = divmod(index, width)
+        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, line={"color": "red", "width": 3})
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(height=60 + 28 * rows, margin={"l": 5, "r": 5, "t": 5, "b": 5})
+    return fig
+
+
+def memory_heatmap(m: np.ndarray, title: str, zmax: float, diverging: bool = True) -> go.Figure:
+    """A memory matrix with a fixed colour range (so frames compare); rows = outputs, columns = inputs."""
+    fig = go.Figure(
+        go.Heatmap(z=m, zmin=-zmax, zmax=zmax, colorscale="RdBu" if diverging else "Viridis", reversescale=diverging,
+                   hovertemplate="row %{y}, col %{x}: %{z:.4f}<extra></extra>")
+    )  # fmt: skip
+    fig.update_yaxes(autorange="reversed", title="output")
+    fig.update_xaxes(title="input")
+    fig.update_layout(title=title, height=330, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def rate_curves(
+    eta: np.ndarray, alpha: np.ndarray, surprise: np.ndarray, index: int, cms_ticks: list[int]
+) -> go.Figure:
+    """eta_t, alpha_t and surprise of one layer over the streamed tokens; CMS updates as dotted lines."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                        subplot_titles=("learning rate η_t", "retention α_t", "surprise (inner loss)"))  # fmt: skip
+    x = np.arange(len(eta))
+    for row, (y, name) in enumerate([(eta, "η"), (alpha, "α"), (surprise, "surprise")], start=1):
+        fig.add_trace(
+            go.Scatter(x=x, y=y, mode="lines", name=name, hovertemplate="token %{x}: %{y:.4f}"), row=row, col=1
+        )
+        fig.add_vline(x=index, line={"color": "red", "width": 1}, row=row, col=1)
+    for t in cms_ticks:
+        fig.add_vline(x=t, line={"color": "#d62728", "width": 1, "dash": "dot"}, row=3, col=1)
+    fig.update_layout(height=420, showlegend=False, margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return fig

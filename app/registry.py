@@ -23,4 +23,5 @@ class PageSpec:
 
 PAGES: list[PageSpec] = [
     PageSpec("home.py", "The nest", ":material/account_tree:", "nest"),
+    PageSpec("stepper.py", "Token stepper", ":material/step:", "stepper"),
 ]

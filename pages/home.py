@@ -6,8 +6,9 @@ import torch
 
 import nested
 from app.figures import nest_raster
-from app.models import build_frozen, describe_model, encode_text
+from app.models import describe_model, encode_text
 from app.samples import sample_texts
+from app.session import frozen_model
 
 settings = st.session_state["settings"]
 st.title("The nest")
@@ -17,11 +18,6 @@ st.markdown(
     "Continuum Memory System's MLP levels learn **every C tokens** from the next-token loss; the "
     "weights learn **once per optimizer step**, and the optimizer's own moments are a memory too."
 )
-
-
-@st.cache_resource(show_spinner=False)
-def frozen_model(name: str, seed: int) -> nested.NestedLM:
-    return build_frozen(name, seed)
 
 
 @st.cache_data(show_spinner="Streaming a sample through the model…")
