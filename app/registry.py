@@ -20,6 +20,11 @@ class PageSpec:
     def path(self) -> Path:
         return PAGES_DIR / self.file
 
+    @property
+    def url(self) -> str:
+        """The page's path in the browser: Streamlit serves the default (first) page at "/"."""
+        return "" if self is PAGES[0] else self.url_path
+
 
 PAGES: list[PageSpec] = [
     PageSpec("home.py", "The nest", ":material/account_tree:", "nest"),
