@@ -135,19 +135,19 @@ class NestedLM(nn.Module):
         else:
             pieces = [(0, T)]
         outs = []
-        ctx = torch.enable_grad() if self.segment else nullcontext()
-        with ctx:
+        # Inference runs without a graph; a finished CMS segment is replayed chunk-parallel with a graph
+        # (same function, far fewer autograd nodes than the per-token steps) to take its gradients.
+        with nullcontext() if outer_grad else torch.no_grad():
             for a, b in pieces:
                 tok = tokens[:, a:b]
                 if self.segment and state["pos"] % self.segment == 0:
                     if state["pending"] is not None:
                         self._resolve(state, tok[:, 0], outer_grad, trace)
                     self._open_segment(state, outer_grad)
-                elif not outer_grad and not self.segment:
-                    state["mixer"] = _detach(state["mixer"])
                 logits = self._forward_piece(tok, state, stepwise, trace)
                 if self.segment:
-                    state["pending"]["logits"].append(logits)
+                    if outer_grad:
+                        state["pending"]["logits"].append(logits)
                     state["pending"]["tokens"].append(tok)
                 outs.append(logits if outer_grad else logits.detach())
         if trace is not None and T:
@@ -175,37 +175,57 @@ class NestedLM(nn.Module):
 
     # -- CMS segments ----------------------------------------------------------------------------
     def _open_segment(self, state: dict, outer_grad: bool) -> None:
-        """New tensors for the level weights of this segment, so its gradients cover its tokens only."""
+        """New tensors for the level weights of this segment, so its gradients cover its tokens only.
+        In inference the segment's start state is kept instead, for the replay in `_resolve`."""
         cms = []
         for c in state["cms"]:
             c = dict(c)
-            if outer_grad:
-                c["up"] = [u.clone() for u in c["up"]]
-                c["down"] = [w.clone() for w in c["down"]]
-            else:
-                c["up"] = [u.detach().requires_grad_(True) for u in c["up"]]
-                c["down"] = [w.detach().requires_grad_(True) for w in c["down"]]
+            wrap = (lambda t: t.clone()) if outer_grad else (lambda t: t.detach())
+            c["up"], c["down"] = [wrap(u) for u in c["up"]], [wrap(w) for w in c["down"]]
             cms.append(c)
         state["cms"] = cms
-        if not outer_grad:
-            state["mixer"] = _detach(state["mixer"])
         state["pending"] = {"logits": [], "tokens": [], "start": state["pos"]}
+        if not outer_grad:
+            state["pending"]["start_state"] = {"mixer": _detach(state["mixer"]), "cms": cms}
+
+    def _segment_grads(self, state: dict, next_token: Tensor, outer_grad: bool) -> list[Tensor]:
+        """d(summed next-token loss of the segment) / d(level weights used in it), per tensor."""
+        pend = state["pending"]
+        toks = torch.cat(pend["tokens"] + [next_token[:, None]], 1)
+        second = self.cfg.cms_second_order and outer_grad
+        if outer_grad:
+            logits = torch.cat(pend["logits"], 1)
+            params = [t for c in state["cms"] for t in c["up"] + c["down"]]
+        else:  # replay the segment from its start state, chunk-parallel, with a graph to the weights
+            start = pend["start_state"]
+            cms = []
+            for c in start["cms"]:
+                ups = [u.detach().requires_grad_(True) for u in c["up"]]
+                downs = [w.detach().requires_grad_(True) for w in c["down"]]
+                cms.append({**c, "up": ups, "down": downs})
+            params = [t for c in cms for t in c["up"] + c["down"]]
+            replay = {
+                "pos": pend["start"],
+                "mixer": start["mixer"],
+                "cms": cms,
+                "pending": None,
+                "batch": toks.shape[0],
+            }
+            with torch.enable_grad():
+                logits = self._forward_piece(toks[:, :-1], replay, stepwise=False, trace=None)
+        with torch.enable_grad():
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), toks[:, 1:].reshape(-1), reduction="sum")
+            # retain in training: the outer backward and a branch resumed from the same state need it
+            grads = torch.autograd.grad(loss, params, retain_graph=outer_grad, create_graph=second, allow_unused=True)
+        return [
+            torch.zeros_like(p) if g is None else (g if second else g.detach())
+            for p, g in zip(params, grads, strict=True)
+        ]
 
     def _resolve(self, state: dict, next_token: Tensor, outer_grad: bool, trace: Trace | None) -> None:
         """The segment's last target has arrived: sum its next-token losses, take the gradients with
         respect to its level weights, accumulate them, and step every level whose period ends here."""
-        pend = state["pending"]
-        logits = torch.cat(pend["logits"], 1)
-        toks = torch.cat(pend["tokens"] + [next_token[:, None]], 1)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), toks[:, 1:].reshape(-1), reduction="sum")
-        params = [t for c in state["cms"] for t in c["up"] + c["down"]]
-        second = self.cfg.cms_second_order and outer_grad
-        # retain: the caller may resume from the same state twice (branching, the app's "back")
-        grads = torch.autograd.grad(loss, params, retain_graph=True, create_graph=second, allow_unused=True)
-        grads = [
-            torch.zeros_like(p) if g is None else (g if second else g.detach())
-            for p, g in zip(params, grads, strict=True)
-        ]
+        grads = self._segment_grads(state, next_token, outer_grad)
         end = state["pos"]
         new_cms = []
         gi = 0
