@@ -36,7 +36,7 @@ class ModelConfig:
     alpha_init_bias: float = 5.0  # alpha_t = sigmoid(.) starts near 0.993: slow forgetting
     inner_clip: float = 10.0  # per-token inner gradient norm clip (DESIGN.md §7)
     read_after_write: bool = False  # Hope reads M_{t-1}(q_t) (§4.2); Titans' notation reads M_t
-    titans_max_lr: float = 0.5  # theta_t = sigmoid(.) * max_lr (lucidrains' parameterisation)
+    titans_max_lr: float = 0.1  # theta_t = sigmoid(.) * max_lr (lucidrains' parameterisation; 0.5 fails to train)
 
     # --- Continuum Memory System (PAPER.md §5)
     cms_periods: tuple[int, ...] = (16, 64)  # tokens per update of each level, in chain order
