@@ -27,8 +27,10 @@ def per_position_loss(model, seq_len: int = 128, n: int = 32, seed: int = 0, tex
 
 
 @torch.no_grad()
-def recall_vs_context(model, kind: str = "recall", sizes=(4, 8, 16, 32), n: int = 64, seed: int = 0) -> dict:
-    """Accuracy as the context grows: associative recall by number of pairs, or NIAH by context length."""
+def recall_vs_context(model, kind: str = "recall", sizes=None, n: int = 64, seed: int = 0) -> dict:
+    """Accuracy as the context grows: associative recall by number of pairs (4..32), or NIAH by context
+    length in bytes (64..512)."""
+    sizes = sizes or ((4, 8, 16, 32) if kind == "recall" else (64, 128, 256, 512))
     rows = []
     for s in sizes:
         task = (

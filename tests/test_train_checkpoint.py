@@ -102,3 +102,7 @@ def test_eval_cli_writes_json_and_csv(tmp_path):
     assert {"A", "B"} <= set(res["forgetting"]["matrix"][0])
     for name in ("per_position_loss.csv", "recall_vs_context.csv", "forgetting_matrix.csv"):
         assert (out / name).read_text().count("\n") >= 2
+    from nested.evaluate import recall_vs_context
+
+    niah = recall_vs_context(model, kind="niah", n=2)
+    assert [r["context_len"] for r in niah["rows"]] == [64, 128, 256, 512]
