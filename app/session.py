@@ -16,7 +16,5 @@ def frozen_model(name: str, seed: int) -> nested.NestedLM:
 
 def show_error(exc: Exception, what: str) -> None:
     """A clear message instead of a traceback; the session's earlier state is untouched."""
-    if isinstance(exc, nested.NonFiniteMemoryError):
-        st.error(f"{what}: {exc}")
-    else:
-        st.error(f"{what}: {exc}")
+    hint = " You can freeze a level or pick another text." if isinstance(exc, nested.NonFiniteMemoryError) else ""
+    st.error(f"{what}: {exc}.{hint}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from nested.optim.memory_view import MemoryInfo, collect, ema_horizon
+from nested.optim.memory_view import MemoryInfo, closure_loss, collect, ema_horizon
 from nested.optim.newton_schulz import QUINTIC, newton_schulz
 
 VARIANTS = ("paper", "ema")
@@ -52,10 +52,7 @@ class M3(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             b1, b2, b3 = group["betas"]
             f, ema = group["slow_every"], group["variant"] == "ema"

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from nested.optim.memory_view import MemoryInfo, collect, ema_horizon
+from nested.optim.memory_view import MemoryInfo, closure_loss, collect, ema_horizon
 
 
 class MomentumSGD(torch.optim.Optimizer):
@@ -26,10 +26,7 @@ class MomentumSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             mu, lr, wd = group["momentum"], group["lr"], group["weight_decay"]
             for p in group["params"]:
@@ -66,10 +63,7 @@ class AdamMemory(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             b1, b2 = group["betas"]
             lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]

@@ -39,6 +39,14 @@ def ema_horizon(beta: float) -> str:
     return f"50% of its mass in the last {n50} steps, 99% in {n99} (beta={beta:g})"
 
 
+def closure_loss(closure):
+    """The torch.optim convention: re-evaluate the loss with gradients enabled when a closure is given."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 def collect(optimizer: torch.optim.Optimizer, key: str) -> list[Tensor]:
     return [st[key] for group in optimizer.param_groups for p in group["params"]
             if (st := optimizer.state.get(p)) and key in st and torch.is_tensor(st[key])]  # fmt: skip

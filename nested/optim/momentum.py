@@ -21,18 +21,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nested.optim.memory_view import MemoryInfo, collect, ema_horizon
+from nested.optim.memory_view import MemoryInfo, closure_loss, collect, ema_horizon
 
 
-class _Base(torch.optim.Optimizer):
-    def _loss(self, closure):
-        if closure is None:
-            return None
-        with torch.enable_grad():
-            return closure()
-
-
-class PreconditionedMomentum(_Base):
+class PreconditionedMomentum(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.9, preconditioner: str = "identity",
                  beta2: float = 0.999, eps: float = 1e-8):  # fmt: skip
         if preconditioner not in ("identity", "rms"):
@@ -43,7 +35,7 @@ class PreconditionedMomentum(_Base):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = self._loss(closure)
+        loss = closure_loss(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -70,7 +62,7 @@ class PreconditionedMomentum(_Base):
         return out
 
 
-class DeltaMomentum(_Base):
+class DeltaMomentum(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.9, eta_d: float = 0.5, key: str = "flat",
                  eps: float = 1e-12):  # fmt: skip
         if key not in ("flat", "row"):
@@ -81,7 +73,7 @@ class DeltaMomentum(_Base):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = self._loss(closure)
+        loss = closure_loss(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -111,14 +103,14 @@ class DeltaMomentum(_Base):
                            collect(self, "m"))]  # fmt: skip
 
 
-class DeepMomentum(_Base):
+class DeepMomentum(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.9, hidden: int = 8, inner_lr: float = 1e-2,
                  seed: int = 0):  # fmt: skip
         super().__init__(params, {"lr": lr, "alpha": alpha, "hidden": hidden, "inner_lr": inner_lr, "seed": seed})
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = self._loss(closure)
+        loss = closure_loss(closure)
         for group in self.param_groups:
             h, a, lr, ilr = group["hidden"], group["alpha"], group["lr"], group["inner_lr"]
             for i, p in enumerate(group["params"]):

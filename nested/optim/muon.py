@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from nested.optim.memory_view import MemoryInfo, collect, ema_horizon
+from nested.optim.memory_view import MemoryInfo, closure_loss, collect, ema_horizon
 from nested.optim.newton_schulz import QUINTIC, newton_schulz
 
 
@@ -70,10 +70,7 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
