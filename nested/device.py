@@ -7,15 +7,6 @@ import os
 import torch
 
 
-def available_devices() -> list[str]:
-    out = ["cpu"]
-    if torch.cuda.is_available():
-        out.insert(0, "cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        out.insert(0, "mps")
-    return out
-
-
 def pick_device(prefer: str | None = None) -> torch.device:
     """`prefer` in {None, "auto", "cpu", "cuda", "cuda:N", "mps"}; NESTED_DEVICE is read when None."""
     prefer = prefer or os.environ.get("NESTED_DEVICE") or "auto"

@@ -83,11 +83,6 @@ def bank_forward(W1: Tensor, W2: Tensor, x: Tensor) -> Tensor:
     return x + F.silu(x @ W2.transpose(-1, -2)) @ W1.transpose(-1, -2)
 
 
-def bank_forward_each(W1: Tensor, W2: Tensor, x: Tensor) -> Tensor:
-    """Memory m applied to its own input x[:, m] (N, M, T, d) -> (N, M, T, d)."""
-    return x + F.silu(x @ W2.transpose(-1, -2)) @ W1.transpose(-1, -2)
-
-
 def bank_inner_grads(W1: Tensor, W2: Tensor, k: Tensor, target: Tensor, objective: str, sign: str):
     """Closed-form inner gradients of every memory at state (W1, W2), for each token's key k (N, T, d)
     and target (N, M, T, d). Returns (e, hidden, g2, loss):

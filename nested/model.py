@@ -102,7 +102,6 @@ class NestedLM(nn.Module):
 
     def stream(self, tokens: Tensor, state: dict | None = None, trace: bool = True, top_k: int = 5) -> StreamResult:
         """The same function one token at a time; records a Trace of batch item 0 when `trace`."""
-        tokens = self._check_tokens(tokens)
         tr = Trace(n_layers=self.cfg.n_layers, top_k=top_k) if trace else None
         logits, state = self._run(tokens, state, stepwise=True, trace=tr)
         return StreamResult(logits, state, tr)
