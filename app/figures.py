@@ -89,11 +89,26 @@ def token_strip(tokens: list[int], values: np.ndarray, index: int, label: str) -
     return fig
 
 
-def memory_heatmap(m: np.ndarray, title: str, zmax: float, diverging: bool = True) -> go.Figure:
-    """A memory matrix with a fixed colour range (so frames compare); rows = outputs, columns = inputs."""
+SYMLOG_EPS = 1e-6  # entries below this are drawn (almost) white
+
+
+def symlog(x, eps: float = SYMLOG_EPS):
+    """sign(x) log10(1 + |x| / eps): a colour scale that shows 1e-6 and 1 on the same map."""
+    return np.sign(x) * np.log10(1.0 + np.abs(x) / eps)
+
+
+def memory_heatmap(m: np.ndarray, title: str, zmax: float) -> go.Figure:
+    """A memory matrix on a fixed, symmetric-log colour range [-zmax, zmax] (the same on every frame, so
+    frames compare; memories shrink by orders of magnitude over a stream, so a linear scale would go
+    blank). Rows = outputs, columns = inputs; hover shows the real value."""
+    top = float(symlog(zmax))
+    ticks = [v for v in (1e-5, 1e-3, 1e-1, 10.0) if v <= zmax * 1.0001]
+    tickvals = [float(symlog(-v)) for v in reversed(ticks)] + [0.0] + [float(symlog(v)) for v in ticks]
+    ticktext = [f"-{v:g}" for v in reversed(ticks)] + ["0"] + [f"{v:g}" for v in ticks]
     fig = go.Figure(
-        go.Heatmap(z=m, zmin=-zmax, zmax=zmax, colorscale="RdBu" if diverging else "Viridis", reversescale=diverging,
-                   hovertemplate="row %{y}, col %{x}: %{z:.4f}<extra></extra>")
+        go.Heatmap(z=symlog(np.clip(m, -zmax, zmax)), customdata=m, zmin=-top, zmax=top, colorscale="RdBu",
+                   reversescale=True, colorbar={"tickvals": tickvals, "ticktext": ticktext},
+                   hovertemplate="row %{y}, col %{x}: %{customdata:.3g}<extra></extra>")
     )  # fmt: skip
     fig.update_yaxes(autorange="reversed", title="output")
     fig.update_xaxes(title="input")
@@ -118,4 +133,17 @@ def rate_curves(
     for t in cms_ticks:
         fig.add_vline(x=t, line={"color": "#d62728", "width": 1, "dash": "dot"}, row=3, col=1)
     fig.update_layout(height=420, showlegend=False, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig
+
+
+def loss_curves(losses: dict[str, np.ndarray], index: int) -> go.Figure:
+    """Per-token next-token loss of several runs on the same stream (NaN where the target is unknown)."""
+    fig = go.Figure()
+    for name, y in losses.items():
+        fig.add_trace(go.Scatter(x=np.arange(len(y)), y=y, mode="lines", name=name,
+                                 hovertemplate=name + "<br>token %{x}: %{y:.3f} nats<extra></extra>"))  # fmt: skip
+    fig.add_vline(x=index, line={"color": "red", "width": 1})
+    fig.update_layout(title="next-token loss per token (nats)", height=260, legend={"orientation": "h", "y": -0.25},
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    fig.update_xaxes(title="token index")
     return fig

@@ -1,4 +1,5 @@
-"""Streamlit entry point: the router (pages from app.registry) and the global sidebar."""
+"""Streamlit entry point: the router (pages from app.registry), presets and lessons named in the URL,
+and the global sidebar."""
 
 import sys
 from pathlib import Path
@@ -9,12 +10,21 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the pa
 
 import streamlit as st  # noqa: E402
 
+from app.lessons import lessons  # noqa: E402
+from app.presets import preset_params  # noqa: E402
 from app.registry import PAGES  # noqa: E402
 from app.sidebar import global_sidebar  # noqa: E402
+from app.urlstate import LESSON_PARAM, apply_preset  # noqa: E402
 
 st.set_page_config(page_title="Nested Learning Lab", page_icon=":material/account_tree:", layout="wide")
-nav = st.navigation(
-    [st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path, default=i == 0) for i, p in enumerate(PAGES)]
-)
+pages = {p.url_path: st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path, default=i == 0)
+         for i, p in enumerate(PAGES)}  # fmt: skip
+nav = st.navigation(list(pages.values()))
+apply_preset(preset_params())
 st.session_state["settings"] = global_sidebar()
+lesson = lessons().get(st.query_params.get(LESSON_PARAM, ""))
+if lesson is not None:
+    with st.expander(f"Lesson: {lesson.title}", expanded=True, icon=":material/school:"):
+        st.markdown(lesson.body)
+        st.page_link(pages["workshop"], label="All lessons", icon=":material/list:")
 nav.run()

@@ -29,4 +29,10 @@ class PageSpec:
 PAGES: list[PageSpec] = [
     PageSpec("home.py", "The nest", ":material/account_tree:", "nest"),
     PageSpec("stepper.py", "Token stepper", ":material/step:", "stepper"),
+    PageSpec("optimizers.py", "Optimizers as memories", ":material/moving:", "optimizers"),
+    PageSpec("workshop.py", "Workshop", ":material/school:", "workshop"),
 ]
+
+
+def page_for(url_path: str) -> PageSpec:
+    return next(p for p in PAGES if p.url_path == url_path)

@@ -4,12 +4,13 @@ the model, text or frozen levels change. No Streamlit here: pytest drives it dir
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 import nested
+from nested.model import memory_snapshot
 from nested.trace import Trace
 
 CHUNK = 16  # tokens streamed per refill when the index runs past what is computed
@@ -42,42 +43,70 @@ def apply_frozen(state: dict, frozen: tuple[str, ...]) -> dict:
 
 @dataclass
 class StepperRun:
-    key: tuple  # (model name, seed, text, frozen): a change of key means a new run
+    """A stream the stepper shows. Live runs compute lazily from the model; a replayed run (a saved
+    trace) or a preset (a precomputed trace shipped in assets/presets) needs no model for the tokens it
+    covers. The memories before the first token are stored as snapshot token -1, so "change since the
+    previous token" works at token 0 and survives export."""
+
+    key: tuple  # what the run is of: a change of key means a new run
     tokens: list[int]
     frozen: tuple[str, ...] = ()
     trace: Trace | None = None
     state: dict | None = None
-    initial: dict = field(default_factory=dict)  # memory matrices before the first token, per layer
+    preset: Trace | None = None  # shown while the live run has not reached a token
+    replay: bool = False  # a loaded trace: nothing more can be computed
+
+    @classmethod
+    def from_trace(cls, key: tuple, trace: Trace) -> StepperRun:
+        return cls(key, list(trace.tokens), tuple(trace.meta.get("frozen", ())), trace=trace, replay=True)
 
     @property
     def computed(self) -> int:
         return 0 if self.trace is None else len(self.trace)
 
-    def ensure(self, model: nested.NestedLM, upto: int) -> None:
-        """Stream tokens until `upto` of them are computed (bounded by the text)."""
-        upto = min(upto, len(self.tokens))
+    def layers(self) -> int:
+        return (self.trace if self.trace is not None else self.preset).n_layers
+
+    def memory_names(self, layer: int) -> list[str]:
+        src = self.trace if self.trace is not None else self.preset
+        snaps = src.snapshots.get(layer) if src is not None else None
+        return list(snaps[0][1]) if snaps else []
+
+    def _preset_covers(self, index: int, snapshots: bool) -> bool:
+        p = self.preset
+        if p is None or index >= len(p):
+            return False
+        return not snapshots or p.snapshot_at(0, index) is not None or not p.snapshots
+
+    def view(self, index: int, snapshots: bool = True) -> Trace:
+        """The trace that covers token `index` (and its memory snapshots when `snapshots`): the live one,
+        else the preset."""
+        if self.replay or self.computed > index + 1 or self.computed == len(self.tokens):
+            return self.trace
+        return self.preset if self._preset_covers(index, snapshots) else self.trace
+
+    def ensure(self, model: nested.NestedLM | None, upto: int, snapshots: bool = True) -> None:
+        """Make token `upto - 1` viewable with its loss known: stream live until `upto + 1` tokens are
+        computed, unless the preset already covers it. A replayed run computes nothing."""
+        if self.replay or self._preset_covers(upto - 1, snapshots):
+            return
+        upto = min(upto + 1, len(self.tokens))
         if self.state is None:
             self.state = apply_frozen(model.init_state(1), self.frozen)
-            from nested.model import memory_snapshot
-
-            self.initial = {i: memory_snapshot(blk.mixer, self.state["mixer"][i]) for i, blk in enumerate(model.blocks)}
-        if upto <= self.computed:
-            return
-        chunk = torch.tensor([self.tokens[self.computed : upto]], dtype=torch.long)
-        with torch.no_grad():
-            run = model.stream(chunk, state=self.state, trace=True)
-        self.state = run.state
-        if self.trace is None:
-            run.trace.max_snapshots = len(self.tokens)  # keep every token: back and scrub are lookups
-            self.trace = run.trace
-        else:
+            initial = {i: memory_snapshot(blk.mixer, self.state["mixer"][i]) for i, blk in enumerate(model.blocks)}
+            self.trace = Trace(n_layers=len(model.blocks), max_snapshots=len(self.tokens) + 1,
+                               snapshots={i: [(-1, m)] for i, m in initial.items() if m}, meta={"start": 0})  # fmt: skip
+        while self.computed < upto:  # pieces of at most 256: a stream call keeps its last 256 snapshots
+            piece = self.tokens[self.computed : min(upto, self.computed + 256)]
+            with torch.no_grad():
+                run = model.stream(torch.tensor([piece], dtype=torch.long), state=self.state, trace=True)
+            self.state = run.state
             self.trace.extend(run.trace)
 
     def matrices(self, layer: int, index: int) -> tuple[dict | None, dict | None]:
         """(matrices after token `index`, matrices before it) for a layer."""
-        now = self.trace.snapshot_at(layer, index)
-        before = self.initial.get(layer) if index == 0 else self.trace.snapshot_at(layer, index - 1)
-        return now, before
+        tr = self.view(index)
+        return tr.snapshot_at(layer, index), tr.snapshot_at(layer, index - 1)
 
 
 def downsample(m: np.ndarray, max_side: int = 256) -> np.ndarray:

@@ -1,11 +1,20 @@
-"""The global sidebar: model picker, device in use, seed. Bound to the URL so links restore them."""
+"""The global sidebar: model picker, device in use, seed. Bound to the URL so links restore them; an
+instructor's `?hide=model,seed` keeps their URL values and hides the widgets."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from app.models import APP_MODELS, DEFAULT_MODEL, describe_model
+from app.urlstate import choice, is_hidden
 from nested.device import describe, pick_device
+
+MAX_SEED = 2**31 - 1
+
+
+def _seed_from_url() -> int | None:
+    raw = st.query_params.get("seed")
+    return int(raw) if raw is not None and raw.isdigit() and int(raw) <= MAX_SEED else None
 
 
 def _clean_query_params() -> None:
@@ -13,8 +22,7 @@ def _clean_query_params() -> None:
     qp = st.query_params
     if qp.get("model") not in (None, *APP_MODELS):
         del qp["model"]
-    seed = qp.get("seed")
-    if seed is not None and not (seed.lstrip("-").isdigit() and 0 <= int(seed) < 2**31):
+    if qp.get("seed") is not None and _seed_from_url() is None:
         del qp["seed"]
 
 
@@ -22,19 +30,17 @@ def global_sidebar() -> dict:
     _clean_query_params()
     with st.sidebar:
         st.markdown("### Nested Learning Lab")
-        model = st.selectbox(
-            "Model",
-            list(APP_MODELS),
-            index=list(APP_MODELS).index(DEFAULT_MODEL),
-            format_func=lambda n: f"{n}: {describe_model(n)}",
-            key="model",
-            bind="query-params",
-            help="The model every page runs. Its weights are shared read-only; your stream state is yours.",
-        )
-        seed = st.number_input(
-            "Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="seed", bind="query-params",
-            help="Seeds untrained models' initial weights and any sampled data (trained checkpoints are fixed).",
-        )  # fmt: skip
+        model = choice(st.selectbox, "Model", list(APP_MODELS), key="model", default=DEFAULT_MODEL,
+                       help="The model every page runs. Its weights are shared read-only; your stream state is yours.")  # fmt: skip
+        st.caption(describe_model(model))
+        if is_hidden("seed"):
+            seed = _seed_from_url() or 0
+        else:
+            seed = st.number_input(
+                "Seed", min_value=0, max_value=MAX_SEED, value=None if "seed" in st.session_state else 0, step=1,
+                key="seed", bind="query-params",
+                help="Seeds untrained models' initial weights and any sampled data (trained checkpoints are fixed).",
+            )  # fmt: skip
         device = pick_device()
         st.caption(f"Device: **{describe(device)}**")
-    return {"model": model, "seed": int(seed), "device": str(device)}
+    return {"model": model, "seed": int(seed or 0), "device": str(device)}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -93,8 +94,9 @@ class Trace:
         return self
 
     # -- serialisation -------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
+    def save(self, path: str | Path | BinaryIO, snapshot_dtype: str = "float32") -> Path | BinaryIO:
+        """Write one .npz (to a path or an open binary file). `snapshot_dtype="float16"` halves the
+        snapshots (the app's shipped presets use it)."""
         header = {
             "version": TRACE_VERSION,
             "n_layers": self.n_layers,
@@ -117,13 +119,19 @@ class Trace:
         arrays["topk_probs"] = np.stack(self.topk_probs) if self.topk_probs else np.zeros((0, k), np.float32)
         for layer, snaps in self.snapshots.items():
             for name in sorted(snaps[0][1]) if snaps else []:
-                arrays[f"snap_{layer}_{name}"] = np.stack([m[name] for _, m in snaps])
+                arrays[f"snap_{layer}_{name}"] = np.stack([m[name] for _, m in snaps]).astype(snapshot_dtype)
+        if hasattr(path, "write"):
+            np.savez_compressed(path, **arrays)
+            return path
+        path = Path(path)
         with open(path, "wb") as f:
             np.savez_compressed(f, **arrays)
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> Trace:
+    def load(cls, path: str | Path | BinaryIO) -> Trace:
+        """Read a saved trace (a path or an open binary file). Anything that is not a valid trace raises
+        ValueError with the reason; nothing is unpickled."""
         try:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(str(z["header"]))
@@ -139,11 +147,11 @@ class Trace:
                 tr.updates = [UpdateEvent(**e) for e in header["updates"]]
                 for layer, toks in header["snapshot_tokens"].items():
                     names = header["snapshot_names"][layer]
-                    mats = {n: z[f"snap_{layer}_{n}"] for n in names}
+                    mats = {n: z[f"snap_{layer}_{n}"].astype(np.float32) for n in names}
                     tr.snapshots[int(layer)] = [(t, {n: mats[n][i] for n in names}) for i, t in enumerate(toks)]
-        except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
-            raise ValueError(f"not a valid trace file: {path} ({exc})") from exc
+        except Exception as exc:  # zip, npz, JSON, key, type and shape errors all mean "not a trace"
+            raise ValueError(f"not a valid trace file ({type(exc).__name__}: {exc})") from exc
         n = len(tr.tokens)
         if not all(len(getattr(tr, a)) == n for a in ("eta", "alpha", "surprise", "loss", "topk_ids")):
-            raise ValueError(f"not a valid trace file: {path} (per-token arrays disagree in length)")
+            raise ValueError("not a valid trace file (per-token arrays disagree in length)")
         return tr

@@ -35,7 +35,7 @@ table = pd.DataFrame(
     [
         {
             "level": lv.name,
-            "layer": "—" if lv.layer is None else lv.layer,
+            "layer": "—" if lv.layer is None else str(lv.layer),
             "kind": lv.kind,
             "updates": lv.period_label,
             "parameters": lv.params,

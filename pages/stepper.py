@@ -2,50 +2,29 @@
 
 import streamlit as st
 
-from app.figures import memory_heatmap, rate_curves, token_strip
-from app.models import decode_token, encode_text
-from app.runstate import StepperRun, downsample, frozen_options
-from app.samples import sample_texts
-from app.session import frozen_model, show_error
-from app.textinput import TextInputError, clean_text, decode_bytes
+from app.figures import loss_curves, memory_heatmap, rate_curves, token_strip
+from app.models import decode_token
+from app.runstate import downsample, frozen_options
+from app.session import frozen_model
+from app.stepper_ui import PLOTLY_CONFIG, current_runs, ensure, export_panel, topk_line
+from app.urlstate import choice, multichoice
 
 settings = st.session_state["settings"]
 st.title("Token stepper")
 st.caption("Each step feeds one byte. Memories write every token; CMS levels learn once per period from the "
            "next-token loss. Keys: → step, ← back, space play/pause.")  # fmt: skip
 model = frozen_model(settings["model"], settings["seed"])
-
-source = st.radio("Text", ["Sample", "Type or paste", "Upload"], horizontal=True, key="stepper_source")
-raw = None
-try:
-    if source == "Sample":
-        samples = sample_texts()
-        raw = samples[st.selectbox("Sample", list(samples), key="stepper_sample")]
-    elif source == "Type or paste":
-        raw = st.text_area("Your text", "Memory is a neural update caused by an input.", key="stepper_typed")
-    else:
-        up = st.file_uploader("A .txt file (up to 1 MB)", type=["txt"], key="stepper_upload")
-        raw = decode_bytes(up.getvalue()) if up is not None else None
-    text, notes = clean_text(raw) if raw is not None else (None, [])
-    for note in notes:
-        st.info(note)
-except TextInputError as exc:
-    st.error(str(exc))
-    text = None
-run: StepperRun | None = st.session_state.get("stepper_run")
-frozen = tuple(st.multiselect("Freeze (η → 0)", frozen_options(model), key="stepper_frozen",
-                              help="A frozen level stops learning; compare the loss with and without."))  # fmt: skip
-if text is not None:
-    key = (settings["model"], settings["seed"], text, frozen)
-    if run is None or run.key != key:
-        run = StepperRun(key, encode_text(text)[0].tolist(), frozen)
-        st.session_state["stepper_run"] = run
-        st.session_state["stepper_index"] = 0
+frozen = tuple(multichoice("Freeze (η → 0)", frozen_options(model), key="stepper_frozen",
+                           help="A frozen level stops learning; compare the loss with and without."))  # fmt: skip
+run, other = current_runs(settings, frozen)
 if run is None:
     st.stop()
-
+if run.replay:
+    st.info(f"Replaying a saved trace of {run.trace.meta.get('model', 'a model')} "
+            f"({len(run.tokens)} tokens): nothing is recomputed.")  # fmt: skip
+other_model = frozen_model(other.key[0], settings["seed"]) if other else None
 n = len(run.tokens)
-st.session_state.setdefault("stepper_index", 0)
+st.session_state["stepper_index"] = min(st.session_state.get("stepper_index", 0), n - 1)
 
 
 def move(delta: int) -> None:
@@ -56,18 +35,15 @@ c1, c2, c3, c4 = st.columns([1, 1, 1, 3])
 c1.button("◀ Back", on_click=move, args=(-1,), shortcut="left", key="stepper_back")
 c2.button("Step ▶", on_click=move, args=(1,), shortcut="right", key="stepper_step")
 playing = c3.toggle("Play", key="stepper_play", help="space")
-speed = c4.select_slider("Speed (tokens/s)", [1, 2, 5, 10], value=5, key="stepper_speed")
-st.slider("Token", 0, n - 1, key="stepper_index")
-l1, l2, l3 = st.columns(3)
-layer = l1.selectbox("Layer", list(range(len(model.blocks))), key="stepper_layer")
-colour = l3.radio("Colour the strip by", ["surprise", "eta"], horizontal=True, key="stepper_colour")
-try:
-    run.ensure(model, 1)
-except Exception as exc:  # a diverging memory or a bad state: report it, keep the session
-    show_error(exc, "The model could not stream this text")
+speed = choice(c4.select_slider, "Speed (tokens/s)", [1, 2, 5, 10], key="stepper_speed", default=5)
+st.slider("Token", 0, max(n - 1, 1), key="stepper_index", bind="query-params", disabled=n < 2)
+if not ensure(run, model, 1) or (other and not ensure(other, other_model, 1, snapshots=False)):
     st.stop()
-names = list(run.initial.get(layer) or {})
-memory = l2.selectbox("Memory", names, index=len(names) - 1, key="stepper_memory") if names else None
+l1, l2, l3 = st.columns(3)
+layer = choice(l1.selectbox, "Layer", list(range(run.layers())), key="stepper_layer")
+names = run.memory_names(layer)
+memory = choice(l2.selectbox, "Memory", names, key="stepper_memory", default="M_memory")
+colour = choice(l3.radio, "Colour the strip by", ["surprise", "eta"], key="stepper_colour", horizontal=True)
 
 
 @st.fragment(run_every=1.0 / speed if playing else None)
@@ -75,37 +51,46 @@ def views() -> None:
     if playing and st.session_state["stepper_index"] < n - 1:
         st.session_state["stepper_index"] += 1
     i = st.session_state["stepper_index"]
-    try:
-        run.ensure(model, i + 1)
-    except Exception as exc:  # a diverging memory or a bad state: report it, keep the session
-        show_error(exc, "The model could not stream this token")
+    if not ensure(run, model, i + 1) or (other and not ensure(other, other_model, i + 1, snapshots=False)):
         return
-    tr = run.trace
-    values = tr.array(colour)[:, layer].mean(-1)
-    st.plotly_chart(token_strip(run.tokens, values, i, colour), key="strip")
+    figs, tr = {}, run.view(i)
+    cols = st.columns(2) if other else [st.container()]
+    for col, r in zip(cols, [run, other] if other else [run], strict=True):
+        t = r.view(i, snapshots=r is run)
+        col.markdown(f"**{r.key[0]}**" + (f" (frozen: {', '.join(r.frozen)})" if r.frozen else ""))
+        figs[f"strip {r.key[0]}"] = token_strip(r.tokens, t.array(colour)[: i + 1, layer].mean(-1), i, colour)
+        col.plotly_chart(figs[f"strip {r.key[0]}"], key="strip" if r is run else "strip_cmp", config=PLOTLY_CONFIG)
+        loss = t.loss[i]
+        col.markdown(f"Token {i}: **'{decode_token(r.tokens[i])}'** — next-token loss "
+                     + ("unknown (last token)" if loss != loss else f"{loss:.3f} nats")
+                     + f"  \nPredicted next: {topk_line(t, i)}")  # fmt: skip
+    if other:
+        figs["loss"] = loss_curves({f"{r.key[0]}{' (frozen)' if r.frozen else ''}": r.view(i, r is run).array("loss")[: i + 1]
+                                    for r in (run, other)}, i)  # fmt: skip
+        st.plotly_chart(figs["loss"], key="loss_cmp", config=PLOTLY_CONFIG)
     now, before = run.matrices(layer, i)
-    if now and memory:
-        m, b = downsample(now[memory]), downsample(before[memory])
+    if now and memory in now:
+        m = downsample(now[memory])
         h1, h2 = st.columns(2)
-        h1.plotly_chart(memory_heatmap(m, f"{memory} after token {i}", 1.0), key="heat_now")
-        h2.plotly_chart(memory_heatmap(m - b, "change from the previous token", 0.05), key="heat_delta")
-    ticks = [e.token for e in tr.updates if e.layer == layer and e.component.startswith("cms")]
-    st.plotly_chart(rate_curves(tr.array("eta")[:, layer].mean(-1), tr.array("alpha")[:, layer].mean(-1),
-                                tr.array("surprise")[:, layer].mean(-1), i, ticks), key="curves")  # fmt: skip
-    loss = tr.loss[i]
-    st.markdown(f"**Token {i}: '{decode_token(run.tokens[i])}'** — next-token loss "
-                + ("unknown (last token)" if loss != loss else f"{loss:.3f} nats"))  # fmt: skip
-    st.dataframe({"next byte": [decode_token(int(t)) for t in tr.topk_ids[i]],
-                  "probability": [round(float(p), 4) for p in tr.topk_probs[i]]}, hide_index=True)  # fmt: skip
+        figs["memory"] = memory_heatmap(m, f"{memory} after token {i}", 1.0)
+        h1.plotly_chart(figs["memory"], key="heat_now", config=PLOTLY_CONFIG)
+        if before is not None:
+            figs["change"] = memory_heatmap(m - downsample(before[memory]), "change from the previous token", 0.1)
+            h2.plotly_chart(figs["change"], key="heat_delta", config=PLOTLY_CONFIG)
+    ticks = [e.token for e in tr.updates if e.layer == layer and e.component.startswith("cms") and e.token <= i]
+    figs["rates"] = rate_curves(*(tr.array(a)[: i + 1, layer].mean(-1) for a in ("eta", "alpha", "surprise")), i, ticks)
+    st.plotly_chart(figs["rates"], key="curves", config=PLOTLY_CONFIG)
+    export_panel(run, figs, settings)
 
 
 views()
 with st.expander("What am I looking at?"):
     st.markdown(
-        "- **Strip**: one cell per byte, coloured by the memory's surprise (its inner loss ½‖M(k) − v̂‖²) or by "
-        "the self-generated learning rate η_t, averaged over heads. The red box is the current token.\n"
+        "- **Strip**: one cell per byte up to the current one, coloured by the memory's surprise (its inner loss "
+        "½‖M(k) − v̂‖²) or by the self-generated learning rate η_t, averaged over heads. Red box: current token.\n"
         "- **Heatmaps**: the chosen memory's first-layer matrix (head 0) after this token, and what this token "
-        "changed (Eq. 88: M ← M(αI − η k kᵀ) − η ∇L). Colour ranges are fixed so frames compare.\n"
+        "changed (Eq. 88: M ← M(αI − η k kᵀ) − η ∇L). The colour scale is fixed and logarithmic in |value| (memories shrink by orders of magnitude); hover for values.\n"
         "- **Curves**: η_t and α_t generated by M_η and M_α, and the surprise; dotted lines are CMS updates.\n"
-        "- **Prediction**: the model's top next bytes and the loss on the byte that actually came."
+        "- **Prediction**: the model's top next bytes and the loss on the byte that actually came.\n"
+        "- **Compare**: a second model on the same bytes (never frozen) and both models' per-token loss."
     )

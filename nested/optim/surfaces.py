@@ -99,7 +99,7 @@ def run_on_surface(surface: Surface, make_optimizer: Callable, steps: int = 200,
         for mem in memory_view(opt):
             if mem.tensors:
                 mems.setdefault(mem.name, []).append(mem.tensors[0].detach().clone().reshape(-1).numpy())
-        if not torch.isfinite(p).all() or float(p.abs().max()) > max_norm:
+        if not torch.isfinite(p).all() or float(p.detach().abs().max()) > max_norm:
             diverged = True
             break
     with torch.no_grad():

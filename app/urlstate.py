@@ -1,0 +1,110 @@
+"""The whole view in the URL: controls bound to query parameters, presets, lessons, instructor mode.
+
+- Every control that shapes a view is bound with `bind="query-params"` (its key is the parameter name),
+  so a copied link restores the same view.
+- `?preset=NAME` fills the controls a named preset sets (app/presets.py); parameters written explicitly
+  in the URL win over the preset's values.
+- `?hide=model,seed,...` (the instructor parameter) hides those controls: their values still come from
+  the URL, the learner just cannot change them.
+- `?lesson=NAME` shows that lesson's instructions at the top of the page it opens.
+
+Streamlit drops a bound parameter from the URL when its widget is not drawn, so a hidden control is read
+from the query string directly instead of being bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+import streamlit as st
+
+HIDE_PARAM = "hide"
+PRESET_PARAM = "preset"
+LESSON_PARAM = "lesson"
+
+# Controls an instructor may hide (query-parameter name -> what the learner would see).
+HIDEABLE = {
+    "model": "model picker",
+    "seed": "seed",
+    "stepper_source": "text source",
+    "stepper_sample": "sample picker",
+    "stepper_frozen": "freeze toggles",
+    "stepper_compare": "second model",
+    "stepper_layer": "layer picker",
+    "stepper_memory": "memory picker",
+    "stepper_colour": "strip colouring",
+    "exports": "downloads and trace upload",
+    "opt_surface": "optimizer surface",
+    "opt_optimizers": "optimizer picker",
+    "opt_lr": "optimizer learning rate",
+}
+
+
+def hidden_controls() -> set[str]:
+    """The controls the URL's instructor parameter hides (unknown names are ignored)."""
+    raw = st.query_params.get_all(HIDE_PARAM)
+    names = {n.strip() for value in raw for n in value.split(",")}
+    return names & set(HIDEABLE)
+
+
+def is_hidden(key: str) -> bool:
+    return key in hidden_controls()
+
+
+def choice(widget: Callable, label: str, options: Sequence, *, key: str, default: Any = None, **kw) -> Any:
+    """A selectbox / radio / select_slider over `options`, bound to the URL, or its URL value when hidden."""
+    options = list(options)
+    if default is None or default not in options:
+        default = options[0] if options else None
+    if is_hidden(key):
+        by_text = {str(o): o for o in options}
+        return by_text.get(st.query_params.get(key, ""), default)
+    if key in st.session_state:  # set by a preset or earlier run: passing a default too makes Streamlit warn
+        if st.session_state[key] not in options:
+            del st.session_state[key]
+        else:
+            return widget(label, options, key=key, bind="query-params", **kw)
+    if getattr(widget, "__name__", "") == "select_slider":
+        return widget(label, options, value=default, key=key, bind="query-params", **kw)
+    index = options.index(default) if options else None
+    return widget(label, options, index=index, key=key, bind="query-params", **kw)
+
+
+def multichoice(label: str, options: Sequence, *, key: str, default: Sequence = (), container=st, **kw) -> list:
+    """A multiselect bound to the URL (repeated parameters), or its URL values when hidden."""
+    options = list(options)
+    if is_hidden(key):
+        by_text = {str(o): o for o in options}
+        values = [by_text[v] for v in st.query_params.get_all(key) if v in by_text]
+        return values if key in st.query_params else [o for o in default if o in options]
+    if key in st.session_state:
+        st.session_state[key] = [o for o in st.session_state[key] if o in options]
+        return container.multiselect(label, options, key=key, bind="query-params", **kw)
+    return container.multiselect(label, options, default=[o for o in default if o in options], key=key,
+                                 bind="query-params", **kw)  # fmt: skip
+
+
+def apply_preset(presets: dict[str, dict]) -> str | None:
+    """Once per session and preset: copy the preset's values into the controls the URL leaves unset.
+    Returns the active preset's name (None when the URL names none or an unknown one)."""
+    name = st.query_params.get(PRESET_PARAM)
+    if name not in presets:
+        return None
+    if st.session_state.get("_applied_preset") != name:
+        st.session_state["_applied_preset"] = name
+        for key, value in presets[name].items():
+            if key not in st.query_params:
+                st.session_state[key] = value
+    return name
+
+
+def share_query(params: dict[str, Any]) -> str:
+    """A query string for a link (lists become repeated parameters, None values are left out)."""
+    flat = []
+    for key, value in params.items():
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if v is not None and v != "":
+                flat.append((key, str(v)))
+    return urlencode(flat)
