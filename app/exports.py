@@ -5,6 +5,7 @@ nested.Trace.load and replays in the stepper)."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -71,7 +72,8 @@ def figures_html(figures: dict[str, go.Figure], title: str) -> str:
     parts = []
     for i, (caption, fig) in enumerate(figures.items()):
         div = fig.to_html(full_html=False, include_plotlyjs=i == 0, config=PLOTLY_CONFIG)
-        parts.append(f"<h2>{caption}</h2>\n{div}")
+        parts.append(f"<h2>{html.escape(caption)}</h2>\n{div}")
     body = "\n".join(parts)
-    return f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title></head>\n" \
-           f"<body style='font-family:sans-serif'><h1>{title}</h1>\n{body}\n</body></html>\n"  # fmt: skip
+    title = html.escape(title)
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title></head>\n"
+            f"<body style='font-family:sans-serif'><h1>{title}</h1>\n{body}\n</body></html>\n")  # fmt: skip

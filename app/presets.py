@@ -132,11 +132,10 @@ def build(names: list[str] | None = None) -> list[str]:
         run = StepperRun(p.run_key, list(text.encode("utf-8")), frozen)
         run.ensure(build_frozen(model_name, seed, device="cpu"), len(run.tokens))
         tr = run.trace
-        index = p.params.get("stepper_index", 0)
+        indices = [q.params.get("stepper_index", 0) for q in PRESETS.values() if q.run_key == p.run_key]
         for layer, snaps in tr.snapshots.items():
-            tr.snapshots[layer] = [
-                (t, m) for t, m in snaps if t < SNAPSHOT_WINDOW or abs(t - index) <= SNAPSHOT_WINDOW // 2
-            ]
+            tr.snapshots[layer] = [(t, m) for t, m in snaps
+                                   if t == -1 or min(abs(t - i) for i in indices) <= SNAPSHOT_WINDOW]  # fmt: skip
         tr.meta.update({"model": model_name, "seed": seed, "sample": sample, "frozen": list(frozen)})
         tr.save(preset_path(p.name))  # float32: float16 cannot resolve late, tiny changes
         written.append(p.name)

@@ -103,6 +103,21 @@ class StepperRun:
             self.state = run.state
             self.trace.extend(run.trace)
 
+    def export_trace(self) -> Trace:
+        """The most complete trace of this run: the live one, or, while a shipped run covers more tokens,
+        that run with every live memory snapshot merged in."""
+        if self.preset is None or self.computed >= len(self.preset):
+            return self.trace
+        p = self.preset
+        merged = Trace(n_layers=p.n_layers, top_k=p.top_k, max_snapshots=len(p) + 1, tokens=list(p.tokens),
+                       updates=list(p.updates), eta=list(p.eta), alpha=list(p.alpha), surprise=list(p.surprise),
+                       topk_ids=list(p.topk_ids), topk_probs=list(p.topk_probs), loss=list(p.loss), meta=dict(p.meta))  # fmt: skip
+        for layer in set(p.snapshots) | set(self.trace.snapshots if self.trace is not None else {}):
+            by_token = dict(p.snapshots.get(layer, []))
+            by_token.update(dict(self.trace.snapshots.get(layer, [])) if self.trace is not None else {})
+            merged.snapshots[layer] = sorted(by_token.items(), key=lambda tm: tm[0])
+        return merged
+
     def matrices(self, layer: int, index: int) -> tuple[dict | None, dict | None]:
         """(matrices after token `index`, matrices before it) for a layer."""
         tr = self.view(index)

@@ -23,13 +23,22 @@ SOURCES = ["Sample", "Type or paste", "Upload", "Saved trace"]
 NO_COMPARE = "none"
 
 
+def restart() -> None:
+    """A new text starts at its first token. (A callback: a bound slider ignores script-side assignments
+    made after the browser sent its value.) Model, seed and frozen levels keep the index, so the same
+    token can be compared across them."""
+    st.session_state["stepper_index"] = 0
+
+
 def _source_run(settings: dict, frozen: tuple[str, ...]) -> tuple[tuple, list[int], Trace | None] | None:
     """(run key, tokens, preset or loaded trace) for the chosen source; None (with a message) if unusable."""
     sources = SOURCES if not is_hidden("exports") else SOURCES[:3]
-    source = choice(st.radio, "Text", sources, key="stepper_source", horizontal=True)
+    source = choice(st.radio, "Text", sources, key="stepper_source", horizontal=True, on_change=restart)
     try:
         if source == "Saved trace":
-            up = st.file_uploader("A trace saved from this page (.npz)", type=["npz"], key="stepper_trace_upload")
+            up = st.file_uploader(
+                "A trace saved from this page (.npz)", type=["npz"], key="stepper_trace_upload", on_change=restart
+            )
             if up is None:
                 return None
             data = up.getvalue()
@@ -40,14 +49,18 @@ def _source_run(settings: dict, frozen: tuple[str, ...]) -> tuple[tuple, list[in
             return ("trace", hashlib.sha1(data).hexdigest()), list(trace.tokens), trace
         if source == "Sample":
             samples = sample_texts()
-            title = choice(st.selectbox, "Sample", list(samples), key="stepper_sample", default=FIRST_SAMPLE)
+            title = choice(
+                st.selectbox, "Sample", list(samples), key="stepper_sample", default=FIRST_SAMPLE, on_change=restart
+            )
             text, notes = clean_text(samples[title])
             ident: tuple = ("sample", title)
         else:
             if source == "Type or paste":
-                raw = st.text_area("Your text", "Memory is a neural update caused by an input.", key="stepper_typed")
+                raw = st.text_area(
+                    "Your text", "Memory is a neural update caused by an input.", key="stepper_typed", on_change=restart
+                )
             else:
-                up = st.file_uploader("A .txt file (up to 1 MB)", type=["txt"], key="stepper_upload")
+                up = st.file_uploader("A .txt file (up to 1 MB)", type=["txt"], key="stepper_upload", on_change=restart)
                 if up is None:
                     return None
                 raw = decode_bytes(up.getvalue())
@@ -74,8 +87,6 @@ def current_runs(settings: dict, frozen: tuple[str, ...]) -> tuple[StepperRun | 
                 run = StepperRun.from_trace(key, trace)
             else:
                 run = StepperRun(key, tokens, frozen, preset=trace)
-            if st.session_state.get("stepper_run") is not None:  # a new stream starts at its first token
-                st.session_state["stepper_index"] = 0
             st.session_state["stepper_run"] = run
     if run is None:
         return None, None
@@ -117,14 +128,14 @@ def topk_line(trace: Trace, i: int) -> str:
 def export_panel(run: StepperRun, figures: dict, settings: dict) -> None:
     """Downloads (generated only when clicked): the figures as one offline HTML page, the data as CSV and
     JSON, the whole trace as .npz (it loads back under Text → Saved trace)."""
-    if is_hidden("exports") or run.trace is None:
+    if is_hidden("exports") or (run.trace is None and run.preset is None):
         return
-    trace = run.trace
+    trace = run.export_trace()
     trace.meta.update({"model": run.key[0], "seed": settings["seed"], "frozen": list(run.frozen)})
     stem = f"{run.key[0]}-stepper"
     with st.expander("Export", icon=":material/download:"):
-        st.caption("Each figure's toolbar has a camera button for a PNG. The trace covers the tokens computed so "
-                   "far; load it back with Text → Saved trace.")  # fmt: skip
+        st.caption("Each figure's toolbar has a camera button for a PNG. The trace holds every token computed so far "
+                   "(the whole text when a precomputed run exists); load it back with Text → Saved trace.")  # fmt: skip
         c = st.columns(4)
         c[0].download_button("Trace (.npz)", lambda: trace_npz(trace), f"{stem}.npz", "application/octet-stream",
                              on_click="ignore", key="dl_trace")  # fmt: skip

@@ -86,6 +86,29 @@ def multichoice(label: str, options: Sequence, *, key: str, default: Sequence = 
                                  bind="query-params", **kw)  # fmt: skip
 
 
+def url_position(key: str, n: int) -> int:
+    """A position (e.g. the token index) kept in the URL by hand rather than by binding: a bound slider
+    whose range changes (a new text) re-reads the URL and would undo a reset. The URL is read once per
+    session (a preset's value stands when the URL has none); `set_url_position` writes it back."""
+    seen = f"_url_read_{key}"
+    if seen not in st.session_state:
+        st.session_state[seen] = True
+        raw = st.query_params.get(key, "")
+        if raw.isdigit():
+            st.session_state[key] = int(raw)
+    value = st.session_state.get(key, 0)
+    value = value if isinstance(value, int) else 0
+    st.session_state[key] = max(0, min(n - 1, value))
+    return st.session_state[key]
+
+
+def set_url_position(key: str, value: int) -> None:
+    if value:
+        st.query_params[key] = str(value)
+    elif key in st.query_params:
+        del st.query_params[key]
+
+
 def apply_preset(presets: dict[str, dict]) -> str | None:
     """Once per session and preset: copy the preset's values into the controls the URL leaves unset.
     Returns the active preset's name (None when the URL names none or an unknown one)."""

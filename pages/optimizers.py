@@ -15,8 +15,8 @@ st.markdown(
     "and a slow memory (Algorithm 1). Race them and watch what each remembers."
 )
 c1, c2, c3 = st.columns([1, 2, 1])
-surface = choice(c1.selectbox, "Surface", list(SURFACES), key="opt_surface", default="quadratic",
-                 format_func=lambda s: SURFACES[s]().name)  # fmt: skip
+surface = choice(c1.selectbox, "Surface", list(SURFACES), key="opt_surface", default="quadratic")
+c1.caption(f"{SURFACES[surface]().name}: {SURFACES[surface]().description}")
 names = multichoice(
     "Optimizers", list(OPTIMIZERS), key="opt_optimizers", default=["sgd", "momentum", "adam"], container=c2
 )

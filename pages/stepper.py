@@ -7,7 +7,7 @@ from app.models import decode_token
 from app.runstate import downsample, frozen_options
 from app.session import frozen_model
 from app.stepper_ui import PLOTLY_CONFIG, current_runs, ensure, export_panel, topk_line
-from app.urlstate import choice, multichoice
+from app.urlstate import choice, multichoice, set_url_position, url_position
 
 settings = st.session_state["settings"]
 st.title("Token stepper")
@@ -24,7 +24,7 @@ if run.replay:
             f"({len(run.tokens)} tokens): nothing is recomputed.")  # fmt: skip
 other_model = frozen_model(other.key[0], settings["seed"]) if other else None
 n = len(run.tokens)
-st.session_state["stepper_index"] = min(st.session_state.get("stepper_index", 0), n - 1)
+url_position("stepper_index", n)
 
 
 def move(delta: int) -> None:
@@ -36,8 +36,9 @@ c1.button("◀ Back", on_click=move, args=(-1,), shortcut="left", key="stepper_b
 c2.button("Step ▶", on_click=move, args=(1,), shortcut="right", key="stepper_step")
 playing = c3.toggle("Play", key="stepper_play", help="space")
 speed = choice(c4.select_slider, "Speed (tokens/s)", [1, 2, 5, 10], key="stepper_speed", default=5)
-st.slider("Token", 0, max(n - 1, 1), key="stepper_index", bind="query-params", disabled=n < 2)
-if not ensure(run, model, 1) or (other and not ensure(other, other_model, 1, snapshots=False)):
+st.slider("Token", 0, max(n - 1, 1), key="stepper_index", disabled=n < 2)
+i0 = st.session_state["stepper_index"] + 1
+if not ensure(run, model, i0) or (other and not ensure(other, other_model, i0, snapshots=False)):
     st.stop()
 l1, l2, l3 = st.columns(3)
 layer = choice(l1.selectbox, "Layer", list(range(run.layers())), key="stepper_layer")
@@ -48,9 +49,11 @@ colour = choice(l3.radio, "Colour the strip by", ["surprise", "eta"], key="stepp
 
 @st.fragment(run_every=1.0 / speed if playing else None)
 def views() -> None:
-    if playing and st.session_state["stepper_index"] < n - 1:
-        st.session_state["stepper_index"] += 1
+    tick = not st.session_state.pop("_stepper_full_run", False)  # a timed fragment rerun, not the page's
+    if playing and tick and st.session_state["stepper_index"] < n - 1:
+        st.session_state["stepper_index"] += 1  # the slider is outside the fragment: not drawn in this run
     i = st.session_state["stepper_index"]
+    set_url_position("stepper_index", i)
     if not ensure(run, model, i + 1) or (other and not ensure(other, other_model, i + 1, snapshots=False)):
         return
     figs, tr = {}, run.view(i)
@@ -83,6 +86,7 @@ def views() -> None:
     export_panel(run, figs, settings)
 
 
+st.session_state["_stepper_full_run"] = True
 views()
 with st.expander("What am I looking at?"):
     st.markdown(

@@ -91,3 +91,70 @@ def test_downsample_keeps_large_matrices_under_256():
     d = downsample(m)
     assert max(d.shape) <= 256 and abs(d.mean() - m.mean()) / m.mean() < 0.01
     assert downsample(np.ones((32, 32))).shape == (32, 32)
+
+
+def _specs(at):
+    return [c.proto.spec for c in at.get("plotly_chart")]
+
+
+def test_every_view_control_changes_what_is_drawn():
+    at = _at()
+    for _ in range(3):
+        at.button(key="stepper_step").click().run()
+    base = _specs(at)
+    at.radio(key="stepper_colour").set_value("eta").run()
+    coloured = _specs(at)
+    assert coloured[0] != base[0] and coloured[1:] == base[1:]  # only the strip changed
+    at.selectbox(key="stepper_memory").set_value("M_k").run()
+    memory = _specs(at)
+    assert memory[1] != coloured[1] and "M_k after token 3" in memory[1] and memory[0] == coloured[0]
+    at.selectbox(key="stepper_layer").set_value(1).run()
+    layer = _specs(at)
+    assert layer[1] != memory[1] and layer[3] != memory[3]  # heatmap and curves follow the layer
+    at.select_slider(key="stepper_speed").set_value(10).run()
+    assert not at.exception and at.select_slider(key="stepper_speed").value == 10
+    at.selectbox(key="stepper_sample").set_value("Booleans").run()
+    assert at.slider(key="stepper_index").value == 0 and _specs(at)[0] != layer[0]  # a new text restarts
+
+
+def test_play_is_a_timed_fragment_and_a_full_rerun_does_not_skip_a_token():
+    at = _at()
+    at.button(key="stepper_step").click().run()
+    at.toggle(key="stepper_play").set_value(True).run()  # the page's own run draws; only timed reruns advance
+    assert not at.exception and at.slider(key="stepper_index").value == 1
+    at.toggle(key="stepper_play").set_value(False).run()
+    assert at.slider(key="stepper_index").value == 1  # (the browser test plays for real)
+
+
+def test_two_models_side_by_side_on_the_same_stream():
+    at = _at()
+    at.multiselect(key="stepper_frozen").set_value(["layer 0 cms[0]", "layer 1 cms[0]"]).run()
+    at.selectbox(key="stepper_compare").set_value("titans").run()
+    for _ in range(4):
+        at.button(key="stepper_step").click().run()
+    assert not at.exception
+    run, other = at.session_state["stepper_run"], at.session_state["stepper_compare_run"]
+    assert other.key[0] == "titans" and other.tokens == run.tokens and other.frozen == ()
+    labels = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert labels[:2] == ["**hope** (frozen: layer 0 cms[0], layer 1 cms[0])", "**titans**"]
+    specs = _specs(at)
+    assert len(specs) == 6  # two strips, the loss comparison, two heatmaps, the curves
+    assert '"name":"hope (frozen)"' in specs[2] and '"name":"titans"' in specs[2]
+    assert abs(other.view(4, snapshots=False).loss[4] - run.view(4).loss[4]) > 1e-6  # two different models
+
+
+def test_export_merges_live_snapshots_into_a_shipped_run():
+    from app.presets import FIRST_SAMPLE, PRESETS, shipped_run
+
+    key = PRESETS["stepper-first-look"].run_key
+    assert key[3] == FIRST_SAMPLE
+    preset = shipped_run(key)
+    run = StepperRun(key, list(preset.tokens), preset=preset)
+    model = build_frozen("hope", 0)
+    run.ensure(model, 21)  # covered by the shipped run: nothing computed
+    assert run.computed == 0 and run.view(20) is preset
+    run.ensure(model, 3)  # token 2 is outside the shipped window: computed live
+    assert run.computed == 4 and run.view(2) is run.trace
+    merged = run.export_trace()
+    assert len(merged) == len(preset) and merged.snapshot_at(0, 2) is not None and merged.snapshot_at(0, 20) is not None
+    assert np.allclose(merged.snapshot_at(0, 2)["M_memory"], run.trace.snapshot_at(0, 2)["M_memory"])

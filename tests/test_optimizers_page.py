@@ -1,0 +1,63 @@
+"""The optimizers-as-memories page: its figures (pure) and its wiring (AppTest)."""
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+from app.opt_figures import PROBE_SWITCH, probe, race, race_figure
+from app.registry import ROOT
+
+MAIN = str(ROOT / "app" / "main.py")
+PAGE = str(ROOT / "pages" / "optimizers.py")
+
+
+def _at(**params):
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.switch_page(PAGE)
+    return at.run()
+
+
+def test_race_paths_start_together_and_momentum_remembers_longer():
+    sgd, mom = race("quadratic", "sgd", 0.01, 100), race("quadratic", "momentum", 0.01, 100)
+    assert np.allclose(sgd.points[0], mom.points[0]) and not np.allclose(sgd.points[5], mom.points[5])
+    assert "momentum_buffer" in mom.memories and not sgd.memories
+    _, h_sgd = probe("sgd", 0.01)
+    cos_mom, h_mom = probe("momentum", 0.01)
+    assert h_sgd == 1 and h_mom is not None and h_mom > 1 and cos_mom[PROBE_SWITCH - 1] > 0.99
+
+
+def test_m3_shows_its_slow_memory():
+    m3 = race("fig4", "m3", 0.05, 60)
+    assert {"M1", "M2"} <= set(m3.memories)
+    slow = np.linalg.norm(m3.memories["M2"], axis=-1)
+    assert len(np.unique(np.round(slow, 12))) < len(slow) / 2  # the slow level changes once per period
+
+
+def test_race_figure_draws_paths_up_to_the_step():
+    paths = {"sgd": race("quadratic", "sgd", 0.05, 50)}
+    fig = race_figure("quadratic", paths, 10)
+    line = next(t for t in fig.data if t.name == "sgd")
+    assert len(line.x) == 11
+
+
+def test_page_controls_change_the_race_and_divergence_is_reported():
+    at = _at()
+    assert not at.exception and at.multiselect(key="opt_optimizers").value == ["sgd", "momentum", "adam"]
+    first = at.get("plotly_chart")[0].proto.spec
+    at.slider(key="opt_step").set_value(20).run()
+    assert at.get("plotly_chart")[0].proto.spec != first
+    at.multiselect(key="opt_optimizers").set_value(["m3", "muon"]).run()
+    assert set(at.dataframe[0].value["optimizer"]) == {"m3", "muon"}
+    at.select_slider(key="opt_lr").set_value(0.3).run()
+    at.multiselect(key="opt_optimizers").set_value(["sgd"]).run()
+    assert not at.exception and any("diverged" in w.value for w in at.warning)
+    at.multiselect(key="opt_optimizers").set_value([]).run()
+    assert not at.exception and any("at least one" in i.value for i in at.info)
+
+
+def test_the_url_restores_the_race():
+    at = _at(opt_surface="rosenbrock", opt_optimizers=["adam", "m3"], opt_lr="0.01", opt_step="30")
+    assert not at.exception
+    assert at.selectbox(key="opt_surface").value == "rosenbrock" and at.slider(key="opt_step").value == 30
+    assert at.multiselect(key="opt_optimizers").value == ["adam", "m3"] and at.select_slider(key="opt_lr").value == 0.01

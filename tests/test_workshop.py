@@ -1,0 +1,215 @@
+"""Workshop mechanics: URLs restore views, presets and their shipped runs, lessons, instructor mode,
+exports and trace replay."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.exports import figures_html, per_token_rows, trace_csv, trace_json, trace_npz
+from app.figures import token_strip
+from app.lessons import lessons, parse_lesson
+from app.models import build_frozen
+from app.presets import PRESETS, build, preset_path, shipped_run
+from app.registry import PAGES, ROOT
+from app.runstate import StepperRun
+from app.samples import sample_texts
+from app.textinput import clean_text
+from nested.trace import Trace
+
+MAIN = str(ROOT / "app" / "main.py")
+PAGE_FILE = {p.url_path: str(p.path) for p in PAGES}
+
+
+def open_page(page: str, **params) -> AppTest:
+    """A fresh session opened on `page` with a URL query string (lists become repeated parameters)."""
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.switch_page(PAGE_FILE[page])
+    return at.run()
+
+
+def chart_specs(at: AppTest) -> list[str]:
+    return [c.proto.spec for c in at.get("plotly_chart")]
+
+
+def test_a_url_restores_the_view_reached_by_clicking():
+    clicked = open_page("stepper")
+    clicked.selectbox(key="stepper_sample").set_value("Booleans").run()
+    clicked.selectbox(key="stepper_layer").set_value(1).run()
+    clicked.radio(key="stepper_colour").set_value("eta").run()
+    for _ in range(6):
+        clicked.button(key="stepper_step").click().run()
+    restored = open_page(
+        "stepper", stepper_sample="Booleans", stepper_layer="1", stepper_colour="eta", stepper_index="6"
+    )
+    assert not clicked.exception and not restored.exception
+    assert restored.slider(key="stepper_index").value == 6
+    assert restored.selectbox(key="stepper_layer").value == 1 and restored.radio(key="stepper_colour").value == "eta"
+    assert chart_specs(restored) == chart_specs(clicked)  # the same strip, heatmaps and curves
+
+
+def test_model_seed_and_frozen_levels_come_from_the_url():
+    at = open_page("stepper", model="titans", seed="3", stepper_index="4")
+    assert at.sidebar.selectbox(key="model").value == "titans" and at.sidebar.number_input(key="seed").value == 3
+    at = open_page("stepper", stepper_frozen=["layer 0 memories", "layer 1 cms[0]"])
+    assert at.multiselect(key="stepper_frozen").value == ["layer 0 memories", "layer 1 cms[0]"]
+    run = at.session_state["stepper_run"]
+    assert np.all(run.trace.array("eta")[:, 0] == 0) and np.any(run.trace.array("eta")[:, 1] != 0)
+
+
+@pytest.mark.parametrize("params", [
+    {"stepper_index": "abc", "stepper_layer": "9", "stepper_memory": "nope", "stepper_colour": "red"},
+    {"preset": "no-such-preset", "lesson": "no-such-lesson", "hide": "everything,,model<script>"},
+    {"stepper_frozen": ["layer 9 cms[4]"], "stepper_source": "Floppy", "stepper_compare": "gpt-5"},
+    {"stepper_index": "999999", "opt_lr": "-1", "opt_surface": "moon"},
+])  # fmt: skip
+def test_garbage_in_new_url_parameters_is_dropped(params):
+    at = open_page("stepper", **params)
+    assert not at.exception, [e.value for e in at.exception]
+    assert 0 <= at.slider(key="stepper_index").value < len(at.session_state["stepper_run"].tokens)
+
+
+def test_instructor_hides_controls_but_keeps_their_url_values():
+    at = open_page("nest", model="transformer", hide="model,seed")
+    assert not at.exception
+    assert not at.sidebar.selectbox and not at.sidebar.number_input  # no model picker, no seed box
+    assert "attention_cache" in set(at.dataframe[0].value["level"])  # ... but the URL's model is the one shown
+    at = open_page("stepper", hide="stepper_frozen,stepper_source,exports", stepper_frozen="layer 0 memories")
+    keys = {w.key for w in at.multiselect} | {w.key for w in at.radio}
+    assert "stepper_frozen" not in keys and "stepper_source" not in keys
+    assert np.all(at.session_state["stepper_run"].trace.array("eta")[:, 0] == 0)  # the hidden freeze still applies
+    assert not at.get("download_button") and not [e for e in at.expander if e.label == "Export"]
+
+
+def test_every_lesson_opens_its_page_in_its_state():
+    assert set(lessons()) >= {"levels-and-frequencies", "memory-as-optimisation", "self-generated-learning-rates",
+                              "cms-and-forgetting", "optimizers-as-memories", "m3"}  # fmt: skip
+    for lesson in lessons().values():
+        at = open_page(lesson.preset.page, **lesson.query())
+        assert not at.exception, (lesson.name, [e.value for e in at.exception])
+        assert any(e.label == f"Lesson: {lesson.title}" for e in at.expander), lesson.name
+        for key, value in lesson.preset.params.items():
+            if key in ("model", "seed"):
+                widget = at.sidebar.selectbox(key=key) if key == "model" else at.sidebar.number_input(key=key)
+            else:
+                widget = next(w for w in at.get(_kind_of(at, key)) if getattr(w, "key", None) == key)
+            assert widget.value == value, (lesson.name, key, widget.value, value)
+        for what in ("What to do", "What to look for", "Why"):
+            assert f"**{what}.**" in lesson.body, (lesson.name, what)
+
+
+def _kind_of(at: AppTest, key: str) -> str:
+    for kind in ("slider", "select_slider", "selectbox", "radio", "multiselect"):
+        if any(getattr(w, "key", None) == key for w in at.get(kind)):
+            return kind
+    raise AssertionError(f"no widget with key {key}")
+
+
+def test_a_url_preset_never_overrides_what_the_url_says():
+    at = open_page("stepper", preset="stepper-first-look", stepper_index="5")
+    assert at.slider(key="stepper_index").value == 5 and at.selectbox(key="stepper_memory").value == "M_memory"
+
+
+def test_a_lesson_file_without_a_known_preset_is_refused(tmp_path):
+    bad = tmp_path / "07-bad.md"
+    bad.write_text("---\ntitle: x\npreset: nope\n---\nbody")
+    with pytest.raises(ValueError, match="unknown preset"):
+        parse_lesson(bad)
+    bad.write_text("no header")
+    with pytest.raises(ValueError, match="header"):
+        parse_lesson(bad)
+
+
+@pytest.mark.parametrize("name", sorted({p.name for p in PRESETS.values() if p.precomputed}))
+def test_shipped_preset_runs_equal_a_live_run(name, tmp_path):
+    preset = PRESETS[name]
+    shipped = shipped_run(preset.run_key)  # presets of the same run share the first one's file
+    assert shipped is not None and any(
+        preset_path(p.name).is_file() for p in PRESETS.values() if p.run_key == preset.run_key
+    )
+    model_name, seed, _, sample, frozen = preset.run_key
+    text, _ = clean_text(sample_texts()[sample])
+    assert shipped.tokens == list(text.encode("utf-8"))
+    live = StepperRun(preset.run_key, shipped.tokens, frozen)
+    upto = preset.params["stepper_index"] + 2
+    live.ensure(build_frozen(model_name, seed), upto)
+    for name_ in ("eta", "alpha", "surprise"):
+        assert np.allclose(shipped.array(name_)[:upto], live.trace.array(name_)[:upto], atol=1e-4, equal_nan=True)
+    assert np.allclose(shipped.array("loss")[: upto - 1], live.trace.array("loss")[: upto - 1], atol=1e-4)
+    i = preset.params["stepper_index"]
+    for layer in range(shipped.n_layers):
+        a, b = shipped.snapshot_at(layer, i), live.trace.snapshot_at(layer, i)
+        assert set(a) == set(b) and all(np.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_a_preset_draws_without_streaming_and_then_runs_live():
+    at = open_page("stepper", preset="stepper-first-look")
+    run = at.session_state["stepper_run"]
+    assert run.preset is not None and run.computed == 0  # the first view came from the shipped run
+    for _ in range(3):
+        at.button(key="stepper_back").click().run()
+    assert at.slider(key="stepper_index").value == 17 and not at.exception
+    at.slider(key="stepper_index").set_value(2).run()  # outside the shipped window: computed live
+    assert at.session_state["stepper_run"].computed >= 3
+
+
+def test_preset_build_writes_loadable_files(tmp_path, monkeypatch):
+    monkeypatch.setattr("app.presets.PRESET_DIR", tmp_path)
+    names = build(["stepper-first-look"])
+    assert names == ["stepper-first-look"]
+    tr = Trace.load(tmp_path / "stepper-first-look.npz")
+    assert tr.meta["model"] == "hope" and tr.snapshot_at(0, -1) is not None and tr.snapshot_at(0, 60) is None
+
+
+# -- exports ---------------------------------------------------------------------------------------
+def _run(n=40):
+    run = StepperRun(("hope", 0, "text", "x", ()), list(b"The cat sat on the mat. The cat sat on the mat!"))
+    run.ensure(build_frozen("hope", 0), n)
+    return run
+
+
+def test_csv_and_json_exports_hold_every_token_and_update():
+    run = _run()
+    tr = run.trace
+    rows = per_token_rows(tr)
+    assert len(rows) == len(tr) and rows[3]["byte"] == tr.tokens[3]
+    assert abs(rows[3]["loss"] - tr.loss[3]) < 1e-6 and abs(rows[3]["L1_eta"] - float(np.mean(tr.eta[3][1]))) < 1e-6
+    csv_lines = trace_csv(tr).strip().splitlines()
+    assert len(csv_lines) == len(tr) + 1 and csv_lines[0].startswith("token,byte,char,loss")
+    data = json.loads(trace_json(tr))  # strict JSON: NaN losses are written as null
+    assert len(data["tokens"]) == len(tr) and len(data["updates"]) == len(tr.updates)
+    assert data["tokens"][-1]["loss"] is None
+    cms = [r for r in rows if "cms[0]" in r["cms_updates"]]
+    assert [r["token"] for r in cms] == [e.token for e in tr.updates if e.layer == 0 and e.component == "cms[0]"]
+
+
+def test_html_export_is_self_contained():
+    run = _run(10)
+    fig = token_strip(run.tokens, run.trace.array("surprise")[:, 0].mean(-1), 3, "surprise")
+    html = figures_html({"strip": fig, "again": fig}, "t<est>")
+    assert html.count("<h2>") == 2 and "<script src=" not in html  # nothing to fetch: it opens offline
+    assert html.count("Plotly.newPlot") == 2 and len(html) > 1_000_000  # plotly.js inlined once
+    assert "t<est>" not in html and "t&lt;est&gt;" in html
+
+
+def test_an_exported_trace_loads_back_to_the_same_view():
+    at = open_page("stepper")
+    for _ in range(7):
+        at.button(key="stepper_step").click().run()
+    original = chart_specs(at)
+    data = trace_npz(at.session_state["stepper_run"].export_trace())  # what the Export panel's button gives
+    assert Trace.load(io.BytesIO(data)).tokens == at.session_state["stepper_run"].tokens
+    at.radio(key="stepper_source").set_value("Saved trace").run()
+    at.get("file_uploader")[0].set_value(("run.npz", data, "application/octet-stream")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["stepper_run"].replay
+    assert at.slider(key="stepper_index").value == 0  # a new stream starts at its first token
+    at.slider(key="stepper_index").set_value(7).run()
+    assert chart_specs(at) == original
+    at.get("file_uploader")[0].set_value(("bad.npz", b"PK\x03\x04 not a zip", "application/octet-stream")).run()
+    assert not at.exception and any("cannot be replayed" in e.value for e in at.error)
+    assert at.session_state["stepper_run"].replay  # the loaded replay is kept
