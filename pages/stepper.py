@@ -27,16 +27,23 @@ n = len(run.tokens)
 url_position("stepper_index", n)
 
 
+def toggle_play() -> None:
+    st.session_state["stepper_playing"] = not st.session_state.get("stepper_playing", False)
+
+
+def scrub() -> None:
+    st.session_state["stepper_index"] = st.session_state["stepper_slider"]
+
+
 def move(delta: int) -> None:
     st.session_state["stepper_index"] = max(0, min(n - 1, st.session_state["stepper_index"] + delta))
 
 
-c1, c2, c3, c4 = st.columns([1, 1, 1, 3])
-c1.button("◀ Back", on_click=move, args=(-1,), shortcut="left", key="stepper_back")
-c2.button("Step ▶", on_click=move, args=(1,), shortcut="right", key="stepper_step")
-playing = c3.toggle("Play", key="stepper_play", help="space")
-speed = choice(c4.select_slider, "Speed (tokens/s)", [1, 2, 5, 10], key="stepper_speed", default=5)
-st.slider("Token", 0, max(n - 1, 1), key="stepper_index", disabled=n < 2)
+c1, c2, c3 = st.columns([1, 3, 6])
+playing = st.session_state.setdefault("stepper_playing", False)
+c1.button("⏸ Pause" if playing else "⏵ Play", on_click=toggle_play, shortcut="space", key="stepper_play",
+          help="Play / pause (space)")  # fmt: skip
+speed = choice(c2.select_slider, "Speed (tokens/s)", [1, 2, 5, 10], key="stepper_speed", default=5)
 i0 = st.session_state["stepper_index"] + 1
 if not ensure(run, model, i0) or (other and not ensure(other, other_model, i0, snapshots=False)):
     st.stop()
@@ -49,9 +56,16 @@ colour = choice(l3.radio, "Colour the strip by", ["surprise", "eta"], key="stepp
 
 @st.fragment(run_every=1.0 / speed if playing else None)
 def views() -> None:
-    tick = not st.session_state.pop("_stepper_full_run", False)  # a timed fragment rerun, not the page's
+    """Everything a step changes, redrawn alone (a fragment): the position controls live here too, so
+    stepping, scrubbing and playing never rerun the page and the slider is never stale."""
+    tick = not st.session_state.pop("_stepper_full_run", False)  # a rerun of the fragment, not of the page
     if playing and tick and st.session_state["stepper_index"] < n - 1:
-        st.session_state["stepper_index"] += 1  # the slider is outside the fragment: not drawn in this run
+        st.session_state["stepper_index"] += 1
+    b1, b2, b3 = st.columns([1, 1, 8], vertical_alignment="bottom")
+    b1.button("◀ Back", on_click=move, args=(-1,), shortcut="left", key="stepper_back")
+    b2.button("Step ▶", on_click=move, args=(1,), shortcut="right", key="stepper_step")
+    st.session_state["stepper_slider"] = st.session_state["stepper_index"]
+    b3.slider("Token", 0, max(n - 1, 1), key="stepper_slider", disabled=n < 2, on_change=scrub)
     i = st.session_state["stepper_index"]
     set_url_position("stepper_index", i)
     if not ensure(run, model, i + 1) or (other and not ensure(other, other_model, i + 1, snapshots=False)):

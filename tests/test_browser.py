@@ -1,52 +1,21 @@
 """One real-browser test: `streamlit run` on a free port, headless Chromium, every registered page."""
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
+import re
 
 import pytest
 
-from app.registry import PAGES, ROOT
+from app.registry import PAGES
+from app.serving import CHROMIUM, IDLE, chromium, serve
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REQUIRED = os.environ.get("NESTED_REQUIRE_BROWSER") == "1"
 pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    port = _free_port()
-    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],  # fmt: skip
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError("streamlit did not answer /_stcore/health within 60 s")
+    with serve() as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +24,8 @@ def browser():
         if REQUIRED:
             pytest.fail(f"chromium not found at {CHROMIUM} (NESTED_REQUIRE_BROWSER=1)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def test_every_page_renders_in_a_real_browser(server, browser, tmp_path):
@@ -72,7 +34,7 @@ def test_every_page_renders_in_a_real_browser(server, browser, tmp_path):
         page.goto(f"{server}/{spec.url}")
         page.wait_for_selector("h1", timeout=60_000)
         # wait for the script run to finish (the status widget disappears)
-        page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
+        page.wait_for_function(IDLE, timeout=90_000)
         assert page.locator("[data-testid='stException']").count() == 0, spec.url_path
         assert page.get_by_role("dialog").count() == 0, spec.url_path  # e.g. "Page not found"
         assert "Traceback" not in page.inner_text("body"), spec.url_path
@@ -84,25 +46,78 @@ def test_every_page_renders_in_a_real_browser(server, browser, tmp_path):
 
 def test_stepper_steps_five_tokens_and_the_plots_change(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    idle = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
     page.goto(f"{server}/")
     page.wait_for_selector("h1", timeout=60_000)
-    page.wait_for_function(idle, timeout=90_000)
+    page.wait_for_function(IDLE, timeout=90_000)
     page.wait_for_timeout(500)
     page.locator("[data-testid='stSidebarNav'] a[href$='/stepper']").click(timeout=60_000)
     page.wait_for_selector("text=Step", timeout=60_000)
-    page.wait_for_function(idle, timeout=90_000)
+    page.wait_for_function(IDLE, timeout=90_000)
     charts = page.locator("[data-testid='stPlotlyChart']")
     charts.nth(1).wait_for(timeout=60_000)
     before = [charts.nth(i).screenshot() for i in (0, 1)]
     for _ in range(5):
         page.get_by_role("button", name="Step").click()
         page.wait_for_timeout(300)
-        page.wait_for_function(idle, timeout=90_000)
+        page.wait_for_function(IDLE, timeout=90_000)
     page.wait_for_timeout(1500)
     assert page.get_by_text("Token 5:").count() >= 1
     after = [charts.nth(i).screenshot() for i in (0, 1)]
     assert before[0] != after[0], "the token strip did not change"
     assert before[1] != after[1], "the memory heatmap did not change"
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+def _token(page) -> int:
+    m = re.search(r"Token (\d+):", page.inner_text("body"))
+    return int(m.group(1)) if m else -1
+
+
+def _press_until(page, key: str, condition: str, tries: int = 3) -> None:
+    """Press a shortcut key until the page shows the condition (a key pressed while the page is still
+    wiring its shortcuts is lost, so one retry is not a failure)."""
+    for attempt in range(tries):
+        page.keyboard.press(key)
+        try:
+            page.wait_for_function(condition, timeout=15_000)
+            return
+        except Exception:
+            if attempt == tries - 1:
+                raise
+
+
+def test_keys_play_pause_and_the_url_follow_the_token(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(f"{server}/stepper")
+    page.wait_for_selector("text=Step", timeout=60_000)
+    page.wait_for_function(IDLE, timeout=90_000)
+    page.wait_for_timeout(1000)
+    page.locator("h1").click()  # focus the page, not a widget
+    _press_until(page, "ArrowRight", "document.body.innerText.includes('Token 1:')")
+    assert "stepper_index=1" in page.url  # the view is already a shareable link
+    _press_until(page, " ", "/Token ([4-9]|\\d\\d+):/.test(document.body.innerText)")  # play
+    page.get_by_role("button", name=re.compile("Pause")).click()
+    page.get_by_role("button", name=re.compile("Play")).wait_for(timeout=30_000)
+    page.wait_for_function(IDLE, timeout=30_000)
+    page.wait_for_timeout(1500)
+    paused = _token(page)
+    page.wait_for_timeout(1500)
+    assert _token(page) == paused >= 4, "pause did not stop the stream"
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function(f"document.body.innerText.includes('Token {paused - 1}:')", timeout=30_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+def test_a_lesson_link_opens_its_view(server, browser):
+    from app.lessons import lessons
+
+    lesson = lessons()["cms-and-forgetting"]
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(server + lesson.url())
+    page.wait_for_selector("text=Lesson: CMS and forgetting", timeout=60_000)
+    page.wait_for_function("document.body.innerText.includes('Token 400:')", timeout=90_000)
+    page.locator("[data-testid='stPlotlyChart']").nth(4).wait_for(timeout=60_000)  # strips, losses, heatmaps, curves
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()

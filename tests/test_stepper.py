@@ -23,17 +23,17 @@ def _at():
 def test_step_back_and_scrub_move_the_index_and_the_plots():
     at = _at()
     assert not at.exception
-    assert at.slider(key="stepper_index").value == 0
+    assert at.slider(key="stepper_slider").value == 0
     strip0 = [c.proto.spec for c in at.get("plotly_chart")]
     for _ in range(5):
         at.button(key="stepper_step").click().run()
-    assert at.slider(key="stepper_index").value == 5
+    assert at.slider(key="stepper_slider").value == 5
     strip5 = [c.proto.spec for c in at.get("plotly_chart")]
     assert strip0[0] != strip5[0] and strip0[1] != strip5[1]  # the strip and the heatmap changed
     at.button(key="stepper_back").click().run()
-    assert at.slider(key="stepper_index").value == 4
-    at.slider(key="stepper_index").set_value(20).run()
-    assert at.slider(key="stepper_index").value == 20 and not at.exception
+    assert at.slider(key="stepper_slider").value == 4
+    at.slider(key="stepper_slider").set_value(20).run()
+    assert at.slider(key="stepper_slider").value == 20 and not at.exception
     assert "Token 20" in " ".join(m.value for m in at.markdown)
 
 
@@ -114,16 +114,17 @@ def test_every_view_control_changes_what_is_drawn():
     at.select_slider(key="stepper_speed").set_value(10).run()
     assert not at.exception and at.select_slider(key="stepper_speed").value == 10
     at.selectbox(key="stepper_sample").set_value("Booleans").run()
-    assert at.slider(key="stepper_index").value == 0 and _specs(at)[0] != layer[0]  # a new text restarts
+    assert at.slider(key="stepper_slider").value == 0 and _specs(at)[0] != layer[0]  # a new text restarts
 
 
 def test_play_is_a_timed_fragment_and_a_full_rerun_does_not_skip_a_token():
     at = _at()
     at.button(key="stepper_step").click().run()
-    at.toggle(key="stepper_play").set_value(True).run()  # the page's own run draws; only timed reruns advance
-    assert not at.exception and at.slider(key="stepper_index").value == 1
-    at.toggle(key="stepper_play").set_value(False).run()
-    assert at.slider(key="stepper_index").value == 1  # (the browser test plays for real)
+    at.button(key="stepper_play").click().run()  # the page's own run draws; only timed reruns advance
+    assert not at.exception and at.slider(key="stepper_slider").value == 1 and at.session_state["stepper_playing"]
+    assert at.button(key="stepper_play").label.endswith("Pause")
+    at.button(key="stepper_play").click().run()
+    assert at.slider(key="stepper_slider").value == 1 and not at.session_state["stepper_playing"]
 
 
 def test_two_models_side_by_side_on_the_same_stream():

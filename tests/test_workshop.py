@@ -47,7 +47,7 @@ def test_a_url_restores_the_view_reached_by_clicking():
         "stepper", stepper_sample="Booleans", stepper_layer="1", stepper_colour="eta", stepper_index="6"
     )
     assert not clicked.exception and not restored.exception
-    assert restored.slider(key="stepper_index").value == 6
+    assert restored.slider(key="stepper_slider").value == 6
     assert restored.selectbox(key="stepper_layer").value == 1 and restored.radio(key="stepper_colour").value == "eta"
     assert chart_specs(restored) == chart_specs(clicked)  # the same strip, heatmaps and curves
 
@@ -70,7 +70,7 @@ def test_model_seed_and_frozen_levels_come_from_the_url():
 def test_garbage_in_new_url_parameters_is_dropped(params):
     at = open_page("stepper", **params)
     assert not at.exception, [e.value for e in at.exception]
-    assert 0 <= at.slider(key="stepper_index").value < len(at.session_state["stepper_run"].tokens)
+    assert 0 <= at.slider(key="stepper_slider").value < len(at.session_state["stepper_run"].tokens)
 
 
 def test_instructor_hides_controls_but_keeps_their_url_values():
@@ -111,7 +111,7 @@ def _kind_of(at: AppTest, key: str) -> str:
 
 def test_a_url_preset_never_overrides_what_the_url_says():
     at = open_page("stepper", preset="stepper-first-look", stepper_index="5")
-    assert at.slider(key="stepper_index").value == 5 and at.selectbox(key="stepper_memory").value == "M_memory"
+    assert at.slider(key="stepper_slider").value == 5 and at.selectbox(key="stepper_memory").value == "M_memory"
 
 
 def test_a_lesson_file_without_a_known_preset_is_refused(tmp_path):
@@ -152,8 +152,8 @@ def test_a_preset_draws_without_streaming_and_then_runs_live():
     assert run.preset is not None and run.computed == 0  # the first view came from the shipped run
     for _ in range(3):
         at.button(key="stepper_back").click().run()
-    assert at.slider(key="stepper_index").value == 17 and not at.exception
-    at.slider(key="stepper_index").set_value(2).run()  # outside the shipped window: computed live
+    assert at.slider(key="stepper_slider").value == 17 and not at.exception
+    at.slider(key="stepper_slider").set_value(2).run()  # outside the shipped window: computed live
     assert at.session_state["stepper_run"].computed >= 3
 
 
@@ -207,8 +207,8 @@ def test_an_exported_trace_loads_back_to_the_same_view():
     at.get("file_uploader")[0].set_value(("run.npz", data, "application/octet-stream")).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state["stepper_run"].replay
-    assert at.slider(key="stepper_index").value == 0  # a new stream starts at its first token
-    at.slider(key="stepper_index").set_value(7).run()
+    assert at.slider(key="stepper_slider").value == 0  # a new stream starts at its first token
+    at.slider(key="stepper_slider").set_value(7).run()
     assert chart_specs(at) == original
     at.get("file_uploader")[0].set_value(("bad.npz", b"PK\x03\x04 not a zip", "application/octet-stream")).run()
     assert not at.exception and any("cannot be replayed" in e.value for e in at.error)
