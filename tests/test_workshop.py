@@ -93,6 +93,9 @@ def test_every_lesson_opens_its_page_in_its_state():
         assert not at.exception, (lesson.name, [e.value for e in at.exception])
         assert any(e.label == f"Lesson: {lesson.title}" for e in at.expander), lesson.name
         for key, value in lesson.preset.params.items():
+            if key == "stepper_index":  # the position is plain session state, shown by the slider
+                assert at.session_state[key] == value == at.slider(key="stepper_slider").value
+                continue
             if key in ("model", "seed"):
                 widget = at.sidebar.selectbox(key=key) if key == "model" else at.sidebar.number_input(key=key)
             else:
