@@ -79,6 +79,20 @@ class Trace:
                 return None
         return None
 
+    def head(self, n: int) -> Trace:
+        """The trace a stream of only its first n tokens would have recorded (a new Trace; arrays are
+        shared). A CMS update (period > 1) learns from next-token losses, so one that closes on the last
+        kept token needed the token after it: a stream cut there has not made it yet."""
+        n = min(n, len(self))
+        start = self.meta.get("start", 0)
+        last = start + n - 1
+        return Trace(n_layers=self.n_layers, top_k=self.top_k, max_snapshots=self.max_snapshots,
+                     tokens=self.tokens[:n], updates=[e for e in self.updates if e.token < last or (e.token == last and e.period == 1)],
+                     eta=self.eta[:n], alpha=self.alpha[:n], surprise=self.surprise[:n], topk_ids=self.topk_ids[:n],
+                     topk_probs=self.topk_probs[:n], loss=self.loss[: n - 1] + [float("nan")] * min(n, 1),
+                     snapshots={k: [(t, m) for t, m in v if t < start + n] for k, v in self.snapshots.items()},
+                     meta=dict(self.meta))  # fmt: skip
+
     def extend(self, other: Trace) -> Trace:
         """Concatenate a later trace of the same stream (tokens are already absolute)."""
         if self.loss and other.tokens and np.isnan(self.loss[-1]) and other.meta.get("prev_loss") is not None:

@@ -216,3 +216,18 @@ def test_an_exported_trace_loads_back_to_the_same_view():
     at.get("file_uploader")[0].set_value(("bad.npz", b"PK\x03\x04 not a zip", "application/octet-stream")).run()
     assert not at.exception and any("cannot be replayed" in e.value for e in at.error)
     assert at.session_state["stepper_run"].replay  # the loaded replay is kept
+
+
+def test_home_raster_from_the_shipped_run_equals_a_live_stream():
+    import torch
+
+    from app.models import encode_text
+
+    shipped = shipped_run(PRESETS["stepper-first-look"].run_key).head(96)
+    with torch.no_grad():
+        live = build_frozen("hope", 0).stream(encode_text(sample_texts()["The for statement"], limit=96)).trace
+    assert len(shipped) == len(live) == 96
+    assert np.allclose(shipped.array("loss"), live.array("loss"), atol=1e-4, equal_nan=True)
+    assert [(e.token, e.layer, e.component) for e in shipped.updates] == [
+        (e.token, e.layer, e.component) for e in live.updates
+    ]
