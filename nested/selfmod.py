@@ -98,6 +98,12 @@ class SelfModifyingTitans(nn.Module):
     def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0):
         cfg = self.cfg
         B, H = x.shape[0], cfg.n_heads
+        if x.shape[1] == 1:  # streaming: the same function with the recurrences written for one token
+            raw_q = fold_heads(self.q_proj(x), H) if self.q_proj is not None else None
+            o, state, record = self._token(fold_heads(x, H), raw_q, state, B)
+            check_finite({k: state[k] for k in ("W1", "W2")}, layer, "selfmod")
+            record = {k: v.view(B, H, 1).transpose(1, 2) for k, v in record.items()}
+            return self.out_proj(self.out_norm(unfold_heads(o, H))), state, record
         # per-call constants in the folded (batch x heads) layout
         consts = {
             "gate_w": self.gate_w.repeat(B, 1, 1)[:, :, None],  # (N, 2, 1, dh)
@@ -131,6 +137,69 @@ class SelfModifyingTitans(nn.Module):
         if mem_now:
             return torch.cat([F1[:, :m], W1[:, m:]], 1), torch.cat([F2[:, :m], W2[:, m:]], 1)
         return F1, F2
+
+    def _token(self, xh: Tensor, raw_q: Tensor | None, state: dict, B: int):
+        """One token (xh: (N, 1, dh), N = B*H): `_piece` with n = 1, where every recurrence is a single
+        step (Eq. 88) and no per-call constants are built (heads broadcast instead). Tested equal to the
+        chunk-parallel path by the stream == parallel tests."""
+        F1, F2 = self._refresh_frozen(state)
+        mom = self.cfg.momentum > 0
+        o, W1, W2, S1, S2, conv, eta, alpha, surprise = self._token_core(
+            xh, raw_q, F1, F2, state["W1"], state["W2"], state["S1"] if mom else None,
+            state["S2"] if mom else None, state["conv"], float(state.get("eta_gain", 1.0)), B,
+        )  # fmt: skip
+        new = dict(state)
+        new.update(pos=state["pos"] + 1, F1=F1, F2=F2, conv=conv, W1=W1, W2=W2)
+        if mom:
+            new.update(S1=S1, S2=S2)
+        return o, new, {"eta": eta, "alpha": alpha, "surprise": surprise}
+
+    def _token_core(self, xh, raw_q, F1, F2, W1, W2, S1, S2, conv_state, gain: float, B: int):
+        """The tensor work of `_token`: a pure function of tensors (and the frozen flag `gain`)."""
+        cfg, H = self.cfg, self.cfg.n_heads
+        N, _, dh = xh.shape
+        m = self.i_mem
+        proj = bank_forward(F1, F2, xh)[:, :, 0]  # (N, M, dh): every memory on x_t, frozen state
+        if raw_q is None:
+            raw_q = proj[:, self.i_q, None]
+        gate_in = proj[:, self.i_eta : self.i_alpha + 1].view(B, H, 2, dh)
+        gates = torch.sigmoid((gate_in * self.gate_w).sum(-1) + self.gate_b).view(N, 2, 1)
+        eta, alpha = cfg.eta_scale * gain * gates[:, 0], gates[:, 1]  # (N, 1)
+
+        raw = torch.cat([raw_q, proj[:, self.i_k, None], proj[:, self.i_v, None]], dim=-1)  # (N, 1, 3dh)
+        window = torch.cat([conv_state, raw], dim=1)  # (N, w, 3dh)
+        w = self.conv_qkv.weight.view(H, 3 * dh, -1).transpose(1, 2)  # (H, w, 3dh)
+        conv = (window.view(B, H, *window.shape[1:]) * w).sum(2).view(N, 1, 3 * dh)
+        cq, ck, v = F.silu(conv).split(dh, dim=-1)
+        q, k = F.normalize(cq, dim=-1), F.normalize(ck, dim=-1)  # (N, 1, dh)
+
+        e, hidden, g2, inner_loss = bank_self_grads(F1, F2, k, v, cfg.inner_objective, cfg.eq92_sign,
+                                                    cfg.stopgrad_targets)  # fmt: skip
+        scale = clip_scale(e, hidden, g2, k, cfg.inner_clip)
+        e, g2 = e * scale, g2 * scale  # (N, M, 1, dh), (N, M, 1, hm)
+
+        a4, lr4 = alpha[:, :, None, None], eta[:, :, None, None]  # (N, 1, 1, 1)
+        k4 = k[:, None]  # (N, 1, 1, dh)
+        read2 = lambda W: (W[:, m] @ q.transpose(1, 2))[..., 0]  # noqa: E731  (N, hm)
+        read1 = lambda W, r2: (W[:, m] @ F.silu(r2)[..., None])[..., 0]  # noqa: E731  (N, dh)
+        if not cfg.read_after_write:
+            reads2 = read2(W2)
+            reads1 = read1(W1, reads2)
+        step2 = lr4 * (g2.transpose(-1, -2) * k4)  # first layers share the key k (N, M, hm, dh)
+        step1 = lr4 * (e.transpose(-1, -2) * hidden)  # second layers: each memory's hidden activation
+        if S1 is not None:
+            S2 = cfg.momentum * S2 + step2
+            S1 = cfg.momentum * S1 + step1
+            step2, step1 = S2, S1
+        W2_new = a4 * W2 - step2
+        if cfg.precondition:  # DGD's  - eta (W k) k^T  on the first layers (Eq. 88)
+            W2_new = W2_new - (lr4 * (W2 @ k4.transpose(-1, -2))) * k4
+        W1_new = a4 * W1 - step1
+        if cfg.read_after_write:
+            reads2 = read2(W2_new)
+            reads1 = read1(W1_new, reads2)
+        o = q + reads1[:, None]  # o_t = M_memory,t-1(q_t)
+        return o, W1_new, W2_new, S1, S2, window[:, 1:], eta, alpha, inner_loss[:, m]
 
     def _piece(self, xh: Tensor, raw_q: Tensor | None, state: dict, stepwise: bool, consts: dict):
         """Tokens inside one chunk of both chunk sizes, heads folded into the batch (N = B*H): the
