@@ -106,6 +106,18 @@ class NestedLM(nn.Module):
         logits, state = self._run(tokens, state, stepwise=True, trace=tr)
         return StreamResult(logits, state, tr)
 
+    def compile_streaming(self) -> NestedLM:
+        """Opt in to torch.compile for the one-token step of every self-modifying layer (its pure tensor
+        function `_token_core`; positions and chunk boundaries stay in eager Python, so nothing
+        recompiles as the stream advances). The first streamed token pays the compilation (about 20 s
+        on a 2-core CPU); later tokens run fused kernels. Same function: tests compare it with eager."""
+        for blk in self.blocks:
+            if isinstance(blk.mixer, SelfModifyingTitans) and not hasattr(
+                blk.mixer._token_core, "_torchdynamo_orig_callable"
+            ):
+                blk.mixer._token_core = torch.compile(blk.mixer._token_core, dynamic=False)
+        return self
+
     # -- the loop --------------------------------------------------------------------------------
     def _check_tokens(self, tokens: Tensor) -> Tensor:
         if tokens.dim() == 1:

@@ -248,3 +248,16 @@ def test_freezing_the_memories_stops_their_writes_but_not_their_decay():
     alpha = torch.tensor(out.trace.array("alpha")[:, 0, 0], dtype=torch.float64)
     # with eta = 0 each token only multiplies the memory by alpha_t (Eq. 88)
     assert torch.allclose(out.state["mixer"][0]["W1"], W0 * alpha.prod(), atol=1e-10)
+
+
+@pytest.mark.slow
+def test_compiled_streaming_equals_eager():
+    model = nested.build_model("hope", d_model=64, n_layers=2, seed=0, cms_periods=(4, 8))
+    tokens = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        eager = model.stream(tokens, trace=False)
+        model.compile_streaming()
+        compiled = model.stream(tokens, trace=False)
+    assert torch.allclose(eager.logits, compiled.logits, atol=1e-4, rtol=1e-4)
+    for a, b in zip(eager.state["mixer"], compiled.state["mixer"], strict=True):
+        assert torch.allclose(a["W1"], b["W1"], atol=1e-5) and torch.allclose(a["W2"], b["W2"], atol=1e-5)
