@@ -39,10 +39,10 @@ def move(delta: int) -> None:
     st.session_state["stepper_index"] = max(0, min(n - 1, st.session_state["stepper_index"] + delta))
 
 
-c1, c2, c3 = st.columns([1, 3, 6])
+c1, c2, c3 = st.columns([2, 3, 5], vertical_alignment="bottom")
 playing = st.session_state.setdefault("stepper_playing", False)
-c1.button("⏸ Pause" if playing else "⏵ Play", on_click=toggle_play, shortcut="space", key="stepper_play",
-          help="Play / pause (space)")  # fmt: skip
+c1.button("Pause" if playing else "Play", icon=":material/pause:" if playing else ":material/play_arrow:",
+          on_click=toggle_play, shortcut="space", key="stepper_play", help="Play / pause (space)")  # fmt: skip
 speed = choice(c2.select_slider, "Speed (tokens/s)", [1, 2, 5, 10], key="stepper_speed", default=5)
 i0 = st.session_state["stepper_index"] + 1
 if not ensure(run, model, i0) or (other and not ensure(other, other_model, i0, snapshots=False)):
