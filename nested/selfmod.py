@@ -99,11 +99,9 @@ class SelfModifyingTitans(nn.Module):
         cfg = self.cfg
         B, H = x.shape[0], cfg.n_heads
         if x.shape[1] == 1:  # streaming: the same function with the recurrences written for one token
-            raw_q = fold_heads(self.q_proj(x), H) if self.q_proj is not None else None
-            o, state, record = self._token(fold_heads(x, H), raw_q, state, B)
+            y, state, record = self._token(x, state)
             check_finite({k: state[k] for k in ("W1", "W2")}, layer, "selfmod")
-            record = {k: v.view(B, H, 1).transpose(1, 2) for k, v in record.items()}
-            return self.out_proj(self.out_norm(unfold_heads(o, H))), state, record
+            return y, state, record
         # per-call constants in the folded (batch x heads) layout
         consts = {
             "gate_w": self.gate_w.repeat(B, 1, 1)[:, :, None],  # (N, 2, 1, dh)
@@ -138,25 +136,30 @@ class SelfModifyingTitans(nn.Module):
             return torch.cat([F1[:, :m], W1[:, m:]], 1), torch.cat([F2[:, :m], W2[:, m:]], 1)
         return F1, F2
 
-    def _token(self, xh: Tensor, raw_q: Tensor | None, state: dict, B: int):
-        """One token (xh: (N, 1, dh), N = B*H): `_piece` with n = 1, where every recurrence is a single
-        step (Eq. 88) and no per-call constants are built (heads broadcast instead). Tested equal to the
+    def _token(self, x: Tensor, state: dict):
+        """One token x (B, 1, d): `forward` + `_piece` with n = 1, where every recurrence is a single step
+        (Eq. 88) and no per-call constants are built (heads broadcast instead). Tested equal to the
         chunk-parallel path by the stream == parallel tests."""
         F1, F2 = self._refresh_frozen(state)
         mom = self.cfg.momentum > 0
-        o, W1, W2, S1, S2, conv, eta, alpha, surprise = self._token_core(
-            xh, raw_q, F1, F2, state["W1"], state["W2"], state["S1"] if mom else None,
-            state["S2"] if mom else None, state["conv"], float(state.get("eta_gain", 1.0)), B,
+        y, W1, W2, S1, S2, conv, eta, alpha, surprise = self._token_core(
+            x, F1, F2, state["W1"], state["W2"], state["S1"] if mom else None, state["S2"] if mom else None,
+            state["conv"], float(state.get("eta_gain", 1.0)),
         )  # fmt: skip
         new = dict(state)
         new.update(pos=state["pos"] + 1, F1=F1, F2=F2, conv=conv, W1=W1, W2=W2)
         if mom:
             new.update(S1=S1, S2=S2)
-        return o, new, {"eta": eta, "alpha": alpha, "surprise": surprise}
+        return y, new, {"eta": eta, "alpha": alpha, "surprise": surprise}
 
-    def _token_core(self, xh, raw_q, F1, F2, W1, W2, S1, S2, conv_state, gain: float, B: int):
-        """The tensor work of `_token`: a pure function of tensors (and the frozen flag `gain`)."""
+    def _token_core(self, x, F1, F2, W1, W2, S1, S2, conv_state, gain: float):
+        """The tensor work of `_token`: a pure function of tensors (and the frozen flag `gain`), what
+        `compile_streaming` compiles. Returns the layer output (B, 1, d), the new memories, and eta,
+        alpha, surprise as (B, 1, H)."""
         cfg, H = self.cfg, self.cfg.n_heads
+        B = x.shape[0]
+        raw_q = fold_heads(self.q_proj(x), H) if self.q_proj is not None else None
+        xh = fold_heads(x, H)
         N, _, dh = xh.shape
         m = self.i_mem
         proj = bank_forward(F1, F2, xh)[:, :, 0]  # (N, M, dh): every memory on x_t, frozen state
@@ -199,7 +202,10 @@ class SelfModifyingTitans(nn.Module):
             reads2 = read2(W2_new)
             reads1 = read1(W1_new, reads2)
         o = q + reads1[:, None]  # o_t = M_memory,t-1(q_t)
-        return o, W1_new, W2_new, S1, S2, window[:, 1:], eta, alpha, inner_loss[:, m]
+        y = self.out_proj(self.out_norm(unfold_heads(o, H)))
+        per_head = lambda t: t.reshape(B, H, 1).transpose(1, 2)  # noqa: E731  (B, 1, H)
+        return (y, W1_new, W2_new, S1, S2, window[:, 1:], per_head(eta), per_head(alpha),
+                per_head(inner_loss[:, m]))  # fmt: skip
 
     def _piece(self, xh: Tensor, raw_q: Tensor | None, state: dict, stepwise: bool, consts: dict):
         """Tokens inside one chunk of both chunk sizes, heads folded into the batch (N = B*H): the
