@@ -58,9 +58,10 @@ def choice(widget: Callable, label: str, options: Sequence, *, key: str, default
     options = list(options)
     if default is None or default not in options:
         default = options[0] if options else None
-    if is_hidden(key):
+    if is_hidden(key):  # the URL's value, else a preset's, else the default
         by_text = {str(o): o for o in options}
-        return by_text.get(st.query_params.get(key, ""), default)
+        preset = st.session_state.get(key)
+        return by_text.get(st.query_params.get(key, ""), preset if preset in options else default)
     if key in st.session_state:  # set by a preset or earlier run: passing a default too makes Streamlit warn
         if st.session_state[key] not in options:
             del st.session_state[key]
@@ -77,8 +78,9 @@ def multichoice(label: str, options: Sequence, *, key: str, default: Sequence = 
     options = list(options)
     if is_hidden(key):
         by_text = {str(o): o for o in options}
-        values = [by_text[v] for v in st.query_params.get_all(key) if v in by_text]
-        return values if key in st.query_params else [o for o in default if o in options]
+        if key in st.query_params:  # the URL's values, else a preset's, else the default
+            return [by_text[v] for v in st.query_params.get_all(key) if v in by_text]
+        return [o for o in st.session_state.get(key, default) if o in options]
     if key in st.session_state:
         st.session_state[key] = [o for o in st.session_state[key] if o in options]
         return container.multiselect(label, options, key=key, bind="query-params", **kw)

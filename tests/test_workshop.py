@@ -231,3 +231,42 @@ def test_home_raster_from_the_shipped_run_equals_a_live_stream():
     assert [(e.token, e.layer, e.component) for e in shipped.updates] == [
         (e.token, e.layer, e.component) for e in live.updates
     ]
+
+
+def test_the_instructor_link_builder_writes_a_link_that_opens_that_view():
+    from urllib.parse import parse_qs, urlsplit
+
+    at = open_page("workshop")
+    assert not at.exception and len([c for c in at.get("page_link") if c.proto.label.startswith("Start:")]) == 6
+    at.selectbox(key="ws_preset").set_value("stepper-freeze-cms").run()
+    at.selectbox(key="ws_lesson").set_value("cms-and-forgetting").run()
+    at.multiselect(key="ws_hide").set_value(["model", "stepper_frozen"]).run()
+    link = at.code[0].value
+    parts = urlsplit(link)
+    assert parts.path.endswith("/stepper")
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    assert query == {"preset": "stepper-freeze-cms", "lesson": "cms-and-forgetting", "hide": "model,stepper_frozen"}
+    view = open_page("stepper", **query)
+    assert not view.exception and not view.sidebar.selectbox
+    assert "stepper_frozen" not in {w.key for w in view.multiselect}
+    assert view.session_state["stepper_run"].frozen == tuple(PRESETS["stepper-freeze-cms"].params["stepper_frozen"])
+    assert any(e.label == "Lesson: CMS and forgetting" for e in view.expander)
+
+
+def test_uploads_any_encoding_refuse_binaries_and_keep_the_run():
+    at = open_page("stepper")
+    at.radio(key="stepper_source").set_value("Upload").run()
+    up = at.get("file_uploader")[0]
+    up.set_value(("notes.txt", "Café crème, naïve façade.".encode("cp1252"), "text/plain")).run()
+    assert not at.exception
+    run = at.session_state["stepper_run"]
+    assert bytes(run.tokens).decode("utf-8") == "Café crème, naïve façade."
+    at.get("file_uploader")[0].set_value(("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00", "text/plain")).run()
+    assert not at.exception and any("binary" in e.value for e in at.error)
+    assert at.session_state["stepper_run"] is run  # the earlier stream is kept
+
+
+def test_the_export_panel_offers_every_format():
+    at = open_page("stepper")
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Trace (.npz)", "Data (.csv)", "Data (.json)", "Figures (.html)"]
