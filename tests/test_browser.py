@@ -44,12 +44,18 @@ def test_every_page_renders_in_a_real_browser(server, browser, tmp_path):
     page.close()
 
 
-def test_stepper_steps_five_tokens_and_the_plots_change(server, browser):
+def _open(browser, url: str, selector: str, settle_ms: int):
+    """A new page at url, once `selector` is shown and no script run is in progress."""
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    page.goto(f"{server}/")
-    page.wait_for_selector("h1", timeout=60_000)
+    page.goto(url)
+    page.wait_for_selector(selector, timeout=60_000)
     page.wait_for_function(IDLE, timeout=90_000)
-    page.wait_for_timeout(500)
+    page.wait_for_timeout(settle_ms)
+    return page
+
+
+def test_stepper_steps_five_tokens_and_the_plots_change(server, browser):
+    page = _open(browser, f"{server}/", "h1", 500)
     page.locator("[data-testid='stSidebarNav'] a[href$='/stepper']").click(timeout=60_000)
     page.wait_for_selector("text=Step", timeout=60_000)
     page.wait_for_function(IDLE, timeout=90_000)
@@ -88,11 +94,7 @@ def _press_until(page, key: str, condition: str, tries: int = 3) -> None:
 
 
 def test_keys_play_pause_and_the_url_follow_the_token(server, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    page.goto(f"{server}/stepper")
-    page.wait_for_selector("text=Step", timeout=60_000)
-    page.wait_for_function(IDLE, timeout=90_000)
-    page.wait_for_timeout(1000)
+    page = _open(browser, f"{server}/stepper", "text=Step", 1000)
     page.locator("h1").click()  # focus the page, not a widget
     _press_until(page, "ArrowRight", "document.body.innerText.includes('Token 1:')")
     assert "stepper_index=1" in page.url  # the view is already a shareable link
