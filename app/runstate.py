@@ -13,8 +13,6 @@ import nested
 from nested.model import memory_snapshot
 from nested.trace import Trace
 
-CHUNK = 16  # tokens streamed per refill when the index runs past what is computed
-
 
 def frozen_options(model: nested.NestedLM) -> list[str]:
     """What can be frozen (eta -> 0): each layer's in-context memories and each CMS level."""
@@ -109,9 +107,8 @@ class StepperRun:
         if self.preset is None or self.computed >= len(self.preset):
             return self.trace
         p = self.preset
-        merged = Trace(n_layers=p.n_layers, top_k=p.top_k, max_snapshots=len(p) + 1, tokens=list(p.tokens),
-                       updates=list(p.updates), eta=list(p.eta), alpha=list(p.alpha), surprise=list(p.surprise),
-                       topk_ids=list(p.topk_ids), topk_probs=list(p.topk_probs), loss=list(p.loss), meta=dict(p.meta))  # fmt: skip
+        merged = p.head(len(p))  # a copy: the whole preset (its last token has no target either way)
+        merged.max_snapshots = len(p) + 1
         for layer in set(p.snapshots) | set(self.trace.snapshots if self.trace is not None else {}):
             by_token = dict(p.snapshots.get(layer, []))
             by_token.update(dict(self.trace.snapshots.get(layer, [])) if self.trace is not None else {})

@@ -9,7 +9,7 @@ import io
 import streamlit as st
 
 import nested
-from app.exports import PLOTLY_CONFIG, figures_html, trace_csv, trace_json, trace_npz
+from app.exports import figures_html, trace_csv, trace_json, trace_npz
 from app.models import APP_MODELS
 from app.presets import FIRST_SAMPLE, shipped_run
 from app.runstate import StepperRun
@@ -145,6 +145,3 @@ def export_panel(run: StepperRun, figures: dict, settings: dict) -> None:
                              on_click="ignore", key="dl_json")  # fmt: skip
         c[3].download_button("Figures (.html)", lambda: figures_html(figures, f"Token stepper: {run.key[0]}"),
                              f"{stem}.html", "text/html", on_click="ignore", key="dl_html")  # fmt: skip
-
-
-__all__ = ["PLOTLY_CONFIG", "current_runs", "ensure", "export_panel", "topk_line"]

@@ -2,11 +2,12 @@
 
 import streamlit as st
 
+from app.exports import PLOTLY_CONFIG
 from app.figures import loss_curves, memory_heatmap, rate_curves, token_strip
 from app.models import decode_token
 from app.runstate import downsample, frozen_options
 from app.session import frozen_model
-from app.stepper_ui import PLOTLY_CONFIG, current_runs, ensure, export_panel, topk_line
+from app.stepper_ui import current_runs, ensure, export_panel, topk_line
 from app.urlstate import choice, multichoice, set_url_position, url_position
 
 settings = st.session_state["settings"]
