@@ -2,7 +2,6 @@
 and the global sidebar."""
 
 import sys
-import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,25 +16,10 @@ from app.registry import PAGES  # noqa: E402
 from app.sidebar import global_sidebar  # noqa: E402
 from app.urlstate import LESSON_PARAM, apply_preset  # noqa: E402
 
-
-@st.cache_resource
-def _warm_presets() -> threading.Thread:
-    """Once per server process: precompute the optimizer presets' runs in the background (read-only
-    results, the same for every session), so the page is useful in its first second."""
-    from app.opt_figures import warm_up
-    from app.presets import PRESETS
-
-    thread = threading.Thread(target=warm_up, args=([p.params for p in PRESETS.values() if p.page == "optimizers"],),
-                              daemon=True)  # fmt: skip
-    thread.start()
-    return thread
-
-
 st.set_page_config(page_title="Nested Learning Lab", page_icon=":material/account_tree:", layout="wide")
 pages = {p.url_path: st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path, default=i == 0)
          for i, p in enumerate(PAGES)}  # fmt: skip
 nav = st.navigation(list(pages.values()))
-_warm_presets()
 apply_preset(preset_params())
 st.session_state["settings"] = global_sidebar()
 lesson = lessons().get(st.query_params.get(LESSON_PARAM, ""))

@@ -88,11 +88,3 @@ def probe_figure(curves: dict[str, np.ndarray]) -> go.Figure:
     fig.update_layout(title="how long each optimizer keeps following the old gradient", height=300,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
     return fig
-
-
-def warm_up(presets: list[dict]) -> None:
-    """Compute the races and probes the optimizer presets show, so their page draws at once."""
-    for params in presets:
-        for name in params.get("opt_optimizers", []):
-            race(params.get("opt_surface", "quadratic"), name, params.get("opt_lr", 0.05), 200)
-            probe(name, params.get("opt_lr", 0.05))
