@@ -159,3 +159,16 @@ def test_export_merges_live_snapshots_into_a_shipped_run():
     merged = run.export_trace()
     assert len(merged) == len(preset) and merged.snapshot_at(0, 2) is not None and merged.snapshot_at(0, 20) is not None
     assert np.allclose(merged.snapshot_at(0, 2)["M_memory"], run.trace.snapshot_at(0, 2)["M_memory"])
+
+
+def test_a_transformer_is_stepped_with_its_loss_strip():
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.query_params["model"] = "transformer"
+    at.switch_page(STEPPER)
+    at.run()
+    assert not at.exception and at.radio(key="stepper_colour").options == ["loss"]
+    for _ in range(3):
+        at.button(key="stepper_step").click().run()
+    strip = at.get("plotly_chart")[0].proto.spec
+    assert '"text":"loss"' in strip and not at.exception
+    assert not [c for c in at.get("plotly_chart") if "after token" in c.proto.spec]  # no memory to draw
