@@ -56,7 +56,9 @@ class StepperRun:
 
     @classmethod
     def from_trace(cls, key: tuple, trace: Trace) -> StepperRun:
-        return cls(key, list(trace.tokens), tuple(trace.meta.get("frozen", ())), trace=trace, replay=True)
+        frozen = trace.meta.get("frozen", ())
+        frozen = tuple(f for f in frozen if isinstance(f, str)) if isinstance(frozen, list | tuple) else ()
+        return cls(key, list(trace.tokens), frozen, trace=trace, replay=True)
 
     @property
     def computed(self) -> int:

@@ -89,7 +89,7 @@ class Trace:
         return Trace(n_layers=self.n_layers, top_k=self.top_k, max_snapshots=self.max_snapshots,
                      tokens=self.tokens[:n], updates=[e for e in self.updates if e.token < last or (e.token == last and e.period == 1)],
                      eta=self.eta[:n], alpha=self.alpha[:n], surprise=self.surprise[:n], topk_ids=self.topk_ids[:n],
-                     topk_probs=self.topk_probs[:n], loss=self.loss[: n - 1] + [float("nan")] * min(n, 1),
+                     topk_probs=self.topk_probs[:n], loss=self.loss[: max(n - 1, 0)] + [float("nan")] * min(n, 1),
                      snapshots={k: [(t, m) for t, m in v if t < start + n] for k, v in self.snapshots.items()},
                      meta=dict(self.meta))  # fmt: skip
 
@@ -110,7 +110,7 @@ class Trace:
     # -- serialisation -------------------------------------------------------------------------
     def save(self, path: str | Path | BinaryIO, snapshot_dtype: str = "float32") -> Path | BinaryIO:
         """Write one .npz (to a path or an open binary file). `snapshot_dtype="float16"` halves the
-        snapshots (the app's shipped presets use it)."""
+        snapshots, at the cost of ~3 significant digits (too few for late, tiny memory changes)."""
         header = {
             "version": TRACE_VERSION,
             "n_layers": self.n_layers,
@@ -166,6 +166,15 @@ class Trace:
         except Exception as exc:  # zip, npz, JSON, key, type and shape errors all mean "not a trace"
             raise ValueError(f"not a valid trace file ({type(exc).__name__}: {exc})") from exc
         n = len(tr.tokens)
-        if not all(len(getattr(tr, a)) == n for a in ("eta", "alpha", "surprise", "loss", "topk_ids")):
+        if not all(len(getattr(tr, a)) == n for a in ("eta", "alpha", "surprise", "loss", "topk_ids", "topk_probs")):
             raise ValueError("not a valid trace file (per-token arrays disagree in length)")
+        shapes_ok = (
+            all(np.ndim(r) == 2 and len(r) == tr.n_layers for a in ("eta", "alpha", "surprise") for r in getattr(tr, a))
+            and all(np.shape(r) == (tr.top_k,) for a in ("topk_ids", "topk_probs") for r in getattr(tr, a))
+            and all(0 <= k < tr.n_layers and all(np.ndim(m) == 2 for _, ms in v for m in ms.values())
+                    for k, v in tr.snapshots.items())
+            and isinstance(tr.meta, dict)
+        )  # fmt: skip
+        if not shapes_ok:
+            raise ValueError("not a valid trace file (arrays have the wrong shapes)")
         return tr

@@ -270,3 +270,23 @@ def test_the_export_panel_offers_every_format():
     at = open_page("stepper")
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Trace (.npz)", "Data (.csv)", "Data (.json)", "Figures (.html)"]
+
+
+def test_a_crafted_trace_with_wrong_shapes_is_refused_not_replayed():
+    run = _run(6)
+    good = trace_npz(run.trace)
+    with np.load(io.BytesIO(good)) as z:
+        arrays = dict(z)
+    arrays["topk_ids"] = arrays["topk_ids"][:, 0]  # 1-D: the page would index it
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    with pytest.raises(ValueError, match="wrong shapes"):
+        Trace.load(io.BytesIO(buf.getvalue()))
+    header = json.loads(str(arrays["header"]))
+    header["meta"]["frozen"] = 5
+    arrays["topk_ids"] = dict(np.load(io.BytesIO(good)))["topk_ids"]
+    arrays["header"] = np.array(json.dumps(header))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    assert StepperRun.from_trace(("t",), Trace.load(io.BytesIO(buf.getvalue()))).frozen == ()
+    assert len(Trace.load(io.BytesIO(good)).head(0).loss) == 0
