@@ -63,9 +63,11 @@ def views() -> None:
     tick = not st.session_state.pop("_stepper_full_run", False)  # a rerun of the fragment, not of the page
     if playing and tick and st.session_state["stepper_index"] < n - 1:
         st.session_state["stepper_index"] += 1
-    b1, b2, b3 = st.columns([1, 1, 8], vertical_alignment="bottom")
-    b1.button("◀ Back", on_click=move, args=(-1,), shortcut="left", key="stepper_back")
-    b2.button("Step ▶", on_click=move, args=(1,), shortcut="right", key="stepper_step")
+    b1, b2, b3 = st.columns([2, 2, 6], vertical_alignment="bottom")
+    b1.button("Back", icon=":material/chevron_left:", on_click=move, args=(-1,), shortcut="left", key="stepper_back",
+              width="stretch")  # fmt: skip
+    b2.button("Step", icon=":material/chevron_right:", on_click=move, args=(1,), shortcut="right", key="stepper_step",
+              width="stretch")  # fmt: skip
     st.session_state["stepper_slider"] = st.session_state["stepper_index"]
     b3.slider("Token", 0, max(n - 1, 1), key="stepper_slider", disabled=n < 2, on_change=scrub)
     i = st.session_state["stepper_index"]
