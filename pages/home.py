@@ -5,11 +5,13 @@ import streamlit as st
 import torch
 
 import nested
+from app.exports import PLOTLY_CONFIG
 from app.figures import nest_raster
 from app.models import describe_model, encode_text
 from app.presets import FIRST_SAMPLE, shipped_run
 from app.samples import sample_texts
 from app.session import frozen_model
+from app.urlstate import choice
 
 settings = st.session_state["settings"]
 st.title("The nest")
@@ -51,8 +53,10 @@ table = pd.DataFrame(
 st.dataframe(table, hide_index=True, width="stretch")
 st.caption("Rows run fastest (top) to slowest. 'parameters' counts per sequence for in-context memories.")
 
-trace = sample_trace(settings["model"], settings["seed"])
-st.plotly_chart(nest_raster(lvls, trace), width="stretch")
+n_tokens = choice(st.select_slider, "Tokens of the sample", [96, 256, 512, 1024], key="nest_tokens", default=96,
+                  help="How much of the first sample text to stream; the default model's run is precomputed.")  # fmt: skip
+trace = sample_trace(settings["model"], settings["seed"], n_tokens)
+st.plotly_chart(nest_raster(lvls, trace), width="stretch", config=PLOTLY_CONFIG)
 with st.expander("What am I looking at?"):
     st.markdown(
         "Each row is one level of the nest; each tick is a token after which that level's parameters "

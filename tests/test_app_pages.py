@@ -43,3 +43,12 @@ def test_garbage_query_params_do_not_break_the_app():
     at.run()
     assert not at.exception
     assert at.sidebar.selectbox(key="model").value == "hope"
+
+
+def test_home_raster_covers_the_chosen_number_of_tokens():
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
+    short = at.get("plotly_chart")[0].proto.spec
+    at.select_slider(key="nest_tokens").set_value(512).run()
+    assert not at.exception
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert spec != short and "[-0.5,511.5]" in spec.replace(" ", "")  # the x range spans 512 tokens
