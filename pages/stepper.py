@@ -5,7 +5,7 @@ import streamlit as st
 from app.exports import PLOTLY_CONFIG
 from app.figures import loss_curves, memory_heatmap, rate_curves, token_strip
 from app.models import decode_token
-from app.runstate import downsample, frozen_options
+from app.runstate import StepperRun, downsample, frozen_options
 from app.session import frozen_model
 from app.stepper_ui import current_runs, ensure, export_panel, topk_line
 from app.urlstate import choice, multichoice, set_url_position, url_position
@@ -40,7 +40,19 @@ def move(delta: int) -> None:
     st.session_state["stepper_index"] = max(0, min(n - 1, st.session_state["stepper_index"] + delta))
 
 
-c1, c2, c3 = st.columns([2, 3, 5], vertical_alignment="bottom")
+def restart_stream() -> None:
+    """Reset: back to token 0 with fresh memories (the run is recomputed; a replayed trace is kept)."""
+    st.session_state["stepper_index"] = 0
+    st.session_state["stepper_playing"] = False
+    for key in ("stepper_run", "stepper_compare_run"):
+        old = st.session_state.get(key)
+        if old is not None and not old.replay:
+            st.session_state[key] = StepperRun(old.key, old.tokens, old.frozen, preset=old.preset)
+
+
+c1, c0, c2, c3 = st.columns([2, 2, 3, 3], vertical_alignment="bottom")
+c0.button("Reset", icon=":material/restart_alt:", on_click=restart_stream, key="stepper_reset",
+          help="Back to the first token with fresh memories (the model's weights never change).")  # fmt: skip
 playing = st.session_state.setdefault("stepper_playing", False)
 c1.button("Pause" if playing else "Play", icon=":material/pause:" if playing else ":material/play_arrow:",
           on_click=toggle_play, shortcut="space", key="stepper_play", help="Play / pause (space)")  # fmt: skip

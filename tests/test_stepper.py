@@ -172,3 +172,14 @@ def test_a_transformer_is_stepped_with_its_loss_strip():
     strip = at.get("plotly_chart")[0].proto.spec
     assert '"text":"loss"' in strip and not at.exception
     assert not [c for c in at.get("plotly_chart") if "after token" in c.proto.spec]  # no memory to draw
+
+
+def test_reset_returns_to_the_first_token_with_fresh_memories():
+    at = _at()
+    for _ in range(4):
+        at.button(key="stepper_step").click().run()
+    old = at.session_state["stepper_run"]
+    at.button(key="stepper_reset").click().run()
+    new = at.session_state["stepper_run"]
+    assert not at.exception and at.slider(key="stepper_slider").value == 0
+    assert new is not old and new.key == old.key and new.computed <= 2
