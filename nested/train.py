@@ -16,7 +16,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 import nested
 from nested import checkpoint
+from nested.config import dataclass_from_dict
 from nested.errors import CheckpointError
 from nested.optim import M3, AdamMemory, DeltaMomentum, MomentumSGD, Muon
 from nested.tasks import make_task
@@ -71,11 +72,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        bad = set(d) - known
-        if bad:
-            raise ValueError(f"unknown training options {sorted(bad)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "training options")
 
 
 TEXT = {"task": "text", "task_args": {"seq_len": 128}, "optimizer": "adamw", "lr": 3e-3, "batch_size": 16}

@@ -106,3 +106,14 @@ def test_eval_cli_writes_json_and_csv(tmp_path):
 
     niah = recall_vs_context(model, kind="niah", n=2)
     assert [r["context_len"] for r in niah["rows"]] == [64, 128, 256, 512]
+
+
+def test_configs_refuse_unknown_keys():
+    from nested.config import ModelConfig
+    from nested.train import TrainConfig
+
+    with pytest.raises(ValueError, match=r"unknown config keys: \['bogus'\]"):
+        ModelConfig.from_dict({"d_model": 64, "bogus": 1})
+    with pytest.raises(ValueError, match=r"unknown training options: \['lrr'\]"):
+        TrainConfig.from_dict({"lrr": 0.1})
+    assert TrainConfig.from_dict({"lr": 0.1}).lr == 0.1
