@@ -84,6 +84,8 @@ def cmd_train(a) -> int:
         overrides["out_dir"] = a.out
     if a.seed is not None:
         overrides["seed"] = a.seed
+    if a.compile:
+        overrides["compile"] = True
     cfg = preset(a.preset, **overrides) if a.preset else TrainConfig.from_dict(overrides)
     if a.preset is None and not overrides:
         print(f"presets: {', '.join(PRESETS)}")
@@ -148,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output directory (checkpoints, history, final model)")
     p.add_argument("--set", action="append", help="override a config field: key=value (JSON values)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last exactly")
+    p.add_argument("--compile", action="store_true", help="torch.compile Hope's chunk step (faster after ~30 s)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("eval", help="evaluate a checkpoint: per-position loss, recall, forgetting")

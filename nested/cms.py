@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from nested.config import ModelConfig
 from nested.layers import RMSNorm
@@ -51,7 +52,10 @@ class CMS(nn.Module):
 
     def init_state(self, batch: int) -> dict:
         def per_item(p: Tensor) -> Tensor:
-            return p.unsqueeze(0).expand(batch, *p.shape).clone()
+            # First order (the default), the state is a value: ItemLinear routes the outer gradient
+            # of every use to the meta-learned base. Second order keeps the graph in the state.
+            w = p.unsqueeze(0).expand(batch, *p.shape).clone()
+            return w if self.cfg.cms_second_order else w.detach()
 
         up = [per_item(p) for p in self.up0]
         down = [per_item(p) for p in self.down0]
@@ -69,18 +73,71 @@ class CMS(nn.Module):
             st["meta_acc_down"] = [None] * len(down)
         return st
 
-    def level_mlp(self, level: int, x: Tensor, up: Tensor, down: Tensor) -> Tensor:
-        """MLP^(l)(x) with per-batch-item weights up (B, hid, d), down (B, d, hid)."""
-        h = F.silu(self.norms[level](x) @ up.transpose(1, 2))
-        return h @ down.transpose(1, 2)
+    def level_mlp(self, level: int, x: Tensor, up: Tensor, down: Tensor, record: list | None = None,
+                  bases: list | None = None) -> Tensor:  # fmt: skip
+        """MLP^(l)(x) with per-batch-item weights up (B, hid, d), down (B, d, hid).
 
-    def forward(self, x: Tensor, up: list[Tensor], down: list[Tensor]) -> Tensor:
+        `record` collects (input, output) of both matmuls: the per-item weight gradients of Eq. 71 are
+        built from their output cotangents (`weight_grads`). `bases` replaces the meta-learned initial
+        weights as the outer-gradient anchors (the inference replay passes detached leaves)."""
+        up0, down0 = bases[level] if bases is not None else (self.up0[level], self.down0[level])
+        xn = self.norms[level](x)
+        if self.cfg.cms_second_order or not torch.is_grad_enabled():  # second order: the weights carry the graph
+            a = xn @ up.transpose(1, 2)
+            h = F.silu(a)
+            o = h @ down.transpose(1, 2)
+        else:
+            a = ItemLinear.apply(xn, up, up0)
+            h = F.silu(a)
+            o = ItemLinear.apply(h, down, down0)
+        if record is not None:
+            record.append((xn, a, h, o))
+        return o
+
+    def forward(self, x: Tensor, up: list[Tensor], down: list[Tensor], record: list | None = None,
+                bases: list | None = None) -> Tensor:  # fmt: skip
+        levels = [lambda y, i=i: self.level_mlp(i, y, up[i], down[i], record, bases) for i in range(self.n_levels)]
         if self.agg is not None:
             w = torch.softmax(self.agg, 0)
-            return x + sum(w[i] * self.level_mlp(i, x, up[i], down[i]) for i in range(self.n_levels))
-        for i in range(self.n_levels):
-            x = x + self.level_mlp(i, x, up[i], down[i])
+            return x + sum(w[i] * levels[i](x) for i in range(self.n_levels))
+        for level in levels:
+            x = x + level(x)
         return x
+
+
+def weight_grads(record: tuple, grad_a: Tensor | None, grad_o: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Per-item gradients (B, hid, d), (B, d, hid) of one level's weights from its recorded matmul
+    inputs and the cotangents of their outputs: dL/dW = sum_t (dL/dy_t) x_t^T."""
+    xn, a, h, o = record
+    g_up = torch.zeros(a.shape[0], a.shape[-1], xn.shape[-1], dtype=a.dtype, device=a.device) if grad_a is None \
+        else grad_a.transpose(1, 2) @ xn  # fmt: skip
+    g_down = torch.zeros(o.shape[0], o.shape[-1], h.shape[-1], dtype=o.dtype, device=o.device) if grad_o is None \
+        else grad_o.transpose(1, 2) @ h  # fmt: skip
+    return g_up, g_down
+
+
+class ItemLinear(torch.autograd.Function):
+    """y = x W_b^T for per-batch-item weights W (B, out, in), x (B, T, in), whose value is, for the
+    outer loop, the meta-learned `base` (out, in) plus a constant (first-order CMS, docs/FIDELITY.md).
+
+    The backward gives the base the summed gradient of every item and token in one matmul, instead of
+    a (B, out, in) gradient per use chained back through every update. A weight that itself requires
+    grad (a caller's leaf) still gets its own gradient."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, base: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        return x @ weight.transpose(1, 2)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y: Tensor):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_base = ctx.needs_input_grad
+        gx = grad_y @ weight if need_x else None
+        gw = grad_y.transpose(1, 2) @ x if need_w else None
+        gb = grad_y.reshape(-1, grad_y.shape[-1]).t() @ x.reshape(-1, x.shape[-1]) if need_base else None
+        return gx, gw, gb
 
 
 class MLP(nn.Module):

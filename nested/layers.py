@@ -20,7 +20,7 @@ def causal_conv(x: Tensor, state: Tensor, weight: Tensor) -> tuple[Tensor, Tenso
     y = full[:, :T] * w[..., 0]
     for j in range(1, width):
         y = y + full[:, j : j + T] * w[..., j]
-    return y, full[:, full.shape[1] - (width - 1) :]
+    return y, full[:, full.shape[1] - (width - 1) :].contiguous()  # same strides every call (compiled graphs)
 
 
 class RMSNorm(nn.Module):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nested.attention import Attention
-from nested.cms import CMS, MLP
+from nested.cms import CMS, MLP, weight_grads
 from nested.config import ModelConfig
 from nested.deltanet import DeltaNetMixer
 from nested.layers import RMSNorm, check_finite
@@ -118,6 +118,17 @@ class NestedLM(nn.Module):
                 blk.mixer._token_core = torch.compile(blk.mixer._token_core, dynamic=False)
         return self
 
+    def compile_chunks(self) -> NestedLM:
+        """Opt in to torch.compile for the chunk-parallel step of every self-modifying layer (its pure
+        tensor function `_chunk_core`: forward and, through AOTAutograd, its backward), what training
+        and `run` spend most of their time in. One compilation per piece length and grad mode (full
+        chunks in training: one); about 30 s on a 2-core CPU, then fused kernels. Same function: tests
+        compare logits and every parameter gradient with eager."""
+        for blk in self.blocks:
+            if isinstance(blk.mixer, SelfModifyingTitans) and blk.mixer._chunk_compiled is None:
+                blk.mixer._chunk_compiled = torch.compile(blk.mixer._chunk_core, dynamic=False)
+        return self
+
     # -- the loop --------------------------------------------------------------------------------
     def _check_tokens(self, tokens: Tensor) -> Tensor:
         if tokens.dim() == 1:
@@ -155,7 +166,8 @@ class NestedLM(nn.Module):
                     if state["pending"] is not None:
                         self._resolve(state, tok[:, 0], outer_grad, trace)
                     self._open_segment(state, outer_grad)
-                logits = self._forward_piece(tok, state, stepwise, trace)
+                io = state["pending"]["io"] if self.segment and outer_grad else None
+                logits = self._forward_piece(tok, state, stepwise, trace, io)
                 if self.segment:
                     if outer_grad:
                         state["pending"]["logits"].append(logits)
@@ -165,16 +177,22 @@ class NestedLM(nn.Module):
             trace.meta["start"] = pos0
         return torch.cat(outs, 1) if outs else tokens.new_zeros(B, 0, self.cfg.vocab_size).float(), state
 
-    def _forward_piece(self, tok: Tensor, state: dict, stepwise: bool, trace: Trace | None) -> Tensor:
+    def _forward_piece(self, tok: Tensor, state: dict, stepwise: bool, trace: Trace | None,
+                       io: list | None = None, bases: list | None = None) -> Tensor:  # fmt: skip
+        """One piece through every layer. `io` collects each CMS level's matmul inputs and outputs per
+        layer (for the segment's weight gradients); `bases` are the replay's outer-gradient anchors."""
         x = self.embed(tok)
         mixers, records = list(state["mixer"]), []
+        if io is not None:
+            io.append([[] for _ in self.blocks])
         for i, blk in enumerate(self.blocks):
             h, mixers[i], rec = blk.mixer(blk.norm(x), mixers[i], stepwise, layer=i)
             records.append(rec)
             x = x + h
             if self.segment:
                 cms = state["cms"][i]
-                x = blk.ffn(x, cms["up"], cms["down"])
+                record = io[-1][i] if io is not None else None
+                x = blk.ffn(x, cms["up"], cms["down"], record, bases[i] if bases is not None else None)
             else:
                 x = blk.ffn(x)
         logits = self.head(self.norm_f(x))
@@ -186,52 +204,52 @@ class NestedLM(nn.Module):
 
     # -- CMS segments ----------------------------------------------------------------------------
     def _open_segment(self, state: dict, outer_grad: bool) -> None:
-        """New tensors for the level weights of this segment, so its gradients cover its tokens only.
-        In inference the segment's start state is kept instead, for the replay in `_resolve`."""
-        cms = []
-        for c in state["cms"]:
-            c = dict(c)
-            wrap = (lambda t: t.clone()) if outer_grad else (lambda t: t.detach())
-            c["up"], c["down"] = [wrap(u) for u in c["up"]], [wrap(w) for w in c["down"]]
-            cms.append(c)
-        state["cms"] = cms
-        state["pending"] = {"logits": [], "tokens": [], "start": state["pos"]}
+        """Start collecting a segment: its logits and CMS matmul records (training), or its start
+        state for the replay in `_segment_grads` (inference)."""
+        state["pending"] = {"logits": [], "tokens": [], "io": [], "start": state["pos"]}
         if not outer_grad:
-            state["pending"]["start_state"] = {"mixer": _detach(state["mixer"]), "cms": cms}
+            state["pending"]["start_state"] = {"mixer": _detach(state["mixer"]), "cms": state["cms"]}
 
     def _segment_grads(self, state: dict, next_token: Tensor, outer_grad: bool) -> list[Tensor]:
-        """d(summed next-token loss of the segment) / d(level weights used in it), per tensor."""
+        """d(summed next-token loss of the segment) / d(level weights used in it), per tensor: the
+        cotangents of every CMS matmul output in the segment, turned into per-item weight gradients."""
         pend = state["pending"]
         toks = torch.cat(pend["tokens"] + [next_token[:, None]], 1)
         second = self.cfg.cms_second_order and outer_grad
         if outer_grad:
-            logits = torch.cat(pend["logits"], 1)
-            params = [t for c in state["cms"] for t in c["up"] + c["down"]]
+            logits, io = torch.cat(pend["logits"], 1), pend["io"]
         else:  # replay the segment from its start state, chunk-parallel, with a graph to the weights
-            start = pend["start_state"]
-            cms = []
-            for c in start["cms"]:
-                ups = [u.detach().requires_grad_(True) for u in c["up"]]
-                downs = [w.detach().requires_grad_(True) for w in c["down"]]
-                cms.append({**c, "up": ups, "down": downs})
-            params = [t for c in cms for t in c["up"] + c["down"]]
-            replay = {
-                "pos": pend["start"],
-                "mixer": start["mixer"],
-                "cms": cms,
-                "pending": None,
-                "batch": toks.shape[0],
-            }
+            start, io = pend["start_state"], []
+            bases = [
+                [(u.detach().requires_grad_(True), w.detach().requires_grad_(True))
+                 for u, w in zip(blk.ffn.up0, blk.ffn.down0, strict=True)]
+                for blk in self.blocks
+            ]  # fmt: skip
+            replay = {"pos": pend["start"], "mixer": start["mixer"], "cms": start["cms"], "pending": None,
+                      "batch": toks.shape[0]}  # fmt: skip
             with torch.enable_grad():
-                logits = self._forward_piece(toks[:, :-1], replay, stepwise=False, trace=None)
+                logits = self._forward_piece(toks[:, :-1], replay, stepwise=False, trace=None, io=io, bases=bases)
+        outputs = [y for piece in io for layer in piece for rec in layer for y in (rec[1], rec[3])]
         with torch.enable_grad():
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), toks[:, 1:].reshape(-1), reduction="sum")
             # retain in training: the outer backward and a branch resumed from the same state need it
-            grads = torch.autograd.grad(loss, params, retain_graph=outer_grad, create_graph=second, allow_unused=True)
-        return [
-            torch.zeros_like(p) if g is None else (g if second else g.detach())
-            for p, g in zip(params, grads, strict=True)
-        ]
+            cot = torch.autograd.grad(loss, outputs, retain_graph=outer_grad, create_graph=second, allow_unused=True)
+        grads, k = {}, 0  # (layer, level) -> (g_up, g_down), summed over the segment's pieces
+        for piece in io:
+            for layer, recs in enumerate(piece):
+                for lv, rec in enumerate(recs):
+                    g = weight_grads(rec, cot[k], cot[k + 1])
+                    k += 2
+                    old = grads.get((layer, lv))
+                    grads[(layer, lv)] = g if old is None else (old[0] + g[0], old[1] + g[1])
+        out = []
+        for layer, blk in enumerate(self.blocks):
+            L = blk.ffn.n_levels
+            pairs = [grads[(layer, lv)] for lv in range(L)]
+            out += [p[0] if second else p[0].detach() for p in pairs] + [
+                p[1] if second else p[1].detach() for p in pairs
+            ]
+        return out
 
     def _resolve(self, state: dict, next_token: Tensor, outer_grad: bool, trace: Trace | None) -> None:
         """The segment's last target has arrived: sum its next-token losses, take the gradients with

@@ -79,13 +79,14 @@ class SelfModifyingTitans(nn.Module):
         self.conv_qkv = CausalConv(3 * cfg.d_model, cfg.conv_width)
         self.out_norm = RMSNorm(cfg.d_model)
         self.out_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self._chunk_compiled = None  # set by NestedLM.compile_chunks
 
     # -- state ---------------------------------------------------------------------------------
     def init_state(self, batch: int, device, dtype) -> dict:
         H = self.cfg.n_heads
 
-        def per_item(p: Tensor) -> Tensor:
-            return p.unsqueeze(0).expand(batch, *p.shape).reshape(batch * H, *p.shape[1:])
+        def per_item(p: Tensor) -> Tensor:  # contiguous: one compiled graph for every chunk
+            return p.unsqueeze(0).expand(batch, *p.shape).reshape(batch * H, *p.shape[1:]).contiguous()
 
         W1, W2 = per_item(self.W1_0), per_item(self.W2_0)
         st = {"pos": 0, "W1": W1, "W2": W2, "F1": W1, "F2": W2, "eta_gain": 1.0}  # eta_gain 0 freezes (eta -> 0)
@@ -210,18 +211,39 @@ class SelfModifyingTitans(nn.Module):
     def _piece(self, xh: Tensor, raw_q: Tensor | None, state: dict, stepwise: bool, consts: dict):
         """Tokens inside one chunk of both chunk sizes, heads folded into the batch (N = B*H): the
         frozen state is constant here. Returns o (N, n, dh), the new state, per-token records."""
+        F1, F2 = self._refresh_frozen(state)
+        mom = self.cfg.momentum > 0
+        core, conv = self._chunk_core, state["conv"]
+        if self._chunk_compiled is not None and not stepwise:
+            core = self._chunk_compiled
+            if torch.is_grad_enabled() and not conv.requires_grad:
+                # the first chunk's zero conv state would otherwise compile a second graph
+                conv = conv.detach().requires_grad_(True)
+        o, W1, W2, S1, S2, conv, eta, alpha, surprise = core(
+            xh, raw_q, F1, F2, state["W1"], state["W2"], state["S1"] if mom else None,
+            state["S2"] if mom else None, conv, consts, float(state.get("eta_gain", 1.0)), stepwise,
+        )  # fmt: skip
+        new = dict(state)
+        new.update(pos=state["pos"] + xh.shape[1], F1=F1, F2=F2, conv=conv, W1=W1, W2=W2)
+        if mom:
+            new.update(S1=S1, S2=S2)
+        return o, new, {"eta": eta, "alpha": alpha, "surprise": surprise}
+
+    def _chunk_core(self, xh, raw_q, F1, F2, W1, W2, S1, S2, conv_state, consts, gain: float, stepwise: bool):
+        """The tensor work of `_piece`: a pure function of tensors (and the frozen flag `gain`), what
+        `compile_chunks` compiles. Returns o (N, n, dh), the new W1, W2, S1, S2 (None without momentum),
+        the conv state, and eta, alpha, surprise (N, n)."""
         cfg = self.cfg
         N, n, dh = xh.shape
-        F1, F2 = self._refresh_frozen(state)
         M, hm, m = F1.shape[1], F1.shape[-1], self.i_mem
         proj = bank_forward(F1, F2, xh)  # every memory on x_t, frozen state (N, M, n, dh)
         if raw_q is None:
             raw_q = proj[:, self.i_q]
         gates = torch.sigmoid((proj[:, self.i_eta : self.i_alpha + 1] * consts["gate_w"]).sum(-1) + consts["gate_b"])
-        eta, alpha = cfg.eta_scale * state.get("eta_gain", 1.0) * gates[:, 0], gates[:, 1]  # (N, n)
+        eta, alpha = cfg.eta_scale * gain * gates[:, 0], gates[:, 1]  # (N, n)
 
         raw = torch.cat([raw_q, proj[:, self.i_k], proj[:, self.i_v]], dim=-1)
-        conv, conv_state = causal_conv(raw, state["conv"], consts["conv_w"])
+        conv, conv_state = causal_conv(raw, conv_state, consts["conv_w"])
         cq, ck, v = F.silu(conv).split(dh, dim=-1)
         q, k = F.normalize(cq, dim=-1), F.normalize(ck, dim=-1)
 
@@ -237,9 +259,9 @@ class SelfModifyingTitans(nn.Module):
         tables = None if stepwise else decay_tables(alpha, beta)
         # First layers W2 of all memories share the key k: stack them along the output rows, and read
         # only M_memory's rows (the row-separable read of recurrence_chunk).
-        reads2, W2, S2 = run_recurrence(
-            state["W2"].reshape(N, M * hm, dh),
-            state["S2"].reshape(N, M * hm, dh) if mom else None,
+        reads2, W2_next, S2_next = run_recurrence(
+            W2.reshape(N, M * hm, dh),
+            S2.reshape(N, M * hm, dh) if mom else None,
             RecurrenceInputs(
                 decay=alpha,
                 lr=eta,
@@ -257,9 +279,8 @@ class SelfModifyingTitans(nn.Module):
         )
         # Second layers W1: each memory has its own key (its hidden activation). M_memory is read; the
         # projection memories only need their end-of-piece state (a broadcast stack sharing the tables).
-        S1 = state["S1"] if mom else None
         reads1, W1_mem, S1_mem = run_recurrence(
-            state["W1"][:, m],
+            W1[:, m],
             S1[:, m] if mom else None,
             RecurrenceInputs(decay=alpha, lr=eta, grads=e[:, m], gkeys=hidden[:, m], mom=beta, queries=F.silu(reads2)),
             stepwise,
@@ -268,18 +289,14 @@ class SelfModifyingTitans(nn.Module):
         )
         bcast = lambda t: None if t is None else t[:, None]  # noqa: E731
         _, W1_rest, S1_rest = run_recurrence(
-            state["W1"][:, :m],
+            W1[:, :m],
             S1[:, :m] if mom else None,
             RecurrenceInputs(decay=bcast(alpha), lr=bcast(eta), grads=e[:, :m], gkeys=hidden[:, :m], mom=bcast(beta)),
             stepwise,
             tables=None if tables is None else tables.unsqueeze(1),
         )
-        new = dict(state)
-        new.update(pos=state["pos"] + n, F1=F1, F2=F2, conv=conv_state)
-        new["W1"] = torch.cat([W1_rest, W1_mem[:, None]], 1)
-        new["W2"] = W2.view(N, M, hm, dh)
-        if mom:
-            new["S1"] = torch.cat([S1_rest, S1_mem[:, None]], 1)
-            new["S2"] = S2.view(N, M, hm, dh)
-        record = {"eta": eta, "alpha": alpha, "surprise": inner_loss[:, m]}
-        return q + reads1, new, record  # o_t = M_memory,t-1(q_t)
+        W1_new = torch.cat([W1_rest, W1_mem[:, None]], 1)
+        S1_new = torch.cat([S1_rest, S1_mem[:, None]], 1) if mom else None
+        S2_new = S2_next.view(N, M, hm, dh) if mom else None
+        # o_t = M_memory,t-1(q_t)
+        return q + reads1, W1_new, W2_next.view(N, M, hm, dh), S1_new, S2_new, conv_state, eta, alpha, inner_loss[:, m]

@@ -69,6 +69,7 @@ class TrainConfig:
     ckpt_every: int = 100
     out_dir: str = "runs/default"
     device: str | None = None
+    compile: bool = False  # torch.compile Hope's chunk step (model.compile_chunks): same function, ~30 s first
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -137,6 +138,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     device = nested.pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = nested.build_model(cfg.model, seed=cfg.seed, device=device, **cfg.model_args)
+    if cfg.compile:
+        model.compile_chunks()
     opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, **cfg.opt_args)
     task = make_task(cfg.task, **cfg.task_args)
     out = Path(cfg.out_dir)
@@ -144,7 +147,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     start, history, tokens_seen, elapsed = 0, [], 0, 0.0
     if resume and (last / "trainer.json").is_file():
         st = json.loads((last / "trainer.json").read_text())
-        if st["config"] != asdict(cfg) | {"steps": st["config"]["steps"]}:
+        # the step count may grow and compilation may be switched: neither changes the function
+        if st["config"] != asdict(cfg) | {"steps": st["config"]["steps"], "compile": st["config"].get("compile")}:
             raise CheckpointError(f"{last}: the checkpoint was written with a different training config")
         loaded = checkpoint.load(last, device=device)
         model.load_state_dict(loaded.state_dict())
