@@ -73,6 +73,7 @@ class NestedLM(nn.Module):
         self.norm_f = RMSNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.segment = math.gcd(*cfg.cms_periods) if cfg.ffn == "cms" else None
+        self._token_compiled = None  # set by compile_streaming
 
     @property
     def device(self) -> torch.device:
@@ -107,16 +108,50 @@ class NestedLM(nn.Module):
         return StreamResult(logits, state, tr)
 
     def compile_streaming(self) -> NestedLM:
-        """Opt in to torch.compile for the one-token step of every self-modifying layer (its pure tensor
-        function `_token_core`; positions and chunk boundaries stay in eager Python, so nothing
-        recompiles as the stream advances). The first streamed token pays the compilation (about 20 s
-        on a 2-core CPU); later tokens run fused kernels. Same function: tests compare it with eager."""
+        """Opt in to torch.compile for the one-token step. Hope (every mixer self-modifying): the whole
+        token through every layer, CMS levels and head (`_token_all`), one graph; other models: the
+        one-token core of each self-modifying layer. Positions and chunk boundaries stay in eager
+        Python, so nothing recompiles as the stream advances; the first streamed token pays the
+        compilation (about 20 s on a 2-core CPU). Same function: tests compare it with eager."""
+        if all(isinstance(b.mixer, SelfModifyingTitans) for b in self.blocks):
+            if self._token_compiled is None:
+                self._token_compiled = torch.compile(self._token_all, dynamic=False)
+            return self
         for blk in self.blocks:
             if isinstance(blk.mixer, SelfModifyingTitans) and not hasattr(
                 blk.mixer._token_core, "_torchdynamo_orig_callable"
             ):
                 blk.mixer._token_core = torch.compile(blk.mixer._token_core, dynamic=False)
         return self
+
+    def _token_all(self, tok: Tensor, layer_args: list[tuple], cms: list | None):
+        """One token through every self-modifying layer, its CMS levels (or FFN) and the head: a pure
+        function of tensors, what `compile_streaming` compiles for Hope. Returns the logits, each layer's
+        `_token_core` outputs, and one flag: every new memory is finite."""
+        x = self.embed(tok)
+        outs, sums = [], []
+        for i, blk in enumerate(self.blocks):
+            out = SelfModifyingTitans._token_core(blk.mixer, blk.norm(x), *layer_args[i])
+            x = x + out[0]
+            x = blk.ffn(x, *cms[i]) if cms is not None else blk.ffn(x)
+            outs.append(out)
+            sums += [out[1].sum(), out[2].sum()]
+        return self.head(self.norm_f(x)), outs, torch.isfinite(torch.stack(sums)).all()
+
+    def _token_fused(self, tok: Tensor, state: dict) -> tuple[Tensor, list[dict]]:
+        """`_forward_piece`'s layer loop for one token through the compiled `_token_all`."""
+        mixers = list(state["mixer"])
+        args = [blk.mixer.token_args(st) for blk, st in zip(self.blocks, mixers, strict=True)]
+        cms = [(c["up"], c["down"]) for c in state["cms"]] if self.segment else None
+        logits, outs, finite = self._token_compiled(tok, args, cms)
+        records = []
+        for i, blk in enumerate(self.blocks):
+            mixers[i], rec = blk.mixer.token_state(mixers[i], args[i], outs[i])
+            records.append(rec)
+            if not bool(finite):  # one host sync per token; the slow check names the layer and memory
+                check_finite({k: mixers[i][k] for k in ("W1", "W2")}, i, "selfmod")
+        state["mixer"] = mixers
+        return logits, records
 
     def compile_chunks(self) -> NestedLM:
         """Opt in to torch.compile for the chunk-parallel step of every self-modifying layer (its pure
@@ -181,6 +216,12 @@ class NestedLM(nn.Module):
                        io: list | None = None, bases: list | None = None) -> Tensor:  # fmt: skip
         """One piece through every layer. `io` collects each CMS level's matmul inputs and outputs per
         layer (for the segment's weight gradients); `bases` are the replay's outer-gradient anchors."""
+        if self._token_compiled is not None and tok.shape[1] == 1 and io is None and not torch.is_grad_enabled():
+            logits, records = self._token_fused(tok, state)
+            state["pos"] += 1
+            if trace is not None:
+                self._record_token(trace, tok, logits, state, records)
+            return logits
         x = self.embed(tok)
         mixers, records = list(state["mixer"]), []
         if io is not None:

@@ -141,17 +141,25 @@ class SelfModifyingTitans(nn.Module):
         """One token x (B, 1, d): `forward` + `_piece` with n = 1, where every recurrence is a single step
         (Eq. 88) and no per-call constants are built (heads broadcast instead). Tested equal to the
         chunk-parallel path by the stream == parallel tests."""
+        args = self.token_args(state)
+        out = self._token_core(x, *args)
+        return out[0], *self.token_state(state, args, out)
+
+    def token_args(self, state: dict) -> tuple:
+        """The tensor inputs of `_token_core` after `x`, from the state (positions stay in Python here)."""
         F1, F2 = self._refresh_frozen(state)
         mom = self.cfg.momentum > 0
-        y, W1, W2, S1, S2, conv, eta, alpha, surprise = self._token_core(
-            x, F1, F2, state["W1"], state["W2"], state["S1"] if mom else None, state["S2"] if mom else None,
-            state["conv"], float(state.get("eta_gain", 1.0)),
-        )  # fmt: skip
+        return (F1, F2, state["W1"], state["W2"], state["S1"] if mom else None, state["S2"] if mom else None,
+                state["conv"], float(state.get("eta_gain", 1.0)))  # fmt: skip
+
+    def token_state(self, state: dict, args: tuple, out: tuple) -> tuple[dict, dict]:
+        """The new state and the per-token record from `_token_core`'s inputs `args` and outputs `out`."""
+        _, W1, W2, S1, S2, conv, eta, alpha, surprise = out
         new = dict(state)
-        new.update(pos=state["pos"] + 1, F1=F1, F2=F2, conv=conv, W1=W1, W2=W2)
-        if mom:
+        new.update(pos=state["pos"] + 1, F1=args[0], F2=args[1], conv=conv, W1=W1, W2=W2)
+        if self.cfg.momentum > 0:
             new.update(S1=S1, S2=S2)
-        return y, new, {"eta": eta, "alpha": alpha, "surprise": surprise}
+        return new, {"eta": eta, "alpha": alpha, "surprise": surprise}
 
     def _token_core(self, x, F1, F2, W1, W2, S1, S2, conv_state, gain: float):
         """The tensor work of `_token`: a pure function of tensors (and the frozen flag `gain`), what

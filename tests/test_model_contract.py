@@ -261,6 +261,12 @@ def test_compiled_streaming_equals_eager():
     assert torch.allclose(eager.logits, compiled.logits, atol=1e-4, rtol=1e-4)
     for a, b in zip(eager.state["mixer"], compiled.state["mixer"], strict=True):
         assert torch.allclose(a["W1"], b["W1"], atol=1e-5) and torch.allclose(a["W2"], b["W2"], atol=1e-5)
+    assert model._token_compiled is not None  # Hope: the whole token step is one compiled graph
+    with torch.no_grad():  # the compiled step still names the layer whose memory went non-finite
+        model.blocks[1].mixer.W1_0[0, -1, 0, 0] = float("nan")
+    with pytest.raises(nested.NonFiniteMemoryError) as err, torch.no_grad():
+        model.stream(tokens[:, :3], trace=False)
+    assert err.value.layer == 1 and "selfmod" in err.value.memory
 
 
 @pytest.mark.slow
