@@ -20,6 +20,9 @@ gcd(C_l) tokens); this module holds the levels' parameters, forward, and state.
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -116,6 +119,21 @@ def weight_grads(record: tuple, grad_a: Tensor | None, grad_o: Tensor | None) ->
     return g_up, g_down
 
 
+_PASS = threading.local()  # .segment: a segment-gradient pass is running on this thread
+
+
+@contextmanager
+def segment_pass():
+    """Mark a backward that only asks for matmul-output cotangents (`NestedLM._segment_grads`): the base
+    gradients ItemLinear would also form are not wanted there. Thread-local, so a backward on another
+    thread (another session, a CUDA worker) is never affected; at worst it computes them anyway."""
+    _PASS.segment = True
+    try:
+        yield
+    finally:
+        _PASS.segment = False
+
+
 class ItemLinear(torch.autograd.Function):
     """y = x W_b^T for per-batch-item weights W (B, out, in), x (B, T, in), whose value is, for the
     outer loop, the meta-learned `base` (out, in) plus a constant (first-order CMS, docs/FIDELITY.md).
@@ -136,6 +154,7 @@ class ItemLinear(torch.autograd.Function):
         need_x, need_w, need_base = ctx.needs_input_grad
         gx = grad_y @ weight if need_x else None
         gw = grad_y.transpose(1, 2) @ x if need_w else None
+        need_base = need_base and not getattr(_PASS, "segment", False)
         gb = grad_y.reshape(-1, grad_y.shape[-1]).t() @ x.reshape(-1, x.shape[-1]) if need_base else None
         return gx, gw, gb
 

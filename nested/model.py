@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nested.attention import Attention
-from nested.cms import CMS, MLP, weight_grads
+from nested.cms import CMS, MLP, segment_pass, weight_grads
 from nested.config import ModelConfig
 from nested.deltanet import DeltaNetMixer
 from nested.layers import RMSNorm, check_finite
@@ -274,7 +274,10 @@ class NestedLM(nn.Module):
         with torch.enable_grad():
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), toks[:, 1:].reshape(-1), reduction="sum")
             # retain in training: the outer backward and a branch resumed from the same state need it
-            cot = torch.autograd.grad(loss, outputs, retain_graph=outer_grad, create_graph=second, allow_unused=True)
+            with segment_pass():
+                cot = torch.autograd.grad(
+                    loss, outputs, retain_graph=outer_grad, create_graph=second, allow_unused=True
+                )
         grads, k = {}, 0  # (layer, level) -> (g_up, g_down), summed over the segment's pieces
         for piece in io:
             for layer, recs in enumerate(piece):

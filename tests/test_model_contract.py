@@ -294,3 +294,27 @@ def test_compiled_chunks_equal_eager_logits_and_every_gradient():
     assert torch.allclose(logits, eager_logits, atol=1e-5)
     for name, g in eager_grads.items():
         assert torch.allclose(grads[name], g, rtol=1e-3, atol=1e-5 * float(g.abs().max())), name
+
+
+def test_first_order_cms_base_gradient_equals_autograd_through_the_update_chain(monkeypatch):
+    """ItemLinear sends each use's gradient straight to the meta-learned base. Reference: the weights
+    carry their graph through every update (the second-order code path) with the update itself held
+    constant (detached) — plain autograd of the first-order definition."""
+    import nested.model as model_module
+
+    tokens = _tokens(B=2, T=24)
+
+    def base_grads(**overrides):
+        model = _build("hope", cms_periods=(4, 8), chunk_size=4, cms_lr=0.5, **overrides)
+        logits = model(tokens)
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 256), tokens[:, 1:].reshape(-1))
+        loss.backward()
+        return logits.detach(), [p.grad.clone() for blk in model.blocks for p in [*blk.ffn.up0, *blk.ffn.down0]]
+
+    fast_logits, fast = base_grads()
+    detached = model_module.weight_grads
+    monkeypatch.setattr(model_module, "weight_grads", lambda *a: tuple(g.detach() for g in detached(*a)))
+    ref_logits, ref = base_grads(cms_second_order=True)
+    assert torch.allclose(fast_logits, ref_logits, atol=1e-10)
+    for a, b in zip(fast, ref, strict=True):
+        assert float(b.abs().max()) > 0 and torch.allclose(a, b, atol=1e-10)
