@@ -144,11 +144,11 @@ class NestedLM(nn.Module):
         args = [blk.mixer.token_args(st) for blk, st in zip(self.blocks, mixers, strict=True)]
         cms = [(c["up"], c["down"]) for c in state["cms"]] if self.segment else None
         logits, outs, finite = self._token_compiled(tok, args, cms)
-        records = []
+        records, all_finite = [], bool(finite)  # one host sync per token
         for i, blk in enumerate(self.blocks):
             mixers[i], rec = blk.mixer.token_state(mixers[i], args[i], outs[i])
             records.append(rec)
-            if not bool(finite):  # one host sync per token; the slow check names the layer and memory
+            if not all_finite:  # the slow check names the layer and the memory
                 check_finite({k: mixers[i][k] for k in ("W1", "W2")}, i, "selfmod")
         state["mixer"] = mixers
         return logits, records
