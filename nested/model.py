@@ -131,6 +131,7 @@ class NestedLM(nn.Module):
         x = self.embed(tok)
         outs, sums = [], []
         for i, blk in enumerate(self.blocks):
+            # the class's function, not the attribute: a layer may hold its own compiled copy
             out = SelfModifyingTitans._token_core(blk.mixer, blk.norm(x), *layer_args[i])
             x = x + out[0]
             x = blk.ffn(x, *cms[i]) if cms is not None else blk.ffn(x)
