@@ -142,12 +142,12 @@ class NestedLM(nn.Module):
     def _token_fused(self, tok: Tensor, state: dict) -> tuple[Tensor, list[dict]]:
         """`_forward_piece`'s layer loop for one token through the compiled `_token_all`."""
         mixers = list(state["mixer"])
-        args = [blk.mixer.token_args(st) for blk, st in zip(self.blocks, mixers, strict=True)]
+        args = [blk.mixer.core_args(st) for blk, st in zip(self.blocks, mixers, strict=True)]
         cms = [(c["up"], c["down"]) for c in state["cms"]] if self.segment else None
         logits, outs, finite = self._token_compiled(tok, args, cms)
         records, all_finite = [], bool(finite)  # one host sync per token
         for i, blk in enumerate(self.blocks):
-            mixers[i], rec = blk.mixer.token_state(mixers[i], args[i], outs[i])
+            mixers[i], rec = blk.mixer.next_state(mixers[i], 1, args[i], outs[i])
             records.append(rec)
             if not all_finite:  # the slow check names the layer and the memory
                 check_finite({k: mixers[i][k] for k in ("W1", "W2")}, i, "selfmod")

@@ -141,22 +141,23 @@ class SelfModifyingTitans(nn.Module):
         """One token x (B, 1, d): `forward` + `_piece` with n = 1, where every recurrence is a single step
         (Eq. 88) and no per-call constants are built (heads broadcast instead). Tested equal to the
         chunk-parallel path by the stream == parallel tests."""
-        args = self.token_args(state)
+        args = self.core_args(state)
         out = self._token_core(x, *args)
-        return out[0], *self.token_state(state, args, out)
+        return out[0], *self.next_state(state, 1, args, out)
 
-    def token_args(self, state: dict) -> tuple:
-        """The tensor inputs of `_token_core` after `x`, from the state (positions stay in Python here)."""
+    def core_args(self, state: dict) -> list:
+        """The state's tensor inputs of `_token_core` / `_chunk_core` (after the input): F1, F2, W1, W2,
+        S1, S2 (None without momentum), the conv state, and the frozen flag. Positions stay here."""
         F1, F2 = self._refresh_frozen(state)
         mom = self.cfg.momentum > 0
-        return (F1, F2, state["W1"], state["W2"], state["S1"] if mom else None, state["S2"] if mom else None,
-                state["conv"], float(state.get("eta_gain", 1.0)))  # fmt: skip
+        return [F1, F2, state["W1"], state["W2"], state["S1"] if mom else None, state["S2"] if mom else None,
+                state["conv"], float(state.get("eta_gain", 1.0))]  # fmt: skip
 
-    def token_state(self, state: dict, args: tuple, out: tuple) -> tuple[dict, dict]:
-        """The new state and the per-token record from `_token_core`'s inputs `args` and outputs `out`."""
+    def next_state(self, state: dict, n: int, args: list, out: tuple) -> tuple[dict, dict]:
+        """The state after n tokens and their record, from a core's inputs `args` and outputs `out`."""
         _, W1, W2, S1, S2, conv, eta, alpha, surprise = out
         new = dict(state)
-        new.update(pos=state["pos"] + 1, F1=args[0], F2=args[1], conv=conv, W1=W1, W2=W2)
+        new.update(pos=state["pos"] + n, F1=args[0], F2=args[1], conv=conv, W1=W1, W2=W2)
         if self.cfg.momentum > 0:
             new.update(S1=S1, S2=S2)
         return new, {"eta": eta, "alpha": alpha, "surprise": surprise}
@@ -219,25 +220,17 @@ class SelfModifyingTitans(nn.Module):
     def _piece(self, xh: Tensor, raw_q: Tensor | None, state: dict, stepwise: bool, consts: dict):
         """Tokens inside one chunk of both chunk sizes, heads folded into the batch (N = B*H): the
         frozen state is constant here. Returns o (N, n, dh), the new state, per-token records."""
-        F1, F2 = self._refresh_frozen(state)
-        mom = self.cfg.momentum > 0
-        core, conv = self._chunk_core, state["conv"]
+        args, core = self.core_args(state), self._chunk_core
         if self._chunk_compiled is not None and not stepwise:
             core = self._chunk_compiled
-            if torch.is_grad_enabled() and not conv.requires_grad:
+            if torch.is_grad_enabled() and not args[6].requires_grad:
                 # the first chunk's zero conv state would otherwise compile a second graph
-                conv = conv.detach().requires_grad_(True)
-        o, W1, W2, S1, S2, conv, eta, alpha, surprise = core(
-            xh, raw_q, F1, F2, state["W1"], state["W2"], state["S1"] if mom else None,
-            state["S2"] if mom else None, conv, consts, float(state.get("eta_gain", 1.0)), stepwise,
-        )  # fmt: skip
-        new = dict(state)
-        new.update(pos=state["pos"] + xh.shape[1], F1=F1, F2=F2, conv=conv, W1=W1, W2=W2)
-        if mom:
-            new.update(S1=S1, S2=S2)
-        return o, new, {"eta": eta, "alpha": alpha, "surprise": surprise}
+                args[6] = args[6].detach().requires_grad_(True)
+        out = core(xh, raw_q, consts, stepwise, *args)
+        new, record = self.next_state(state, xh.shape[1], args, out)
+        return out[0], new, record
 
-    def _chunk_core(self, xh, raw_q, F1, F2, W1, W2, S1, S2, conv_state, consts, gain: float, stepwise: bool):
+    def _chunk_core(self, xh, raw_q, consts, stepwise: bool, F1, F2, W1, W2, S1, S2, conv_state, gain: float):
         """The tensor work of `_piece`: a pure function of tensors (and the frozen flag `gain`), what
         `compile_chunks` compiles. Returns o (N, n, dh), the new W1, W2, S1, S2 (None without momentum),
         the conv state, and eta, alpha, surprise (N, n)."""
