@@ -147,8 +147,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     start, history, tokens_seen, elapsed = 0, [], 0, 0.0
     if resume and (last / "trainer.json").is_file():
         st = json.loads((last / "trainer.json").read_text())
-        # the step count may grow and compilation may be switched: neither changes the function
-        if st["config"] != asdict(cfg) | {"steps": st["config"]["steps"], "compile": st["config"].get("compile")}:
+        # the step count may grow and compilation may be switched (or predate the option): neither
+        # changes the function
+        free = ("steps", "compile")
+        if {k: v for k, v in st["config"].items() if k not in free} != {
+            k: v for k, v in asdict(cfg).items() if k not in free
+        }:
             raise CheckpointError(f"{last}: the checkpoint was written with a different training config")
         loaded = checkpoint.load(last, device=device)
         model.load_state_dict(loaded.state_dict())
