@@ -53,12 +53,13 @@ def stream_speed(model, n: int, trace: bool, repeats: int = 3) -> float:
 
 
 def compiled_training(a, tokens) -> None:
-    """Hope with `compile_chunks()` (the chunk step compiled, forward and backward) against the
-    Transformer, eager and compiled, re-measured alternately so drift in machine speed cancels."""
+    """Hope with `compile_segments()` (each CMS segment's forward, segment gradient and backward as one
+    graph) against the Transformer, eager and compiled, re-measured alternately so drift in machine
+    speed cancels."""
     build = lambda name: nested.build_model(name, d_model=a.d_model, n_layers=a.n_layers, seed=0, device="cpu")  # noqa: E731
     hope = build("hope")
     t0 = time.perf_counter()
-    hope.compile_chunks()
+    hope.compile_segments()
     train_throughput(hope, tokens, 0)  # compiles
     compile_s = time.perf_counter() - t0
     transformer = build("transformer")
@@ -72,7 +73,7 @@ def compiled_training(a, tokens) -> None:
             best["transformer (compiled)"], train_throughput(transformer_compiled, tokens, a.steps)
         )
     print(
-        f"\nhope, compiled chunks (model.compile_chunks(), {compile_s:.0f} s to compile): {best['hope']:.0f} tokens/s"
+        f"\nhope, compiled (model.compile_segments(), {compile_s:.0f} s to compile): {best['hope']:.0f} tokens/s"
         f" = {best['hope'] / best['transformer']:.3f}x the eager transformer ({best['transformer']:.0f} tokens/s),"
         f" {best['hope'] / best['transformer (compiled)']:.3f}x the compiled transformer"
         f" ({best['transformer (compiled)']:.0f} tokens/s); best of 2 alternating rounds"

@@ -150,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output directory (checkpoints, history, final model)")
     p.add_argument("--set", action="append", help="override a config field: key=value (JSON values)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last exactly")
-    p.add_argument("--compile", action="store_true", help="torch.compile Hope's chunk step (faster after ~30 s)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile Hope's training step, one graph per CMS segment (1-3 min to compile)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("eval", help="evaluate a checkpoint: per-position loss, recall, forgetting")

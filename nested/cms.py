@@ -77,15 +77,21 @@ class CMS(nn.Module):
         return st
 
     def level_mlp(self, level: int, x: Tensor, up: Tensor, down: Tensor, record: list | None = None,
-                  bases: list | None = None) -> Tensor:  # fmt: skip
+                  bases: list | None = None, traced: bool = False) -> Tensor:  # fmt: skip
         """MLP^(l)(x) with per-batch-item weights up (B, hid, d), down (B, d, hid).
 
         `record` collects (input, output) of both matmuls: the per-item weight gradients of Eq. 71 are
         built from their output cotangents (`weight_grads`). `bases` replaces the meta-learned initial
-        weights as the outer-gradient anchors (the inference replay passes detached leaves)."""
+        weights as the outer-gradient anchors (the inference replay passes detached leaves). `traced`:
+        the compiled segment step (nested.segment), which differentiates with torch.func and lets the
+        compiler drop the gradients nobody uses (`TracedItemLinear`)."""
         up0, down0 = bases[level] if bases is not None else (self.up0[level], self.down0[level])
         xn = self.norms[level](x)
-        if self.cfg.cms_second_order or not torch.is_grad_enabled():  # second order: the weights carry the graph
+        if traced:
+            a = TracedItemLinear.apply(xn, up, up0)
+            h = F.silu(a)
+            o = TracedItemLinear.apply(h, down, down0)
+        elif self.cfg.cms_second_order or not torch.is_grad_enabled():  # second order: the weights carry the graph
             a = xn @ up.transpose(1, 2)
             h = F.silu(a)
             o = h @ down.transpose(1, 2)
@@ -98,8 +104,10 @@ class CMS(nn.Module):
         return o
 
     def forward(self, x: Tensor, up: list[Tensor], down: list[Tensor], record: list | None = None,
-                bases: list | None = None) -> Tensor:  # fmt: skip
-        levels = [lambda y, i=i: self.level_mlp(i, y, up[i], down[i], record, bases) for i in range(self.n_levels)]
+                bases: list | None = None, traced: bool = False) -> Tensor:  # fmt: skip
+        levels = [
+            lambda y, i=i: self.level_mlp(i, y, up[i], down[i], record, bases, traced) for i in range(self.n_levels)
+        ]
         if self.agg is not None:
             w = torch.softmax(self.agg, 0)
             return x + sum(w[i] * levels[i](x) for i in range(self.n_levels))
@@ -157,6 +165,28 @@ class ItemLinear(torch.autograd.Function):
         need_base = need_base and not getattr(_PASS, "segment", False)
         gb = grad_y.reshape(-1, grad_y.shape[-1]).t() @ x.reshape(-1, x.shape[-1]) if need_base else None
         return gx, gw, gb
+
+
+class TracedItemLinear(torch.autograd.Function):
+    """`ItemLinear` for traced code (torch.func + torch.compile, nested.segment): the same product and
+    the same three gradients, each always formed (the compiler removes the ones no caller uses: the
+    per-item weight gradient in the outer backward, the base gradient in the segment pass), so no
+    thread-local switch is read. New-style (`setup_context`), as torch.func requires."""
+
+    @staticmethod
+    def forward(x: Tensor, weight: Tensor, base: Tensor) -> Tensor:
+        return x @ weight.transpose(1, 2)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, weight, _ = inputs
+        ctx.save_for_backward(x, weight)
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):
+        x, weight = ctx.saved_tensors
+        flat = grad_y.reshape(-1, grad_y.shape[-1]).t() @ x.reshape(-1, x.shape[-1])
+        return grad_y @ weight, grad_y.transpose(1, 2) @ x, flat
 
 
 class MLP(nn.Module):

@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+import torch._functorch.config as functorch_config
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -29,6 +30,7 @@ from nested.cms import CMS, MLP, segment_pass, weight_grads
 from nested.config import ModelConfig
 from nested.deltanet import DeltaNetMixer
 from nested.layers import RMSNorm, check_finite
+from nested.segment import fits_segment, run_segment, segment_core, supports_segments
 from nested.selfmod import SelfModifyingTitans, split_points
 from nested.titans import TitansMemory
 from nested.trace import Trace, UpdateEvent
@@ -74,6 +76,7 @@ class NestedLM(nn.Module):
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.segment = math.gcd(*cfg.cms_periods) if cfg.ffn == "cms" else None
         self._token_compiled = None  # set by compile_streaming
+        self._segment_compiled = None  # set by compile_segments
 
     @property
     def device(self) -> torch.device:
@@ -160,10 +163,26 @@ class NestedLM(nn.Module):
         and `run` spend most of their time in. One compilation per piece length and grad mode (full
         chunks in training: one); about 30 s on a 2-core CPU, then fused kernels. Same function: tests
         compare logits and every parameter gradient with eager."""
+        # the CMS segment pass retains the graph it differentiates: no buffer may be donated to the backward
+        functorch_config.donated_buffer = False
         for blk in self.blocks:
             if isinstance(blk.mixer, SelfModifyingTitans) and blk.mixer._chunk_compiled is None:
                 blk.mixer._chunk_compiled = torch.compile(blk.mixer._chunk_core, dynamic=False)
         return self
+
+    def compile_segments(self) -> NestedLM:
+        """Opt in to torch.compile of Hope's training: each whole CMS segment (every layer's forward, the
+        head, the segment's loss and its level-weight gradients) is one graph, forward and backward
+        (nested.segment); pieces that are not a whole segment take `compile_chunks`' path. Same
+        function: tests compare logits and every parameter gradient with eager. Other models: only
+        `compile_chunks`."""
+        self.compile_chunks()
+        if supports_segments(self) and self._segment_compiled is None:
+            self._segment_compiled = torch.compile(self._segment_core, fullgraph=True, dynamic=False)
+        return self
+
+    def _segment_core(self, tok, targets, layer_args, weights):
+        return segment_core(self, tok, targets, layer_args, weights)
 
     # -- the loop --------------------------------------------------------------------------------
     def _check_tokens(self, tokens: Tensor) -> Tensor:
@@ -201,6 +220,10 @@ class NestedLM(nn.Module):
                 if self.segment and state["pos"] % self.segment == 0:
                     if state["pending"] is not None:
                         self._resolve(state, tok[:, 0], outer_grad, trace)
+                    if (self._segment_compiled is not None and outer_grad and not stepwise
+                            and fits_segment(self, state["pos"], b - a, b < T)):  # fmt: skip
+                        outs.append(run_segment(self, tok, tokens[:, a + 1 : b + 1], state, trace))
+                        continue
                     self._open_segment(state, outer_grad)
                 io = state["pending"]["io"] if self.segment and outer_grad else None
                 logits = self._forward_piece(tok, state, stepwise, trace, io)

@@ -103,12 +103,7 @@ class SelfModifyingTitans(nn.Module):
             y, state, record = self._token(x, state)
             check_finite({k: state[k] for k in ("W1", "W2")}, layer, "selfmod")
             return y, state, record
-        # per-call constants in the folded (batch x heads) layout
-        consts = {
-            "gate_w": self.gate_w.repeat(B, 1, 1)[:, :, None],  # (N, 2, 1, dh)
-            "gate_b": self.gate_b.repeat(B, 1)[:, :, None],  # (N, 2, 1)
-            "conv_w": self.conv_qkv.weight.view(H, 3 * cfg.head_dim, -1).repeat(B, 1, 1),  # (N, 3dh, w)
-        }
+        consts = self.chunk_consts(B)
         q_all = fold_heads(self.q_proj(x), H) if self.q_proj is not None else None
         xh_all = fold_heads(x, H)
         outs, recs = [], []
@@ -122,6 +117,23 @@ class SelfModifyingTitans(nn.Module):
         record = {k: v.view(B, H, -1).transpose(1, 2) for k, v in record.items()}  # (B, T, H)
         o = unfold_heads(torch.cat(outs, dim=1), H)
         return self.out_proj(self.out_norm(o)), state, record
+
+    def chunk_consts(self, batch: int) -> dict:
+        """Per-call constants of `_chunk_core` in the folded (batch x heads) layout."""
+        H, dh = self.cfg.n_heads, self.cfg.head_dim
+        return {
+            "gate_w": self.gate_w.repeat(batch, 1, 1)[:, :, None],  # (N, 2, 1, dh)
+            "gate_b": self.gate_b.repeat(batch, 1)[:, :, None],  # (N, 2, 1)
+            "conv_w": self.conv_qkv.weight.view(H, 3 * dh, -1).repeat(batch, 1, 1),  # (N, 3dh, w)
+        }
+
+    def piece_core(self, x: Tensor, args: list) -> tuple[Tensor, tuple]:
+        """One piece x (B, n, d) that crosses no chunk boundary, as a pure function of tensors: the layer
+        output (B, n, d) and the `_chunk_core` outputs (for `next_state`). `args` from `core_args`."""
+        H = self.cfg.n_heads
+        raw_q = fold_heads(self.q_proj(x), H) if self.q_proj is not None else None
+        out = self._chunk_core(fold_heads(x, H), raw_q, self.chunk_consts(x.shape[0]), False, *args)
+        return self.out_proj(self.out_norm(unfold_heads(out[0], H))), out
 
     def _refresh_frozen(self, state: dict) -> tuple[Tensor, Tensor]:
         """At a chunk boundary the frozen (gradient-reference) state becomes the current one."""

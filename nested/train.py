@@ -69,7 +69,7 @@ class TrainConfig:
     ckpt_every: int = 100
     out_dir: str = "runs/default"
     device: str | None = None
-    compile: bool = False  # torch.compile Hope's chunk step (model.compile_chunks): same function, ~30 s first
+    compile: bool = False  # torch.compile the training step (model.compile_segments): same function, 1-3 min first
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -139,7 +139,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     torch.manual_seed(cfg.seed)
     model = nested.build_model(cfg.model, seed=cfg.seed, device=device, **cfg.model_args)
     if cfg.compile:
-        model.compile_chunks()
+        model.compile_segments()
     opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, **cfg.opt_args)
     task = make_task(cfg.task, **cfg.task_args)
     out = Path(cfg.out_dir)

@@ -1,0 +1,113 @@
+"""The whole-segment training step (nested.segment, `compile_segments`): the same function as the eager
+schedule — logits, every parameter gradient, and the state a stream continues from."""
+
+import pytest
+import torch
+
+import nested
+
+# Segments of gcd(periods) tokens; chunk 8 with segments of 4 leaves the frozen state un-refreshed in
+# every other segment (the frozen and current memories differ there).
+CASES = [
+    {"cms_periods": (4, 8), "chunk_size": 4},
+    {"cms_periods": (4, 12), "chunk_size": 8, "momentum": 0.8, "cms_variant": "nested"},
+    {
+        "cms_periods": (2, 4),
+        "chunk_size": 4,
+        "proj_chunk_size": 2,
+        "adaptive_q": True,
+        "n_heads": 2,
+        "cms_variant": "independent",
+    },  # fmt: skip
+    {"cms_periods": (4,), "chunk_size": 4, "precondition": False, "read_after_write": True, "inner_objective": "dot"},
+]
+
+
+def _build(dtype=torch.float64, **kw):
+    return nested.build_model("hope", d_model=32, n_layers=2, seed=0, dtype=dtype, **kw)
+
+
+def _tokens(B=2, T=19):
+    return torch.randint(0, 256, (B, T), generator=torch.Generator().manual_seed(0))
+
+
+def _count_segment_calls(model, step) -> list:
+    """Route the model's segment step through `step`, counting calls."""
+    calls = []
+    model._segment_compiled = lambda *a: calls.append(1) or step(*a)
+    return calls
+
+
+def _train_in_two_calls(model, tokens, cut=13):
+    """Two calls with the state carried (the last segment of the first call resolves in the second),
+    then the outer backward. Returns logits, every parameter gradient, and the final state."""
+    first = model.run(tokens[:, :cut])
+    second = model.run(tokens[:, cut:], state=first.state)
+    logits = torch.cat([first.logits, second.logits], 1)
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 256), tokens[:, 1:].reshape(-1))
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    return logits.detach(), grads, second.state
+
+
+def _assert_same_state(a: dict, b: dict, atol: float) -> None:
+    assert a["pos"] == b["pos"]
+    for ma, mb in zip(a["mixer"], b["mixer"], strict=True):
+        for key in ("W1", "W2", "F1", "F2", "conv") + (("S1", "S2") if "S1" in ma else ()):
+            assert torch.allclose(ma[key], mb[key], atol=atol), key
+    for ca, cb in zip(a["cms"], b["cms"], strict=True):
+        for key in ("up", "down"):
+            for wa, wb in zip(ca[key], cb[key], strict=True):
+                assert torch.allclose(wa, wb, atol=atol), key
+
+
+@pytest.mark.parametrize("kw", CASES, ids=[str(i) for i in range(len(CASES))])
+def test_segment_step_equals_the_eager_schedule(kw):
+    """segment_core (uncompiled: torch.func.vjp in eager) against the eager pieces + segment backward."""
+    tokens = _tokens()
+    ref_logits, ref_grads, ref_state = _train_in_two_calls(_build(**kw), tokens)
+    model = _build(**kw)
+    calls = _count_segment_calls(model, model._segment_core)
+    logits, grads, state = _train_in_two_calls(model, tokens)
+    assert calls, "the segment step was never taken"
+    assert torch.allclose(logits, ref_logits, atol=1e-10)
+    for name, g in ref_grads.items():
+        assert float(g.abs().max()) > 0, name
+        assert torch.allclose(grads[name], g, atol=1e-10), name
+    _assert_same_state(state, ref_state, atol=1e-10)
+
+
+def test_segment_step_guards_non_finite_memories():
+    model = _build(cms_periods=(4, 8), chunk_size=4)
+    _count_segment_calls(model, model._segment_core)
+    with torch.no_grad():
+        model.blocks[1].mixer.W1_0[0, -1, 0, 0] = float("nan")
+    with pytest.raises(nested.NonFiniteMemoryError) as err:
+        model(_tokens())
+    assert err.value.layer == 1 and err.value.memory.startswith("selfmod.")
+
+
+def test_compile_segments_only_where_it_applies():
+    assert _build(cms_periods=(4, 8)).compile_segments()._segment_compiled is not None
+    assert _build(cms_periods=(4, 8), cms_second_order=True).compile_segments()._segment_compiled is None
+    attention = nested.build_model("hope-attention", d_model=32, n_layers=2, seed=0).compile_segments()
+    assert attention._segment_compiled is None
+
+
+@pytest.mark.slow
+def test_compiled_segments_equal_eager():
+    """compile_segments(): the compiled graph (forward, torch.func segment gradient, outer backward)."""
+    kw = {"cms_periods": (4, 8), "chunk_size": 4}
+    tokens = _tokens(T=20)
+    ref_logits, ref_grads, ref_state = _train_in_two_calls(_build(**kw), tokens, cut=12)
+    model = _build(**kw).compile_segments()
+    for blk in model.blocks:  # the last segment of each call runs eager (not what this test is about)
+        blk.mixer._chunk_compiled = None
+    calls = _count_segment_calls(model, model._segment_compiled)
+    logits, grads, state = _train_in_two_calls(model, tokens, cut=12)
+    assert len(calls) == 2 + 1  # segments 0, 4 in the first call (8-11 has no next token), then 12
+    assert torch.allclose(logits, ref_logits, atol=1e-9)
+    for name, g in ref_grads.items():
+        assert torch.allclose(grads[name], g, atol=1e-9), name
+    _assert_same_state(state, ref_state, atol=1e-9)
