@@ -5,14 +5,16 @@ forward of each layer (self-modifying Titans piece, CMS levels), then a backward
 next-token loss to every CMS matmul output (the level weights' gradients of Eq. 71), then, at the end of
 the sequence, the outer backward. Here the first two are one pure function of tensors, `segment_core`:
 the forward of every layer and the head, the segment's loss, and its gradient with respect to each
-level's per-item weights by `torch.func.vjp`. Compiled whole, the segment pass only traces the paths
-from the level weights to the loss (the eager pass runs every layer's full backward, state and parameter
-gradients included), and the per-layer Python glue and host syncs are gone.
+level's per-item weights by `torch.func.vjp`. Compiled whole, the segment pass keeps only the paths
+from the level weights to the loss (with `compile_chunks` alone, each compiled chunk's backward forms
+every state and parameter gradient in the segment pass too), and the per-layer Python glue and host
+syncs are gone.
 
 Same function as the eager schedule (`_forward_piece` + `_segment_grads` + `_resolve`), first-order CMS
 only: the level matmuls send the outer gradient of every use to the meta-learned initial weights
 (`nested.cms.TracedItemLinear`, the first-order reading of docs/FIDELITY.md), and torch.func takes the
-segment's gradient with respect to the per-item weights themselves. Tests compare logits and every parameter gradient.
+segment's gradient with respect to the per-item weights themselves. Tests (tests/test_segment.py)
+compare logits, every parameter gradient and the carried state.
 """
 
 from __future__ import annotations
