@@ -146,11 +146,12 @@ def _tril_masks(C: int, device) -> tuple[Tensor, Tensor]:
     """(inclusive, strict) lower-triangular boolean masks, cached per size and device in eager mode.
     A compiled graph builds them itself (constants to the compiler): a tensor a graph stores in a global
     would be its output, and inside a torch.func transform (nested.segment) it cannot be one."""
-    key = (C, str(device))
-    if key not in _MASKS or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling():  # first, so a graph never guards on the cache's contents
         inc = torch.ones(C, C, dtype=torch.bool, device=device).tril()
-        if torch.compiler.is_compiling():
-            return inc, inc.tril(-1)
+        return inc, inc.tril(-1)
+    key = (C, str(device))
+    if key not in _MASKS:
+        inc = torch.ones(C, C, dtype=torch.bool, device=device).tril()
         _MASKS[key] = (inc, inc.tril(-1))
     return _MASKS[key]
 

@@ -3,6 +3,7 @@ schedule — logits, every parameter gradient, and the state a stream continues 
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 import nested
 
@@ -101,13 +102,20 @@ def test_compiled_segments_equal_eager():
     kw = {"cms_periods": (4, 8), "chunk_size": 4}
     tokens = _tokens(T=20)
     ref_logits, ref_grads, ref_state = _train_in_two_calls(_build(**kw), tokens, cut=12)
+    nested.memory._MASKS.clear()  # as in a fresh process: the first graph compiles before any eager chunk
     model = _build(**kw).compile_segments()
     for blk in model.blocks:  # the last segment of each call runs eager (not what this test is about)
         blk.mixer._chunk_compiled = None
     calls = _count_segment_calls(model, model._segment_compiled)
+    graphs = counters["stats"]["unique_graphs"]
     logits, grads, state = _train_in_two_calls(model, tokens, cut=12)
+    # one graph for every segment (a recompile costs minutes): nothing the eager pieces do between
+    # segments, such as filling a cache, may invalidate it
+    assert counters["stats"]["unique_graphs"] == graphs + 1
     assert len(calls) == 2 + 1  # segments 0, 4 in the first call (8-11 has no next token), then 12
     assert torch.allclose(logits, ref_logits, atol=1e-9)
     for name, g in ref_grads.items():
         assert torch.allclose(grads[name], g, atol=1e-9), name
     _assert_same_state(state, ref_state, atol=1e-9)
+    again, _, _ = _train_in_two_calls(model, tokens, cut=12)
+    assert counters["stats"]["unique_graphs"] == graphs + 1 and torch.equal(again, logits)
