@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile Hope's training step, one graph per CMS segment (1-3 min to compile)",
+        help="torch.compile Hope's training step, one graph per CMS segment (2-5 min to compile cold)",
     )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_train)
