@@ -69,9 +69,7 @@ class TrainConfig:
     ckpt_every: int = 100
     out_dir: str = "runs/default"
     device: str | None = None
-    compile: bool = (
-        False  # torch.compile the training step (model.compile_segments): same function, 2-5 min to compile cold
-    )
+    compile: bool = False  # torch.compile the step (model.compile_segments): same function, minutes cold
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
