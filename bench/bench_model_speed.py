@@ -55,8 +55,8 @@ def stream_speed(model, n: int, trace: bool, repeats: int = 3) -> float:
 
 def compiled_training(a, tokens) -> None:
     """Hope with `compile_segments()` (each CMS segment's forward, segment gradient and backward as one
-    graph) against the Transformer, eager and compiled, re-measured alternately so drift in machine
-    speed cancels."""
+    graph) against the Transformer, eager and compiled, measured back to back in each of three rounds so
+    the machine's drift in speed cancels within a round's ratios."""
     build = lambda name: nested.build_model(name, d_model=a.d_model, n_layers=a.n_layers, seed=0, device="cpu")  # noqa: E731
     hope = build("hope")
     t0 = time.perf_counter()
@@ -68,18 +68,21 @@ def compiled_training(a, tokens) -> None:
     logging.getLogger("torch._dynamo").setLevel(logging.ERROR)
     transformer_compiled = torch.compile(build("transformer"))
     train_throughput(transformer_compiled, tokens, 0)
-    best = {"hope": 0.0, "transformer": 0.0, "transformer (compiled)": 0.0}
-    for _ in range(2):
-        best["transformer"] = max(best["transformer"], train_throughput(transformer, tokens, a.steps))
-        best["hope"] = max(best["hope"], train_throughput(hope, tokens, a.steps))
-        best["transformer (compiled)"] = max(
-            best["transformer (compiled)"], train_throughput(transformer_compiled, tokens, a.steps)
-        )
+    rounds = []  # each round measures the three back to back: the ratio within a round shares its drift
+    for _ in range(3):
+        tr = train_throughput(transformer, tokens, a.steps)
+        hp = train_throughput(hope, tokens, a.steps)
+        tc = train_throughput(transformer_compiled, tokens, a.steps)
+        rounds.append((hp, tr, tc))
+    vs_eager = sorted(hp / tr for hp, tr, _ in rounds)
+    vs_compiled = sorted(hp / tc for hp, _, tc in rounds)
+    print(f"\nhope, compiled (model.compile_segments(), {compile_s:.0f} s to compile), 3 alternating rounds:")
+    for i, (hp, tr, tc) in enumerate(rounds):
+        print(f"  round {i}: hope {hp:.0f} tokens/s, transformer {tr:.0f}, compiled transformer {tc:.0f}:"
+              f" {hp / tr:.3f}x / {hp / tc:.3f}x")  # fmt: skip
     print(
-        f"\nhope, compiled (model.compile_segments(), {compile_s:.0f} s to compile): {best['hope']:.0f} tokens/s"
-        f" = {best['hope'] / best['transformer']:.3f}x the eager transformer ({best['transformer']:.0f} tokens/s),"
-        f" {best['hope'] / best['transformer (compiled)']:.3f}x the compiled transformer"
-        f" ({best['transformer (compiled)']:.0f} tokens/s); best of 2 alternating rounds"
+        f"  median {vs_eager[1]:.3f}x the eager transformer (range {vs_eager[0]:.3f}-{vs_eager[2]:.3f}),"
+        f" {vs_compiled[1]:.3f}x the compiled transformer (range {vs_compiled[0]:.3f}-{vs_compiled[2]:.3f})"
     )
 
 
