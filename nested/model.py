@@ -182,6 +182,7 @@ class NestedLM(nn.Module):
         return self
 
     def _segment_core(self, tok, targets, layer_args, weights):
+        """nested.segment.segment_core as a bound method: what `compile_segments` compiles."""
         return segment_core(self, tok, targets, layer_args, weights)
 
     # -- the loop --------------------------------------------------------------------------------
