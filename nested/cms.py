@@ -160,11 +160,15 @@ class ItemLinear(torch.autograd.Function):
     def backward(ctx, grad_y: Tensor):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_base = ctx.needs_input_grad
-        gx = grad_y @ weight if need_x else None
-        gw = grad_y.transpose(1, 2) @ x if need_w else None
-        need_base = need_base and not getattr(_PASS, "segment", False)
-        gb = grad_y.reshape(-1, grad_y.shape[-1]).t() @ x.reshape(-1, x.shape[-1]) if need_base else None
-        return gx, gw, gb
+        return _item_linear_grads(x, weight, grad_y, need_x, need_w, need_base and not getattr(_PASS, "segment", False))
+
+
+def _item_linear_grads(x: Tensor, weight: Tensor, grad_y: Tensor, need_x: bool, need_w: bool, need_base: bool):
+    """Gradients of y = x W^T (per item) for x, the per-item W, and the base (summed over items and tokens)."""
+    gx = grad_y @ weight if need_x else None
+    gw = grad_y.transpose(1, 2) @ x if need_w else None
+    gb = grad_y.reshape(-1, grad_y.shape[-1]).t() @ x.reshape(-1, x.shape[-1]) if need_base else None
+    return gx, gw, gb
 
 
 class TracedItemLinear(torch.autograd.Function):
@@ -185,8 +189,7 @@ class TracedItemLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y: Tensor):
         x, weight = ctx.saved_tensors
-        flat = grad_y.reshape(-1, grad_y.shape[-1]).t() @ x.reshape(-1, x.shape[-1])
-        return grad_y @ weight, grad_y.transpose(1, 2) @ x, flat
+        return _item_linear_grads(x, weight, grad_y, True, True, True)
 
 
 class MLP(nn.Module):

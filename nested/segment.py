@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nested.errors import NonFiniteMemoryError
+from nested.layers import check_finite
 from nested.selfmod import SelfModifyingTitans, split_points
 
 
@@ -94,11 +94,9 @@ def run_segment(model, tok: Tensor, targets: Tensor, state: dict, trace) -> Tens
         blk.mixer.next_state(st, n, args, out)[0]
         for blk, st, args, out in zip(model.blocks, state["mixer"], layer_args, outs, strict=True)
     ]
-    if not bool(finite):
+    if not bool(finite):  # name the first layer whose memory went non-finite
         for i, st in enumerate(new_mixers):
-            for name in ("W1", "W2"):
-                if not bool(torch.isfinite(st[name]).all()):
-                    raise NonFiniteMemoryError(layer=i, memory=f"selfmod.{name}")
+            check_finite({k: st[k] for k in ("W1", "W2")}, i, "selfmod")
     state["mixer"] = new_mixers
     state["pos"] += n
     new_cms = []
