@@ -146,13 +146,16 @@ def _tril_masks(C: int, device) -> tuple[Tensor, Tensor]:
     """(inclusive, strict) lower-triangular boolean masks, cached per size and device in eager mode.
     A compiled graph builds them itself (constants to the compiler): a tensor a graph stores in a global
     would be its output, and inside a torch.func transform (nested.segment) it cannot be one."""
-    if torch.compiler.is_compiling():  # first, so a graph never guards on the cache's contents
+
+    def build() -> tuple[Tensor, Tensor]:
         inc = torch.ones(C, C, dtype=torch.bool, device=device).tril()
         return inc, inc.tril(-1)
+
+    if torch.compiler.is_compiling():  # first, so a graph never guards on the cache's contents
+        return build()
     key = (C, str(device))
     if key not in _MASKS:
-        inc = torch.ones(C, C, dtype=torch.bool, device=device).tril()
-        _MASKS[key] = (inc, inc.tril(-1))
+        _MASKS[key] = build()
     return _MASKS[key]
 
 

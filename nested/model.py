@@ -31,7 +31,7 @@ from nested.config import ModelConfig
 from nested.deltanet import DeltaNetMixer
 from nested.layers import RMSNorm, check_finite
 from nested.segment import fits_segment, run_segment, segment_core, supports_segments
-from nested.selfmod import SelfModifyingTitans, split_points
+from nested.selfmod import SelfModifyingTitans, memories_finite, split_points
 from nested.titans import TitansMemory
 from nested.trace import Trace, UpdateEvent
 
@@ -132,15 +132,14 @@ class NestedLM(nn.Module):
         function of tensors, what `compile_streaming` compiles for Hope. Returns the logits, each layer's
         `_token_core` outputs, and one flag: every new memory is finite."""
         x = self.embed(tok)
-        outs, sums = [], []
+        outs = []
         for i, blk in enumerate(self.blocks):
             # the class's function, not the attribute: a layer may hold its own compiled copy
             out = SelfModifyingTitans._token_core(blk.mixer, blk.norm(x), *layer_args[i])
             x = x + out[0]
             x = blk.ffn(x, *cms[i]) if cms is not None else blk.ffn(x)
             outs.append(out)
-            sums += [out[1].sum(), out[2].sum()]
-        return self.head(self.norm_f(x)), outs, torch.isfinite(torch.stack(sums)).all()
+        return self.head(self.norm_f(x)), outs, memories_finite(outs)
 
     def _token_fused(self, tok: Tensor, state: dict) -> tuple[Tensor, list[dict]]:
         """`_forward_piece`'s layer loop for one token through the compiled `_token_all`."""
@@ -148,14 +147,21 @@ class NestedLM(nn.Module):
         args = [blk.mixer.core_args(st) for blk, st in zip(self.blocks, mixers, strict=True)]
         cms = [(c["up"], c["down"]) for c in state["cms"]] if self.segment else None
         logits, outs, finite = self._token_compiled(tok, args, cms)
-        records, all_finite = [], bool(finite)  # one host sync per token
-        for i, blk in enumerate(self.blocks):
-            mixers[i], rec = blk.mixer.next_state(mixers[i], 1, args[i], outs[i])
-            records.append(rec)
-            if not all_finite:  # the slow check names the layer and the memory
-                check_finite({k: mixers[i][k] for k in ("W1", "W2")}, i, "selfmod")
-        state["mixer"] = mixers
+        state["mixer"], records = self._advance_mixers(mixers, 1, args, outs, finite)
         return logits, records
+
+    def _advance_mixers(self, mixers: list[dict], n: int, args: list, outs: list, finite: Tensor):
+        """Every self-modifying layer's state after n tokens, and its records, from its compiled core's
+        inputs and outputs. `finite` is `memories_finite` (one host sync); when it is false the slow
+        check names the layer and the memory."""
+        all_finite, new, records = bool(finite), [], []
+        for i, blk in enumerate(self.blocks):
+            st, rec = blk.mixer.next_state(mixers[i], n, args[i], outs[i])
+            if not all_finite:
+                check_finite({k: st[k] for k in ("W1", "W2")}, i, "selfmod")
+            new.append(st)
+            records.append(rec)
+        return new, records
 
     def compile_chunks(self) -> NestedLM:
         """Opt in to torch.compile for the chunk-parallel step of every self-modifying layer (its pure

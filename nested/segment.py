@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nested.layers import check_finite
-from nested.selfmod import SelfModifyingTitans, split_points
+from nested.selfmod import SelfModifyingTitans, memories_finite, split_points
 
 
 def supports_segments(model) -> bool:
@@ -61,8 +60,7 @@ def segment_core(model, tok: Tensor, targets: Tensor, layer_args: list[list], cm
     loss, vjp_fn, (logits, outs) = torch.func.vjp(forward, cms_weights, has_aux=True)
     (grads,) = vjp_fn(torch.ones_like(loss))
     outs = [[None if gone else next(ts) for gone in mask] for mask, ts in zip(absent, map(iter, outs), strict=True)]
-    finite = torch.isfinite(torch.stack([t.sum() for out in outs for t in (out[1], out[2])])).all()
-    return logits, outs, [[g.detach() for g in layer] for layer in grads], finite
+    return logits, outs, [[g.detach() for g in layer] for layer in grads], memories_finite(outs)
 
 
 def fits_segment(model, pos: int, n: int, have_next: bool) -> bool:
@@ -90,14 +88,7 @@ def run_segment(model, tok: Tensor, targets: Tensor, state: dict, trace) -> Tens
     weights = [c["up"] + c["down"] for c in state["cms"]]
     logits, outs, grads, finite = model._segment_compiled(tok, targets, layer_args, weights)
     n = tok.shape[1]
-    new_mixers = [
-        blk.mixer.next_state(st, n, args, out)[0]
-        for blk, st, args, out in zip(model.blocks, state["mixer"], layer_args, outs, strict=True)
-    ]
-    if not bool(finite):  # name the first layer whose memory went non-finite
-        for i, st in enumerate(new_mixers):
-            check_finite({k: st[k] for k in ("W1", "W2")}, i, "selfmod")
-    state["mixer"] = new_mixers
+    state["mixer"], _ = model._advance_mixers(state["mixer"], n, layer_args, outs, finite)
     state["pos"] += n
     new_cms = []
     for layer, (c, blk, g) in enumerate(zip(state["cms"], model.blocks, grads, strict=True)):

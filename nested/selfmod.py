@@ -45,6 +45,12 @@ def unfold_heads(x: Tensor, n_heads: int) -> Tensor:
     return x.view(N // n_heads, n_heads, T, dh).transpose(1, 2).reshape(N // n_heads, T, n_heads * dh)
 
 
+def memories_finite(outs: list) -> Tensor:
+    """One flag, computed inside a compiled graph: every layer's new memories (outputs 1 and 2 of
+    `_token_core` / `_chunk_core`) are finite. NestedLM._advance_mixers names the layer when it is not."""
+    return torch.isfinite(torch.stack([t.sum() for out in outs for t in (out[1], out[2])])).all()
+
+
 def split_points(pos: int, n: int, periods: list[int]) -> list[tuple[int, int]]:
     """Cut [0, n) so no piece crosses a multiple of any period, counting from absolute position pos."""
     cuts = {0, n}
