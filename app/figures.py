@@ -34,7 +34,7 @@ def nest_raster(levels: list[Level], trace: Trace, steps_every: int | None = Non
         if lv.period is None:
             ticks = list(range(start + steps_every - 1, start + T, steps_every)) if steps_every else []
         else:
-            ticks = [e.token for e in trace.updates if e.layer == lv.layer and e.component == lv.name]
+            ticks = trace.ticks(lv.layer, lv.name)
         fig.add_trace(
             go.Scatter(
                 x=ticks,

@@ -6,10 +6,9 @@ exist, and otherwise builds the model on the fly from the seed (untrained)."""
 
 from __future__ import annotations
 
-import torch
-
 import nested
-from nested.cards import CHECKPOINTS
+from nested.bytes import decode_token, encode_text  # noqa: F401  (the app's names for them)
+from nested.checkpoint import CHECKPOINTS
 
 # name in the picker -> (shipped checkpoint, registry model, on-the-fly settings)
 APP_MODELS: dict[str, tuple[str | None, str, dict]] = {
@@ -47,18 +46,3 @@ def build_frozen(name: str, seed: int, device: str | None = None) -> nested.Nest
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
-
-
-def encode_text(text: str, limit: int | None = None) -> torch.Tensor:
-    """Byte-level tokens (vocabulary 256) of a text, UTF-8."""
-    data = text.encode("utf-8", errors="replace")
-    if limit is not None:
-        data = data[:limit]
-    return torch.tensor(list(data), dtype=torch.long)[None]
-
-
-def decode_token(tok: int) -> str:
-    """A byte shown as a readable character (control bytes and partial UTF-8 as escapes)."""
-    if 32 <= tok < 127:
-        return chr(tok)
-    return {10: "⏎", 9: "⇥", 32: "␣"}.get(tok, f"\\x{tok:02x}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import nested
 from app.registry import ROOT
 
 PRESET_DIR = ROOT / "assets" / "presets"
@@ -129,7 +130,7 @@ def build(names: list[str] | None = None) -> list[str]:
         seen.add(p.run_key)
         model_name, seed, _, sample, frozen = p.run_key
         text, _ = clean_text(sample_texts()[sample])
-        run = StepperRun(p.run_key, list(text.encode("utf-8")), frozen)
+        run = StepperRun(p.run_key, nested.encode_bytes(text), frozen)
         run.ensure(build_frozen(model_name, seed, device="cpu"), len(run.tokens))
         tr = run.trace
         indices = [q.params.get("stepper_index", 0) for q in PRESETS.values() if q.run_key == p.run_key]

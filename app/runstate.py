@@ -10,33 +10,12 @@ import numpy as np
 import torch
 
 import nested
-from nested.model import memory_snapshot
 from nested.trace import Trace
 
 
 def frozen_options(model: nested.NestedLM) -> list[str]:
     """What can be frozen (eta -> 0): each layer's in-context memories and each CMS level."""
-    out = []
-    for i, blk in enumerate(model.blocks):
-        if "eta_gain" in blk.mixer.init_state(1, "cpu", torch.float32):
-            out.append(f"layer {i} memories")
-        for lv in range(getattr(blk.ffn, "n_levels", 0)):
-            out.append(f"layer {i} cms[{lv}]")
-    return out
-
-
-def apply_frozen(state: dict, frozen: tuple[str, ...]) -> dict:
-    for spec in frozen:
-        _, layer, what = spec.split(" ", 2)
-        i = int(layer)
-        if what == "memories":
-            state["mixer"][i] = {**state["mixer"][i], "eta_gain": 0.0}
-        else:
-            lv = int(what[4:-1])
-            scales = list(state["cms"][i]["lr_scale"])
-            scales[lv] = 0.0
-            state["cms"][i] = {**state["cms"][i], "lr_scale": scales}
-    return state
+    return model.freeze_options()
 
 
 @dataclass
@@ -50,7 +29,7 @@ class StepperRun:
     tokens: list[int]
     frozen: tuple[str, ...] = ()
     trace: Trace | None = None
-    state: dict | None = None
+    state: nested.StreamState | None = None
     preset: Trace | None = None  # shown while the live run has not reached a token
     replay: bool = False  # a loaded trace: nothing more can be computed
 
@@ -92,8 +71,8 @@ class StepperRun:
             return
         upto = min(upto + 1, len(self.tokens))
         if self.state is None:
-            self.state = apply_frozen(model.init_state(1), self.frozen)
-            initial = {i: memory_snapshot(blk.mixer, self.state["mixer"][i]) for i, blk in enumerate(model.blocks)}
+            self.state = model.init_state(1, freeze=nested.Freeze.parse(self.frozen, model))
+            initial = {i: blk.mixer.snapshot(self.state.mixers[i]) for i, blk in enumerate(model.blocks)}
             self.trace = Trace(n_layers=len(model.blocks), max_snapshots=len(self.tokens) + 1,
                                snapshots={i: [(-1, m)] for i, m in initial.items() if m}, meta={"start": 0})  # fmt: skip
         while self.computed < upto:  # pieces of at most 256: a stream call keeps its last 256 snapshots

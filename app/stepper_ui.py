@@ -72,7 +72,7 @@ def _source_run(settings: dict, frozen: tuple[str, ...]) -> tuple[tuple, list[in
         st.error(str(exc))
         return None
     key = (settings["model"], settings["seed"], *ident, frozen)
-    return key, list(text.encode("utf-8")), shipped_run(key)
+    return key, nested.encode_bytes(text), shipped_run(key)
 
 
 def current_runs(settings: dict, frozen: tuple[str, ...]) -> tuple[StepperRun | None, StepperRun | None]:

@@ -54,13 +54,16 @@ def stream_speed(model, n: int, trace: bool, repeats: int = 3) -> float:
 
 
 def compiled_training(a, tokens) -> None:
-    """Hope with `compile_segments()` (each CMS segment's forward, segment gradient and backward as one
-    graph) against the Transformer, eager and compiled, measured back to back in each of three rounds so
-    the machine's drift in speed cancels within a round's ratios."""
-    build = lambda name: nested.build_model(name, d_model=a.d_model, n_layers=a.n_layers, seed=0, device="cpu")  # noqa: E731
-    hope = build("hope")
+    """Hope compiled for training (`nested.compile_model(model, "train")`) against the Transformer, eager
+    and compiled, measured back to back in each of three rounds so the machine's drift in speed cancels
+    within a round's ratios. With `cms_grad="segment"` each CMS segment's forward, segment gradient and
+    backward is one graph; with the default "exact" gradient only the chunk steps compile."""
+
+    def build(name, **kw):
+        return nested.build_model(name, d_model=a.d_model, n_layers=a.n_layers, seed=0, device="cpu", **kw)
+
+    hope = nested.compile_model(build("hope", cms_grad=a.compiled_cms_grad), "train")
     t0 = time.perf_counter()
-    hope.compile_segments()
     train_throughput(hope, tokens, 0)  # compiles
     compile_s = time.perf_counter() - t0
     transformer = build("transformer")
@@ -76,7 +79,9 @@ def compiled_training(a, tokens) -> None:
         rounds.append((hp, tr, tc))
     vs_eager = sorted(hp / tr for hp, tr, _ in rounds)
     vs_compiled = sorted(hp / tc for hp, _, tc in rounds)
-    print(f"\nhope, compiled (model.compile_segments(), {compile_s:.0f} s to compile), 3 alternating rounds:")
+    what = "segment graphs" if hope.segment_graph is not None else "chunk graphs"
+    print(f"\nhope (cms_grad={a.compiled_cms_grad}), compiled for training ({what}, {compile_s:.0f} s to compile),"
+          " 3 alternating rounds:")  # fmt: skip
     for i, (hp, tr, tc) in enumerate(rounds):
         print(f"  round {i}: hope {hp:.0f} tokens/s, transformer {tr:.0f}, compiled transformer {tc:.0f}:"
               f" {hp / tr:.3f}x / {hp / tc:.3f}x")  # fmt: skip
@@ -84,6 +89,32 @@ def compiled_training(a, tokens) -> None:
         f"  median {vs_eager[1]:.3f}x the eager transformer (range {vs_eager[0]:.3f}-{vs_eager[2]:.3f}),"
         f" {vs_compiled[1]:.3f}x the compiled transformer (range {vs_compiled[0]:.3f}-{vs_compiled[2]:.3f})"
     )
+
+
+def shipped_clip_rates(n: int = 512) -> None:
+    """How often the inner clips fire on the shipped Hope models, streaming their own sample text:
+    per memory, the fraction of (token, head) inner gradients clipped; per CMS level, of updates."""
+    from app.models import APP_MODELS, build_frozen
+    from app.samples import sample_texts
+
+    text = next(iter(sample_texts().values()))
+    tokens = nested.encode_text(text, limit=n)
+    print(f"clip rates on the shipped Hope models ({tokens.shape[1]} bytes of a sample text):")
+    for name, (ckpt, reg, _) in APP_MODELS.items():
+        if reg != "hope" or ckpt is None:
+            continue
+        model = build_frozen(name, seed=0, device="cpu")
+        with torch.no_grad():
+            rates = model.stream(tokens, trace=True).trace.clip_rates()
+        names = dict(enumerate(model.blocks[0].mixer.names))
+        rows = []
+        for key, r in rates.items():
+            if " memory " in key:
+                layer, m = key.replace("layer ", "").split(" memory ")
+                key = f"layer {layer} {names[int(m)]}"
+            rows.append(f"{key} {100 * r:.0f}%")
+        print(f"  {name} (inner_clip {model.cfg.inner_clip:g}, cms_clip {model.cfg.cms_clip:g}): " + ", ".join(rows))
+    print()
 
 
 def main() -> None:
@@ -96,6 +127,8 @@ def main() -> None:
     ap.add_argument("--models", default="transformer,hope,hope-attention,titans,deltanet")
     ap.add_argument("--stream-tokens", type=int, default=256)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurements")
+    ap.add_argument("--compiled-cms-grad", default="segment", choices=["segment", "exact"])
+    ap.add_argument("--only", default="all", choices=["all", "train", "stream", "clips"])
     a = ap.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
@@ -104,7 +137,11 @@ def main() -> None:
     small = tokens[:1, :128]
     base = None
     print(f"{'model':16s} {'params':>9s} {'MFLOP/tok':>10s} {'tokens/s':>10s} {'vs transformer':>15s}")
-    for name in a.models.split(","):
+    if a.only in ("all", "clips"):
+        shipped_clip_rates()
+    if a.only in ("clips", "stream"):
+        a.models = ""
+    for name in filter(None, a.models.split(",")):
         model = nested.build_model(name, d_model=a.d_model, n_layers=a.n_layers, seed=0, device="cpu")
         n_params = sum(p.numel() for p in model.parameters())
         fl = flops_per_token(model, small)
@@ -112,9 +149,13 @@ def main() -> None:
         base = tps if name == "transformer" else base
         ratio = f"{tps / base:.3f}x" if base else "-"
         print(f"{name:16s} {n_params:9d} {fl / 1e6:10.2f} {tps:10.0f} {ratio:>15s}")
-    if not a.no_compile:
+    if not a.no_compile and a.only in ("all", "train"):
         compiled_training(a, tokens)
+    if a.only in ("all", "stream"):
+        streaming(a)
 
+
+def streaming(a) -> None:
     from app.models import APP_MODELS, DEFAULT_MODEL, build_frozen
 
     model = build_frozen(DEFAULT_MODEL, seed=0, device="cpu")
@@ -132,13 +173,13 @@ def main() -> None:
         torch.set_num_threads(1)
         eager = stream_speed(model, a.stream_tokens, trace=False)
         t0 = time.perf_counter()
-        model.compile_streaming()
-        stream_speed(model, 2, trace=False, repeats=1)  # compiles
+        fast = nested.compile_model(model, "stream")
+        stream_speed(fast, 2, trace=False, repeats=1)  # compiles
         compile_s = time.perf_counter() - t0
-        compiled = stream_speed(model, a.stream_tokens, trace=False)
-        with_trace = stream_speed(model, a.stream_tokens, trace=True)
+        compiled = stream_speed(fast, a.stream_tokens, trace=False)
+        with_trace = stream_speed(fast, a.stream_tokens, trace=True)
         print(
-            f"  compiled (model.compile_streaming(), 1 thread, {compile_s:.0f} s to compile): without trace "
+            f"  compiled (compile_model(model, 'stream'), 1 thread, {compile_s:.0f} s to compile): without trace "
             f"{1 / compiled:5.0f} tokens/s ({compiled * 1e3:.2f} ms/token, {eager / compiled:.2f}x eager measured "
             f"just before); with full trace {with_trace * 1e3:.2f} ms/token"
         )

@@ -7,13 +7,17 @@ run = model.stream(tokens, state=None)       # the same function token by token,
 nested.levels(model)                         # the nest, fastest to slowest
 """
 
-from nested.checkpoint import load, save
+from nested.bytes import decode_token, encode_bytes, encode_text
+from nested.checkpoint import CHECKPOINTS, load, save
+from nested.compile import CompiledModel, compile_model
 from nested.config import ModelConfig
 from nested.device import pick_device
 from nested.errors import CheckpointError, NestedError, NonFiniteMemoryError
+from nested.freeze import Freeze
 from nested.levels import Level, levels
 from nested.model import NestedLM, StreamResult
 from nested.registry import DESCRIPTIONS, MODELS, build_model, make_config, model_from_config
+from nested.state import StreamState
 from nested.trace import Trace, UpdateEvent
 
 __version__ = "0.1.0"
@@ -21,16 +25,24 @@ __version__ = "0.1.0"
 __all__ = [
     "DESCRIPTIONS",
     "MODELS",
+    "CHECKPOINTS",
     "CheckpointError",
+    "CompiledModel",
+    "Freeze",
     "Level",
     "ModelConfig",
     "NestedError",
     "NestedLM",
     "NonFiniteMemoryError",
     "StreamResult",
+    "StreamState",
     "Trace",
     "UpdateEvent",
     "build_model",
+    "decode_token",
+    "encode_bytes",
+    "encode_text",
+    "compile_model",
     "levels",
     "load",
     "make_config",

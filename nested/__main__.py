@@ -44,16 +44,16 @@ def cmd_levels(a) -> int:
 
 def cmd_stream(a) -> int:
     model = _build(a)
-    data = a.text.encode("utf-8")
+    data = nested.encode_bytes(a.text)
     if not data:
         print("error: --text is empty", file=sys.stderr)
         return 2
     with torch.no_grad():
-        run = model.stream(torch.tensor(list(data))[None], trace=True)
+        run = model.stream(torch.tensor(data)[None], trace=True)
     tr = run.trace
     for t, (tok, loss) in enumerate(zip(tr.tokens, tr.loss, strict=True)):
         ups = [e.component for e in tr.updates if e.token == t and e.component.startswith("cms")]
-        shown = chr(tok) if 32 <= tok < 127 else f"\\x{tok:02x}"
+        shown = nested.decode_token(tok)
         loss_s = "   -  " if math.isnan(loss) else f"{loss:6.3f}"
         print(f"{t:5d} {shown!r:8s} loss {loss_s}  {' '.join(ups)}")
     if a.save:

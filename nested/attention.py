@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from nested.config import ModelConfig
 from nested.layers import rope
+from nested.levels import Level
 
 
 def weighted_regression_minimiser(keys: Tensor, values: Tensor, q: Tensor) -> Tensor:
@@ -44,7 +45,23 @@ class Attention(nn.Module):
         empty = torch.zeros(batch, H, 0, dh, device=device, dtype=dtype)
         return {"pos": 0, "k": empty, "v": empty}
 
-    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0):
+    # -- what the nest, traces and freezing see ---------------------------------------------------
+    writable = False  # a cache, not a learned write: nothing to freeze
+
+    def with_write_gain(self, state: dict, gain: float) -> dict:
+        raise ValueError("softmax attention caches every key and value; it has no write strength to freeze")
+
+    def components(self) -> list[str]:
+        return ["attention_cache"]
+
+    def snapshot(self, state: dict) -> None:
+        return None
+
+    def nest(self, layer: int) -> list[Level]:
+        return [Level("attention_cache", layer, "attention", 1, 0,
+                      "softmax attention: caches every key and value (frequency infinity, non-parametric)")]  # fmt: skip
+
+    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0, core=None):
         cfg = self.cfg
         B, n, d = x.shape
         H, dh = cfg.n_heads, cfg.head_dim

@@ -17,11 +17,8 @@ from pathlib import Path
 import torch
 
 import nested
-from nested.checkpoint import CONFIG
+from nested.checkpoint import CHECKPOINTS, CONFIG
 from nested.tasks import make_task
-
-ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINTS = ROOT / "assets" / "checkpoints"
 
 SHIPPED: dict[str, dict] = {
     "hope-text": {"preset": "text-hope", "steps": 800, "what": "Hope (self-modifying Titans + CMS) byte LM on Python's docs"},

@@ -21,6 +21,13 @@ from safetensors.torch import load_file, save_file
 from nested.config import ModelConfig
 from nested.errors import CheckpointError
 
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINTS = ROOT / "assets" / "checkpoints"  # the shipped models (cards: nested/cards.py)
+
+# Config fields added after checkpoints were written, with the value those checkpoints were trained
+# under (a missing field must not silently change what a shipped model computes).
+_TRAINED_UNDER = {"cms_grad": "segment"}
+
 FORMAT = "nested-checkpoint"
 VERSION = 1
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -74,7 +81,7 @@ def load(path: str | Path, device: str | torch.device | None = "cpu"):
     path = Path(path)
     doc = read_config(path)
     try:
-        cfg = ModelConfig.from_dict(doc["config"])
+        cfg = ModelConfig.from_dict({**_TRAINED_UNDER, **doc["config"]})
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path / CONFIG}: bad model config ({exc})") from exc
     tensors = read_tensors(path / WEIGHTS)

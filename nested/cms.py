@@ -1,4 +1,4 @@
-"""Continuum Memory System (PAPER.md §5; NL Eqs. 70-74).
+"""Continuum Memory System (PAPER.md §5; NL Eqs. 70-74): the levels, their state, and their rule.
 
 k MLP levels; level l holds fast weights theta^(l) that change every C_l tokens (its period, counted in
 tokens inside the sequence, DESIGN.md §3) by the sum of the chunk's per-token gradients of the
@@ -6,30 +6,72 @@ next-token loss (Eq. 71, the sum read as t = i-C+1..i, §11.3):
 
     theta^(l) <- theta^(l) - eta^(l) * sum_{t in chunk} grad_theta L_NTP(theta^(l); x_t)   every C_l tokens
 
-Variants (§5.2):
-- sequential (Eq. 70/73, Hope's default): the chain y = MLP^(f_k)(...MLP^(f_1)(x)), each level pre-norm
-  with a residual; every initial state is meta-learned by the outer loop.
-- independent (Eq. 74): the levels read the same input; outputs mixed by learnable softmax weights.
-- nested (Eq. 72): the chain, and each level is re-initialised at the end of the next-slower level's
-  period to an initial state that the slower level learns (first-order: it takes the slower level's
-  step with the summed gradients the faster level saw over that window).
+The gradient (`cms_grad`, docs/FIDELITY.md):
+- "exact" (default): autograd of the chunk's summed next-token loss with the level's weights held
+  constant over its chunk, through every path (upper layers, the memories written inside the chunk,
+  whatever the other levels' periods). One backward serves every level that ends at a token: earlier
+  tokens' losses cannot depend on a later chunk's weights (causality).
+- "segment": the run is cut into segments of G = gcd(C_l) tokens and each segment's loss is
+  differentiated through the weights as used in that segment only; a slower level sums those. Equal to
+  "exact" for the fastest level when its period is G; the reading the compiled segment step takes.
 
-The gradients need the whole network's loss, so the update loop lives in nested.model (segments of
-gcd(C_l) tokens); this module holds the levels' parameters, forward, and state.
+The weights a forward uses are per batch item. In training, first order (`cms_second_order=False`),
+each level's weights are `anchor`ed once per chunk: their value is the level's state, their gradient
+flows to the meta-learned initial weights (the step itself is a constant for the outer loop, FO-MAML).
+
+Variants (§5.2): sequential (Eq. 70/73, the chain, Hope's default); independent (Eq. 74: the levels
+read the same input, mixed by learnable softmax weights); nested (Eq. 72: at the end of the next-slower
+level's period a level is reset to an initial state that the slower level learns, first order: it takes
+the slower level's step with the summed gradients the faster level saw in that window).
 """
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
+import math
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 from nested.config import ModelConfig
-from nested.layers import RMSNorm
+from nested.layers import RMSNorm, check_finite
+
+Pair = tuple[Tensor, Tensor]  # a level's (up (B, hid, d), down (B, d, hid))
+
+
+@dataclass(frozen=True)
+class CMSState:
+    """One layer's CMS levels inside a stream, per batch item. Written out of place (`replace`)."""
+
+    weights: tuple[Pair, ...]  # what each level's forward uses now
+    acc: tuple[Pair | None, ...]  # "segment" reading: the open chunk's summed gradients (None = empty)
+    gain: tuple[float, ...]  # learning-rate multiplier per level; 0 freezes the level
+    meta: tuple[Pair, ...] | None = None  # nested variant: the state each level is reset to
+    meta_acc: tuple[Pair | None, ...] | None = None
+
+
+@dataclass(frozen=True)
+class LevelStep:
+    """What one level's update did: for traces and clip rates."""
+
+    layer: int
+    level: int
+    norm: float  # Frobenius norm of the change (batch item 0)
+    clipped: bool  # the clip on the summed update fired (batch item 0)
+    reset: bool = False  # nested variant: a reset to the learned initial state
+
+
+def anchor(value: Tensor, base: Tensor) -> Tensor:
+    """First-order CMS: a tensor equal to `value` (B, ...) whose outer gradient flows to `base` (...)."""
+    return base.expand_as(value) + (value - base).detach()
+
+
+def clip_coeff(a: Tensor, b: Tensor, max_norm: float) -> Tensor:
+    """Per-batch-item factor (B, 1, ..., 1) that clips the joint norm of two (B, ...) updates."""
+    dims = tuple(range(1, a.dim()))
+    norm = torch.hypot(torch.linalg.vector_norm(a, dim=dims), torch.linalg.vector_norm(b, dim=dims))
+    return (max_norm / norm.clamp_min(1e-12)).clamp(max=1.0).view((-1,) + (1,) * (a.dim() - 1))
 
 
 class CMS(nn.Module):
@@ -43,6 +85,7 @@ class CMS(nn.Module):
         self.down0 = nn.ParameterList([nn.Parameter(torch.randn(d, hid) / hid**0.5 * 0.5) for _ in range(L)])
         self.norms = nn.ModuleList([RMSNorm(d) for _ in range(L)])
         self.agg = nn.Parameter(torch.zeros(L)) if cfg.cms_variant == "independent" else None
+        self.segment = math.gcd(*self.periods)
 
     @property
     def n_levels(self) -> int:
@@ -53,143 +96,129 @@ class CMS(nn.Module):
         slower = [j for j, p in enumerate(self.periods) if p > self.periods[level]]
         return min(slower, key=lambda j: self.periods[j]) if slower else None
 
-    def init_state(self, batch: int) -> dict:
+    def nest(self, layer: int) -> list:
+        from nested.levels import Level
+
+        return [Level(f"cms[{lv}]", layer, "cms", p, self.up0[lv].numel() + self.down0[lv].numel(),
+                      f"CMS level {lv}: MLP updated by the summed next-token-loss gradients of {p} tokens")
+                for lv, p in enumerate(self.periods)]  # fmt: skip
+
+    # -- state ---------------------------------------------------------------------------------
+    def init_state(self, batch: int, gain: tuple[float, ...] | None = None) -> CMSState:
         def per_item(p: Tensor) -> Tensor:
-            # First order (the default), the state is a value: ItemLinear routes the outer gradient
-            # of every use to the meta-learned base. Second order keeps the graph in the state.
-            w = p.unsqueeze(0).expand(batch, *p.shape).clone()
-            return w if self.cfg.cms_second_order else w.detach()
+            # second order keeps the graph to the initial weights in the state; first order is a value
+            w = p.unsqueeze(0).expand(batch, *p.shape)
+            return w if self.cfg.cms_second_order else w.detach().clone()
 
-        up = [per_item(p) for p in self.up0]
-        down = [per_item(p) for p in self.down0]
-        st = {
-            "up": up,
-            "down": down,
-            "acc_up": [None] * len(up),  # summed gradients of the level's current chunk (None = empty)
-            "acc_down": [None] * len(down),
-            "lr_scale": [1.0] * self.n_levels,  # 0 freezes a level (eta -> 0)
-        }
-        if self.cfg.cms_variant == "nested":
-            st["meta_up"] = [u.clone() for u in up]
-            st["meta_down"] = [w.clone() for w in down]
-            st["meta_acc_up"] = [None] * len(up)
-            st["meta_acc_down"] = [None] * len(down)
-        return st
+        weights = tuple((per_item(u), per_item(w)) for u, w in zip(self.up0, self.down0, strict=True))
+        empty = (None,) * self.n_levels
+        nested = self.cfg.cms_variant == "nested"
+        return CMSState(weights=weights, acc=empty, gain=tuple(gain or (1.0,) * self.n_levels),
+                        meta=weights if nested else None, meta_acc=empty if nested else None)  # fmt: skip
 
-    def level_mlp(self, level: int, x: Tensor, up: Tensor, down: Tensor, record: list | None = None,
-                  bases: list | None = None, traced: bool = False) -> Tensor:  # fmt: skip
-        """MLP^(l)(x) with per-batch-item weights up (B, hid, d), down (B, d, hid).
+    def training_weights(self, state: CMSState) -> CMSState:
+        """The weights a training forward uses: first order, each level's value anchored to its
+        initial weights once per chunk (a level that already holds an anchored tensor keeps it, so the
+        same tensor serves its whole chunk and the exact gradient is taken with respect to it)."""
+        if self.cfg.cms_second_order:
+            return state
+        weights = tuple(
+            (u if u.requires_grad else anchor(u, self.up0[lv]), w if w.requires_grad else anchor(w, self.down0[lv]))
+            for lv, (u, w) in enumerate(state.weights)
+        )
+        return replace(state, weights=weights)
 
-        `record` collects (input, output) of both matmuls: the per-item weight gradients of Eq. 71 are
-        built from their output cotangents (`weight_grads`). `bases` replaces the meta-learned initial
-        weights as the outer-gradient anchors (the inference replay passes detached leaves). `traced`:
-        the compiled segment step (nested.segment), which differentiates with torch.func and lets the
-        compiler drop the gradients nobody uses (`TracedItemLinear`)."""
-        up0, down0 = bases[level] if bases is not None else (self.up0[level], self.down0[level])
-        xn = self.norms[level](x)
-        if traced:
-            a = TracedItemLinear.apply(xn, up, up0)
-            h = F.silu(a)
-            o = TracedItemLinear.apply(h, down, down0)
-        elif self.cfg.cms_second_order or not torch.is_grad_enabled():  # second order: the weights carry the graph
-            a = xn @ up.transpose(1, 2)
-            h = F.silu(a)
-            o = h @ down.transpose(1, 2)
-        else:
-            a = ItemLinear.apply(xn, up, up0)
-            h = F.silu(a)
-            o = ItemLinear.apply(h, down, down0)
-        if record is not None:
-            record.append((xn, a, h, o))
-        return o
+    # -- forward -------------------------------------------------------------------------------
+    def level_mlp(self, level: int, x: Tensor, up: Tensor, down: Tensor) -> Tensor:
+        """MLP^(l)(x) with per-batch-item weights up (B, hid, d), down (B, d, hid) (Eq. 70)."""
+        h = F.silu(self.norms[level](x) @ up.transpose(1, 2))
+        return h @ down.transpose(1, 2)
 
-    def forward(self, x: Tensor, up: list[Tensor], down: list[Tensor], record: list | None = None,
-                bases: list | None = None, traced: bool = False) -> Tensor:  # fmt: skip
-        levels = [
-            lambda y, i=i: self.level_mlp(i, y, up[i], down[i], record, bases, traced) for i in range(self.n_levels)
-        ]
-        if self.agg is not None:
-            w = torch.softmax(self.agg, 0)
-            return x + sum(w[i] * levels[i](x) for i in range(self.n_levels))
-        for level in levels:
-            x = x + level(x)
+    def forward(self, x: Tensor, weights: tuple[Pair, ...]) -> Tensor:
+        if self.agg is not None:  # independent (Eq. 74)
+            mix = torch.softmax(self.agg, 0)
+            return x + sum(mix[lv] * self.level_mlp(lv, x, *weights[lv]) for lv in range(self.n_levels))
+        for lv in range(self.n_levels):  # sequential / nested chain (Eq. 70/73)
+            x = x + self.level_mlp(lv, x, *weights[lv])
         return x
 
+    # -- the rule ------------------------------------------------------------------------------
+    def ending(self, pos: int) -> list[int]:
+        """The levels whose period ends right before token `pos`."""
+        return [lv for lv, p in enumerate(self.periods) if pos > 0 and pos % p == 0]
 
-def weight_grads(record: tuple, grad_a: Tensor | None, grad_o: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Per-item gradients (B, hid, d), (B, d, hid) of one level's weights from its recorded matmul
-    inputs and the cotangents of their outputs: dL/dW = sum_t (dL/dy_t) x_t^T."""
-    xn, a, h, o = record
-    g_up = torch.zeros(a.shape[0], a.shape[-1], xn.shape[-1], dtype=a.dtype, device=a.device) if grad_a is None \
-        else grad_a.transpose(1, 2) @ xn  # fmt: skip
-    g_down = torch.zeros(o.shape[0], o.shape[-1], h.shape[-1], dtype=o.dtype, device=o.device) if grad_o is None \
-        else grad_o.transpose(1, 2) @ h  # fmt: skip
-    return g_up, g_down
+    def learning(self, state: CMSState, pos: int) -> list[int]:
+        """The levels whose gradient is needed at segment end `pos`: those that step there (exact), or
+        every level (segment reading: each segment adds to every level's sum). Frozen levels never."""
+        levels = self.ending(pos) if self.cfg.cms_grad == "exact" else range(self.n_levels)
+        return [lv for lv in levels if self.cfg.cms_lr * state.gain[lv] != 0.0]
+
+    def span(self, pos: int) -> int:
+        """How many tokens back the loss differentiated at `pos` reaches."""
+        if self.cfg.cms_grad == "segment":
+            return self.segment
+        return max((self.periods[lv] for lv in self.ending(pos)), default=0)
+
+    def step(self, state: CMSState, grads: dict[int, Pair], pos: int, layer: int) -> tuple[CMSState, list[LevelStep]]:
+        """Take the Eq. 71 step of every level whose period ends before token `pos`, from `grads`
+        (level -> gradient of the summed loss; "segment": of this segment only, accumulated here)."""
+        cfg, second = self.cfg, self.cfg.cms_second_order
+        weights, acc = list(state.weights), list(state.acc)
+        meta_acc = list(state.meta_acc) if state.meta_acc is not None else None
+        if cfg.cms_grad == "segment":
+            for lv, g in grads.items():
+                acc[lv] = g if acc[lv] is None else (acc[lv][0] + g[0], acc[lv][1] + g[1])
+            grads = {lv: acc[lv] for lv in self.ending(pos) if acc[lv] is not None}
+        events = []
+        for lv in self.ending(pos):
+            acc[lv] = None
+            lr = cfg.cms_lr * state.gain[lv]
+            if lv not in grads or lr == 0.0:
+                continue  # a frozen level stays bit-for-bit fixed
+            g_up, g_down = grads[lv]
+            coeff = -lr * clip_coeff(g_up, g_down, cfg.cms_clip)  # (B, 1, 1)
+            up, down = weights[lv]
+            up, down = (up, down) if second else (up.detach(), down.detach())
+            weights[lv] = (torch.addcmul(up, coeff, g_up), torch.addcmul(down, coeff, g_down))
+            check_finite({f"level{lv}.up": weights[lv][0], f"level{lv}.down": weights[lv][1]}, layer, "cms")
+            if meta_acc is not None:
+                old = meta_acc[lv]
+                meta_acc[lv] = (g_up, g_down) if old is None else (old[0] + g_up, old[1] + g_down)
+            norm = float(coeff[0].abs()) * float(torch.hypot(g_up[0].norm(), g_down[0].norm()))
+            events.append(LevelStep(layer, lv, norm, bool(coeff[0].abs() < lr * (1 - 1e-6))))
+        new = replace(state, weights=tuple(weights), acc=tuple(acc))
+        if meta_acc is not None:
+            new, resets = self._nested_resets(new, meta_acc, pos, layer)
+            events += resets
+        return new, events
+
+    def _nested_resets(self, state: CMSState, meta_acc: list, pos: int, layer: int):
+        """Eq. 72, first order: at the end of level l's parent period, the parent's step moves l's
+        initial state by the gradients l saw in that window, and l restarts from it (unless frozen)."""
+        meta, weights, events = list(state.meta), list(state.weights), []
+        for lv in range(self.n_levels):
+            parent = self.parent(lv)
+            if parent is None or pos % self.periods[parent] or meta_acc[lv] is None:
+                continue
+            lr = self.cfg.cms_lr * state.gain[parent]
+            g_up, g_down = meta_acc[lv]
+            meta_acc[lv] = None
+            if lr:
+                coeff = -lr * clip_coeff(g_up, g_down, self.cfg.cms_clip)
+                meta[lv] = (torch.addcmul(meta[lv][0], coeff, g_up), torch.addcmul(meta[lv][1], coeff, g_down))
+            if state.gain[lv] != 0.0:
+                weights[lv] = meta[lv]
+                events.append(LevelStep(layer, lv, float("nan"), False, reset=True))
+        return replace(state, weights=tuple(weights), meta=tuple(meta), meta_acc=tuple(meta_acc)), events
 
 
-_PASS = threading.local()  # .segment: a segment-gradient pass is running on this thread
-
-
-@contextmanager
-def segment_pass():
-    """Mark a backward that only asks for matmul-output cotangents (`NestedLM._segment_grads`): the base
-    gradients ItemLinear would also form are not wanted there. Thread-local, so a backward on another
-    thread (another session, a CUDA worker) is never affected; at worst it computes them anyway."""
-    _PASS.segment = True
-    try:
-        yield
-    finally:
-        _PASS.segment = False
-
-
-class ItemLinear(torch.autograd.Function):
-    """y = x W_b^T for per-batch-item weights W (B, out, in), x (B, T, in), whose value is, for the
-    outer loop, the meta-learned `base` (out, in) plus a constant (first-order CMS, docs/FIDELITY.md).
-
-    The backward gives the base the summed gradient of every item and token in one matmul, instead of
-    a (B, out, in) gradient per use chained back through every update. A weight that itself requires
-    grad (a caller's leaf) still gets its own gradient."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, base: Tensor) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        return x @ weight.transpose(1, 2)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_y: Tensor):
-        x, weight = ctx.saved_tensors
-        need_x, need_w, need_base = ctx.needs_input_grad
-        return _item_linear_grads(x, weight, grad_y, need_x, need_w, need_base and not getattr(_PASS, "segment", False))
-
-
-def _item_linear_grads(x: Tensor, weight: Tensor, grad_y: Tensor, need_x: bool, need_w: bool, need_base: bool):
-    """Gradients of y = x W^T (per item) for x, the per-item W, and the base (summed over items and tokens)."""
-    gx = grad_y @ weight if need_x else None
-    gw = grad_y.transpose(1, 2) @ x if need_w else None
-    gb = grad_y.reshape(-1, grad_y.shape[-1]).t() @ x.reshape(-1, x.shape[-1]) if need_base else None
-    return gx, gw, gb
-
-
-class TracedItemLinear(torch.autograd.Function):
-    """`ItemLinear` for traced code (torch.func + torch.compile, nested.segment): the same product and
-    the same three gradients, each always formed (the compiler removes the ones no caller uses: the
-    per-item weight gradient in the outer backward, the base gradient in the segment pass), so no
-    thread-local switch is read. New-style (`setup_context`), as torch.func requires."""
-
-    @staticmethod
-    def forward(x: Tensor, weight: Tensor, base: Tensor) -> Tensor:
-        return x @ weight.transpose(1, 2)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        x, weight, _ = inputs
-        ctx.save_for_backward(x, weight)
-
-    @staticmethod
-    def backward(ctx, grad_y: Tensor):
-        x, weight = ctx.saved_tensors
-        return _item_linear_grads(x, weight, grad_y, True, True, True)
+def level_grads(loss: Tensor, wanted: list[tuple[int, int, Pair]], retain: bool, create: bool) -> dict:
+    """d loss / d (each wanted level's weights), one backward: {(layer, level): (g_up, g_down)}.
+    `wanted` lists (layer, level, the weight tensors the forward used)."""
+    tensors = [t for _, _, pair in wanted for t in pair]
+    got = torch.autograd.grad(loss, tensors, retain_graph=retain, create_graph=create, allow_unused=True)
+    got = [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, got, strict=True)]
+    return {(layer, lv): (got[2 * i], got[2 * i + 1]) for i, (layer, lv, _) in enumerate(wanted)}
 
 
 class MLP(nn.Module):

@@ -44,6 +44,7 @@ class ModelConfig:
     cms_lr: float = 1e-3  # eta^(l) of Eq. 71 (per token; the chunk's gradients are summed)
     cms_clip: float = 1.0  # clip on each level's summed update, per batch item
     cms_second_order: bool = False  # backprop the outer loss through the inner CMS updates
+    cms_grad: str = "exact"  # exact (every path inside the level's chunk) | segment (paths inside gcd segments)
 
     # --- attention
     window: int | None = None  # sliding-window attention (Eq. 63); None = global
@@ -65,6 +66,7 @@ class ModelConfig:
             ("inner_objective", {"l2", "dot"}),
             ("eq92_sign", {"corrected", "printed"}),
             ("cms_variant", {"sequential", "independent", "nested"}),
+            ("cms_grad", {"exact", "segment"}),
         ]:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected one of {sorted(allowed)}")

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from nested.config import ModelConfig
 from nested.layers import CausalConv, RMSNorm, check_finite
+from nested.levels import Level
 from nested.memory import RecurrenceInputs, run_recurrence
 from nested.selfmod import fold_heads, split_points, unfold_heads
 
@@ -47,7 +48,25 @@ class DeltaNetMixer(nn.Module):
             st[f"conv{i}"] = c.init_state(batch, device, dtype)
         return st
 
-    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0):
+    # -- what the nest, traces and freezing see ---------------------------------------------------
+    writable = True
+
+    def with_write_gain(self, state: dict, gain: float) -> dict:
+        """The state with the write strength beta_t scaled by `gain` (0 stops the writes)."""
+        return {**state, "write_gain": float(gain)}
+
+    def components(self) -> list[str]:
+        return [f"{self.rule}_memory"]
+
+    def snapshot(self, state: dict) -> dict:
+        return {f"{self.rule}_memory": state["S"][0].detach().float().cpu().numpy()}
+
+    def nest(self, layer: int) -> list[Level]:
+        dh = self.cfg.head_dim
+        return [Level(f"{self.rule}_memory", layer, "memory", 1, self.cfg.n_heads * dh * dh,
+                      f"matrix memory written by the {self.rule.replace('_', ' ')} rule every token")]  # fmt: skip
+
+    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0, core=None):
         cfg = self.cfg
         H = cfg.n_heads
         B, n, _ = x.shape
@@ -58,7 +77,7 @@ class DeltaNetMixer(nn.Module):
             parts.append(fold_heads(F.silu(c), H))
         q, k, v = F.normalize(parts[0], dim=-1), F.normalize(parts[1], dim=-1), parts[2]
         g = torch.sigmoid(self.gates(x)).view(B, n, 2, H).permute(2, 0, 3, 1).reshape(2, B * H, n)
-        beta = g[0]
+        beta = g[0] * state.get("write_gain", 1.0)
         decay = g[1] if self.rule == "gated_delta" else torch.ones_like(beta)
         S, outs = state["S"], []
         for a, b in split_points(state["pos"], n, [cfg.chunk_size]):

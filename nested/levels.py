@@ -8,11 +8,6 @@ from dataclasses import dataclass
 
 import torch
 
-from nested.attention import Attention
-from nested.deltanet import DeltaNetMixer
-from nested.selfmod import SelfModifyingTitans
-from nested.titans import TitansMemory
-
 EVERY_STEP = None  # period of outer-loop components: one update per optimizer step, not per token
 
 
@@ -32,7 +27,7 @@ class Level:
         return "every token" if self.period == 1 else f"every {self.period} tokens"
 
 
-_MEMORY_TEXT = {
+MEMORY_TEXT = {
     "M_k": "generates keys k_t; trained in context on its own values M_k(v_t)",
     "M_v": "generates the shared values v_t; trained on M_v(v_t)",
     "M_q": "generates queries q_t (adaptive-q variant)",
@@ -42,48 +37,13 @@ _MEMORY_TEXT = {
 }
 
 
-def _mixer_levels(layer: int, mixer) -> list[Level]:
-    if isinstance(mixer, SelfModifyingTitans):
-        per = mixer.W1_0[:, 0].numel() + mixer.W2_0[:, 0].numel()
-        c = mixer.cfg
-
-        def chunk(n: str) -> str:
-            return f" (gradients refreshed every {c.chunk_size if n == 'M_memory' else c.proj_chunk} tokens)"
-
-        return [Level(n, layer, "self-modifying memory", 1, per, _MEMORY_TEXT[n] + chunk(n)) for n in mixer.names]
-    if isinstance(mixer, TitansMemory):
-        per = mixer.W1_0.numel() + mixer.W2_0.numel()
-        return [
-            Level(
-                "titans_memory",
-                layer,
-                "memory",
-                1,
-                per,
-                "Titans memory: surprise-driven writes with momentum and forgetting",
-            )
-        ]
-    if isinstance(mixer, DeltaNetMixer):
-        dh = mixer.cfg.head_dim
-        return [Level(f"{mixer.rule}_memory", layer, "memory", 1, mixer.cfg.n_heads * dh * dh,
-                      f"matrix memory written by the {mixer.rule.replace('_', ' ')} rule every token")]  # fmt: skip
-    if isinstance(mixer, Attention):
-        return [Level("attention_cache", layer, "attention", 1, 0,
-                      "softmax attention: caches every key and value (frequency infinity, non-parametric)")]  # fmt: skip
-    raise TypeError(f"unknown mixer {type(mixer).__name__}")
-
-
 def levels(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> list[Level]:
     """Every component of the nest with its update period, fastest to slowest (DESIGN.md §2)."""
     out: list[Level] = []
     for i, blk in enumerate(model.blocks):
-        out += _mixer_levels(i, blk.mixer)
-        ffn = blk.ffn
-        if hasattr(ffn, "periods"):
-            for lv, p in enumerate(ffn.periods):
-                n = ffn.up0[lv].numel() + ffn.down0[lv].numel()
-                out.append(Level(f"cms[{lv}]", i, "cms", p, n,
-                                 f"CMS level {lv}: MLP updated by the summed next-token-loss gradients of {p} tokens"))  # fmt: skip
+        out += blk.mixer.nest(i)
+        if hasattr(blk.ffn, "nest"):
+            out += blk.ffn.nest(i)
     n_weights = sum(p.numel() for p in model.parameters())
     if optimizer is not None:
         bufs = sorted(

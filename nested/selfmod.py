@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from nested.config import ModelConfig
 from nested.layers import CausalConv, RMSNorm, bank_forward, bank_self_grads, causal_conv, check_finite, clip_scale
+from nested.levels import MEMORY_TEXT, Level
 from nested.memory import RecurrenceInputs, decay_tables, run_recurrence
 
 
@@ -49,6 +50,13 @@ def memories_finite(outs: list) -> Tensor:
     """One flag, computed inside a compiled graph: every layer's new memories (outputs 1 and 2 of
     `_token_core` / `_chunk_core`) are finite. NestedLM._advance_mixers names the layer when it is not."""
     return torch.isfinite(torch.stack([t.sum() for out in outs for t in (out[1], out[2])])).all()
+
+
+def clip_fraction(scale: Tensor, batch: int) -> Tensor:
+    """From `clip_scale`'s (N = batch x heads, M, T, 1) factors: the fraction of heads whose inner
+    gradient was clipped, per item, token and memory (batch, T, M)."""
+    N, M, T, _ = scale.shape
+    return (scale[..., 0] < 1).to(scale.dtype).view(batch, N // batch, M, T).mean(1).transpose(1, 2)
 
 
 def split_points(pos: int, n: int, periods: list[int]) -> list[tuple[int, int]]:
@@ -85,7 +93,6 @@ class SelfModifyingTitans(nn.Module):
         self.conv_qkv = CausalConv(3 * cfg.d_model, cfg.conv_width)
         self.out_norm = RMSNorm(cfg.d_model)
         self.out_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        self._chunk_compiled = None  # set by NestedLM.compile_chunks
 
     # -- state ---------------------------------------------------------------------------------
     def init_state(self, batch: int, device, dtype) -> dict:
@@ -102,11 +109,38 @@ class SelfModifyingTitans(nn.Module):
         return st
 
     # -- forward -------------------------------------------------------------------------------
-    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0):
+    # -- what the nest, traces and freezing see ---------------------------------------------------
+    writable = True  # nested.Freeze can scale its writes
+
+    def with_write_gain(self, state: dict, gain: float) -> dict:
+        """The state with every memory's eta_t scaled by `gain` (0 freezes the writes, not the decay)."""
+        return {**state, "eta_gain": float(gain)}
+
+    def components(self) -> list[str]:
+        return list(self.names)
+
+    def snapshot(self, state: dict) -> dict:
+        """Each memory's first layer W2 (the one the DGD preconditioner acts on), item 0, head 0."""
+        W2 = state["W2"][0].detach().float().cpu().numpy()
+        return {name: W2[m] for m, name in enumerate(self.names)}
+
+    def nest(self, layer: int) -> list[Level]:
+        c, per = self.cfg, self.W1_0[:, 0].numel() + self.W2_0[:, 0].numel()
+
+        def chunk(n: str) -> str:
+            return f" (gradients refreshed every {c.chunk_size if n == 'M_memory' else c.proj_chunk} tokens)"
+
+        return [Level(n, layer, "self-modifying memory", 1, per, MEMORY_TEXT[n] + chunk(n)) for n in self.names]
+
+    # -- forward -------------------------------------------------------------------------------
+    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0, core=None):
+        """(y, state, record) for x (B, T, d). `core` may hold compiled copies of the kernels
+        (nested.compile): {"token": of `_token_core`, "chunk": of `_chunk_core`}."""
+        core = core or {}
         cfg = self.cfg
         B, H = x.shape[0], cfg.n_heads
         if x.shape[1] == 1:  # streaming: the same function with the recurrences written for one token
-            y, state, record = self._token(x, state)
+            y, state, record = self._token(x, state, core.get("token"))
             check_finite({k: state[k] for k in ("W1", "W2")}, layer, "selfmod")
             return y, state, record
         consts = self.chunk_consts(B)
@@ -115,12 +149,14 @@ class SelfModifyingTitans(nn.Module):
         outs, recs = [], []
         for a, b in split_points(state["pos"], x.shape[1], [cfg.chunk_size, cfg.proj_chunk]):
             raw_q = q_all[:, a:b] if q_all is not None else None
-            y, state, rec = self._piece(xh_all[:, a:b], raw_q, state, stepwise, consts)
+            y, state, rec = self._piece(xh_all[:, a:b], raw_q, state, stepwise, consts, core.get("chunk"))
             outs.append(y)
             recs.append(rec)
         check_finite({k: state[k] for k in ("W1", "W2")}, layer, "selfmod")
+        clipped = torch.cat([r.pop("clipped") for r in recs], dim=1)  # (B, T, M)
         record = {k: torch.cat([r[k] for r in recs], dim=-1) for k in recs[0]}
         record = {k: v.view(B, H, -1).transpose(1, 2) for k, v in record.items()}  # (B, T, H)
+        record["clipped"] = clipped
         o = unfold_heads(torch.cat(outs, dim=1), H)
         return self.out_proj(self.out_norm(o)), state, record
 
@@ -155,12 +191,12 @@ class SelfModifyingTitans(nn.Module):
             return torch.cat([F1[:, :m], W1[:, m:]], 1), torch.cat([F2[:, :m], W2[:, m:]], 1)
         return F1, F2
 
-    def _token(self, x: Tensor, state: dict):
+    def _token(self, x: Tensor, state: dict, core=None):
         """One token x (B, 1, d): `forward` + `_piece` with n = 1, where every recurrence is a single step
         (Eq. 88) and no per-call constants are built (heads broadcast instead). Tested equal to the
         chunk-parallel path by the stream == parallel tests."""
         args = self.core_args(state)
-        out = self._token_core(x, *args)
+        out = self._token_core(x, *args) if core is None else core(x, *args)
         return out[0], *self.next_state(state, 1, args, out)
 
     def core_args(self, state: dict) -> list:
@@ -173,12 +209,12 @@ class SelfModifyingTitans(nn.Module):
 
     def next_state(self, state: dict, n: int, args: list, out: tuple) -> tuple[dict, dict]:
         """The state after n tokens and their record, from a core's inputs `args` and outputs `out`."""
-        _, W1, W2, S1, S2, conv, eta, alpha, surprise = out
+        _, W1, W2, S1, S2, conv, eta, alpha, surprise, clipped = out
         new = dict(state)
         new.update(pos=state["pos"] + n, F1=args[0], F2=args[1], conv=conv, W1=W1, W2=W2)
         if self.cfg.momentum > 0:
             new.update(S1=S1, S2=S2)
-        return new, {"eta": eta, "alpha": alpha, "surprise": surprise}
+        return new, {"eta": eta, "alpha": alpha, "surprise": surprise, "clipped": clipped}
 
     def _token_core(self, x, F1, F2, W1, W2, S1, S2, conv_state, gain: float):
         """The tensor work of `_token`: a pure function of tensors (and the frozen flag `gain`), what
@@ -233,17 +269,17 @@ class SelfModifyingTitans(nn.Module):
         y = self.out_proj(self.out_norm(unfold_heads(o, H)))
         per_head = lambda t: t.reshape(B, H, 1).transpose(1, 2)  # noqa: E731  (B, 1, H)
         return (y, W1_new, W2_new, S1, S2, window[:, 1:], per_head(eta), per_head(alpha),
-                per_head(inner_loss[:, m]))  # fmt: skip
+                per_head(inner_loss[:, m]), clip_fraction(scale, B))  # fmt: skip
 
-    def _piece(self, xh: Tensor, raw_q: Tensor | None, state: dict, stepwise: bool, consts: dict):
+    def _piece(self, xh: Tensor, raw_q: Tensor | None, state: dict, stepwise: bool, consts: dict, core=None):
         """Tokens inside one chunk of both chunk sizes, heads folded into the batch (N = B*H): the
         frozen state is constant here. Returns o (N, n, dh), the new state, per-token records."""
-        args, core = self.core_args(state), self._chunk_core
-        if self._chunk_compiled is not None and not stepwise:
-            core = self._chunk_compiled
-            if torch.is_grad_enabled() and not args[6].requires_grad:
-                # the first chunk's zero conv state would otherwise compile a second graph
-                args[6] = args[6].detach().requires_grad_(True)
+        args = self.core_args(state)
+        if core is None or stepwise:
+            core = self._chunk_core
+        elif torch.is_grad_enabled() and not args[6].requires_grad:
+            # the first chunk's zero conv state would otherwise compile a second graph
+            args[6] = args[6].detach().requires_grad_(True)
         out = core(xh, raw_q, consts, stepwise, *args)
         new, record = self.next_state(state, xh.shape[1], args, out)
         return out[0], new, record
@@ -318,4 +354,5 @@ class SelfModifyingTitans(nn.Module):
         S1_new = torch.cat([S1_rest, S1_mem[:, None]], 1) if mom else None
         S2_new = S2_next.view(N, M, hm, dh) if mom else None
         # o_t = M_memory,t-1(q_t)
-        return q + reads1, W1_new, W2_next.view(N, M, hm, dh), S1_new, S2_new, conv_state, eta, alpha, inner_loss[:, m]
+        return (q + reads1, W1_new, W2_next.view(N, M, hm, dh), S1_new, S2_new, conv_state, eta, alpha,
+                inner_loss[:, m], clip_fraction(scale, N // self.cfg.n_heads))  # fmt: skip

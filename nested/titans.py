@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from nested.config import ModelConfig
 from nested.layers import CausalConv, RMSNorm, bank_inner_grads, check_finite, clip_scale
+from nested.levels import Level
 from nested.memory import RecurrenceInputs, run_recurrence
 from nested.selfmod import fold_heads, split_points, unfold_heads
 
@@ -54,7 +55,24 @@ class TitansMemory(nn.Module):
             st[f"conv{i}"] = c.init_state(batch, device, dtype)
         return st
 
-    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0):
+    # -- what the nest, traces and freezing see ---------------------------------------------------
+    writable = True
+
+    def with_write_gain(self, state: dict, gain: float) -> dict:
+        """The state with the inner learning rate theta_t scaled by `gain` (0 stops the writes)."""
+        return {**state, "eta_gain": float(gain)}
+
+    def components(self) -> list[str]:
+        return ["titans_memory"]
+
+    def snapshot(self, state: dict) -> dict:
+        return {"titans_memory": state["W2"][0, 0].detach().float().cpu().numpy()}
+
+    def nest(self, layer: int) -> list[Level]:
+        return [Level("titans_memory", layer, "memory", 1, self.W1_0.numel() + self.W2_0.numel(),
+                      "Titans memory: surprise-driven writes with momentum and forgetting")]  # fmt: skip
+
+    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0, core=None):
         outs, recs = [], []
         for a, b in split_points(state["pos"], x.shape[1], [self.cfg.chunk_size]):
             y, state, rec = self._piece(x[:, a:b], state, stepwise)

@@ -2,7 +2,8 @@
 
 - `updates`: one event per parameter update at any level: token (the last token the update covers),
   layer, component (CMS levels are named "cms[l]"), period (tokens per update), norm of the change;
-- per token and layer: self-generated learning rate eta, retention alpha, surprise (inner loss);
+- per token and layer: self-generated learning rate eta, retention alpha, surprise (inner loss), and
+  `inner_clipped`, the fraction of heads whose inner gradient hit the clip, per memory;
 - bounded ring buffer of memory-matrix snapshots per layer: {memory name: its first-layer matrix, head 0};
 - per token: top-k next-token predictions with probabilities, and the loss once the target is known.
 
@@ -18,7 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-TRACE_VERSION = 1
+TRACE_VERSION = 2  # 2 added inner_clipped and UpdateEvent.clipped; version 1 files still load
 
 
 @dataclass
@@ -28,10 +29,11 @@ class UpdateEvent:
     component: str
     period: int
     norm: float = float("nan")
+    clipped: bool | None = None  # CMS updates: the clip on the summed update fired
 
     def to_dict(self) -> dict:
         return {"token": self.token, "layer": self.layer, "component": self.component,
-                "period": self.period, "norm": self.norm}  # fmt: skip
+                "period": self.period, "norm": self.norm, "clipped": self.clipped}  # fmt: skip
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Trace:
     eta: list[np.ndarray] = field(default_factory=list)  # per token: (n_layers, heads)
     alpha: list[np.ndarray] = field(default_factory=list)
     surprise: list[np.ndarray] = field(default_factory=list)
+    inner_clipped: list[np.ndarray] = field(default_factory=list)  # per token: (n_layers, memories)
     topk_ids: list[np.ndarray] = field(default_factory=list)
     topk_probs: list[np.ndarray] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)  # NaN until the next token is seen
@@ -70,6 +73,33 @@ class Trace:
             if (component is None or e.component == component) and (layer is None or e.layer == layer)
         ]
 
+    def ticks(self, layer: int, component: str, upto: int | None = None) -> list[int]:
+        """The tokens at which `component` of `layer` updated ("cms" matches every CMS level and its
+        resets; "cms[1]" one level), up to token `upto` inclusive."""
+
+        def match(c: str) -> bool:
+            return c == component or (component == "cms" and c.startswith("cms["))
+
+        return [e.token for e in self.updates if e.layer == layer and match(e.component)
+                and (upto is None or e.token <= upto)]  # fmt: skip
+
+    def clip_rates(self) -> dict[str, float]:
+        """How often the clips fired: per layer and memory, the fraction of (token, head) inner
+        gradients clipped; per layer and CMS level, the fraction of updates clipped."""
+        out: dict[str, float] = {}
+        clipped = self.array("inner_clipped")
+        for layer in range(self.n_layers):
+            for m in range(clipped.shape[-1] if len(clipped) else 0):
+                col = clipped[:, layer, m]
+                if np.isfinite(col).any():
+                    out[f"layer {layer} memory {m}"] = float(np.nanmean(col))
+        events: dict[str, list[bool]] = {}
+        for e in self.updates:
+            if e.clipped is not None:
+                events.setdefault(f"layer {e.layer} {e.component}", []).append(bool(e.clipped))
+        out.update({k: float(np.mean(v)) for k, v in events.items()})
+        return out
+
     def snapshot_at(self, layer: int, token: int) -> dict[str, np.ndarray] | None:
         """The memory matrices of `layer` right after `token` (None when outside the ring buffer)."""
         for t, mats in reversed(self.snapshots.get(layer, [])):
@@ -88,7 +118,8 @@ class Trace:
         last = start + n - 1
         return Trace(n_layers=self.n_layers, top_k=self.top_k, max_snapshots=self.max_snapshots,
                      tokens=self.tokens[:n], updates=[e for e in self.updates if e.token < last or (e.token == last and e.period == 1)],
-                     eta=self.eta[:n], alpha=self.alpha[:n], surprise=self.surprise[:n], topk_ids=self.topk_ids[:n],
+                     eta=self.eta[:n], alpha=self.alpha[:n], surprise=self.surprise[:n],
+                     inner_clipped=self.inner_clipped[:n], topk_ids=self.topk_ids[:n],
                      topk_probs=self.topk_probs[:n], loss=self.loss[: max(n - 1, 0)] + [float("nan")] * min(n, 1),
                      snapshots={k: [(t, m) for t, m in v if t < start + n] for k, v in self.snapshots.items()},
                      meta=dict(self.meta))  # fmt: skip
@@ -99,7 +130,7 @@ class Trace:
             self.loss[-1] = other.meta["prev_loss"]
         self.tokens += other.tokens
         self.updates += other.updates
-        for name in ("eta", "alpha", "surprise", "topk_ids", "topk_probs", "loss"):
+        for name in ("eta", "alpha", "surprise", "inner_clipped", "topk_ids", "topk_probs", "loss"):
             getattr(self, name).extend(getattr(other, name))
         for layer, snaps in other.snapshots.items():
             buf = self.snapshots.setdefault(layer, [])
@@ -126,7 +157,7 @@ class Trace:
             "tokens": np.asarray(self.tokens, dtype=np.int64),
             "loss": self.array("loss"),
         }
-        for name in ("eta", "alpha", "surprise"):
+        for name in ("eta", "alpha", "surprise", "inner_clipped"):
             arrays[name] = self.array(name)
         k = self.top_k
         arrays["topk_ids"] = np.stack(self.topk_ids) if self.topk_ids else np.zeros((0, k), np.int64)
@@ -149,14 +180,17 @@ class Trace:
         try:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(str(z["header"]))
-                if header.get("version") != TRACE_VERSION:
-                    raise ValueError(f"trace version {header.get('version')} is not {TRACE_VERSION}")
+                if header.get("version") not in (1, TRACE_VERSION):
+                    raise ValueError(f"trace version {header.get('version')} is not 1 or {TRACE_VERSION}")
                 tr = cls(n_layers=int(header["n_layers"]), top_k=int(header["top_k"]),
                          max_snapshots=int(header["max_snapshots"]), meta=header.get("meta", {}))  # fmt: skip
                 tr.tokens = [int(t) for t in z["tokens"]]
                 tr.loss = [float(x) for x in z["loss"]]
                 for name in ("eta", "alpha", "surprise"):
                     setattr(tr, name, list(z[name]))
+                n_tok = len(tr.tokens)
+                tr.inner_clipped = list(z["inner_clipped"]) if "inner_clipped" in z.files else \
+                    list(np.full((n_tok, tr.n_layers, 1), np.nan, np.float32))  # fmt: skip
                 tr.topk_ids, tr.topk_probs = list(z["topk_ids"]), list(z["topk_probs"])
                 tr.updates = [UpdateEvent(**e) for e in header["updates"]]
                 for layer, toks in header["snapshot_tokens"].items():
@@ -166,10 +200,14 @@ class Trace:
         except Exception as exc:  # zip, npz, JSON, key, type and shape errors all mean "not a trace"
             raise ValueError(f"not a valid trace file ({type(exc).__name__}: {exc})") from exc
         n = len(tr.tokens)
-        if not all(len(getattr(tr, a)) == n for a in ("eta", "alpha", "surprise", "loss", "topk_ids", "topk_probs")):
+        if not all(
+            len(getattr(tr, a)) == n
+            for a in ("eta", "alpha", "surprise", "inner_clipped", "loss", "topk_ids", "topk_probs")
+        ):
             raise ValueError("not a valid trace file (per-token arrays disagree in length)")
         shapes_ok = (
-            all(np.ndim(r) == 2 and len(r) == tr.n_layers for a in ("eta", "alpha", "surprise") for r in getattr(tr, a))
+            all(np.ndim(r) == 2 and len(r) == tr.n_layers for a in ("eta", "alpha", "surprise", "inner_clipped")
+                for r in getattr(tr, a))
             and all(np.shape(r) == (tr.top_k,) for a in ("topk_ids", "topk_probs") for r in getattr(tr, a))
             and all(0 <= k < tr.n_layers and all(np.ndim(m) == 2 for _, ms in v for m in ms.values())
                     for k, v in tr.snapshots.items())

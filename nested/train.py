@@ -69,7 +69,7 @@ class TrainConfig:
     ckpt_every: int = 100
     out_dir: str = "runs/default"
     device: str | None = None
-    compile: bool = False  # torch.compile the step (model.compile_segments): same function, minutes cold
+    compile: bool = False  # torch.compile the step (nested.compile_model(model, "train")): same function, minutes cold
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -138,8 +138,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     device = nested.pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = nested.build_model(cfg.model, seed=cfg.seed, device=device, **cfg.model_args)
-    if cfg.compile:
-        model.compile_segments()
+    forward = nested.compile_model(model, "train") if cfg.compile else model
     opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, **cfg.opt_args)
     task = make_task(cfg.task, **cfg.task_args)
     out = Path(cfg.out_dir)
@@ -172,7 +171,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         mine = type(batch)(batch.inputs[rank * per : (rank + 1) * per].to(device),
                            batch.targets[rank * per : (rank + 1) * per].to(device))  # fmt: skip
         opt.zero_grad(set_to_none=True)
-        loss = loss_on(model, mine, n_scored)
+        loss = loss_on(forward, mine, n_scored)
         loss.backward()
         if world > 1:
             for p in model.parameters():

@@ -112,7 +112,7 @@ def views() -> None:
             figs["change"] = memory_heatmap(m - downsample(before[memory]), "change from the previous token", 0.1)
             h2.plotly_chart(figs["change"], key="heat_delta", config=PLOTLY_CONFIG)
     if names:  # attention has no self-generated learning rate, retention or surprise to draw
-        ticks = [e.token for e in tr.updates if e.layer == layer and e.component.startswith("cms") and e.token <= i]
+        ticks = tr.ticks(layer, "cms", upto=i)
         figs["rates"] = rate_curves(
             *(tr.array(a)[: i + 1, layer].mean(-1) for a in ("eta", "alpha", "surprise")), i, ticks
         )

@@ -87,12 +87,12 @@ def test_state_is_never_mutated_in_place():
     tok = _tokens(T=9)
     with torch.no_grad():
         first = model.stream(tok[:, :5], trace=False)
-        snapshot = {k: v.clone() for k, v in first.state["mixer"][0].items() if torch.is_tensor(v)}
+        snapshot = {k: v.clone() for k, v in first.state.mixers[0].items() if torch.is_tensor(v)}
         x = model.stream(tok[:, 5:], state=first.state, trace=False).logits
         y = model.stream(tok[:, 5:], state=first.state, trace=False).logits  # reuse the same state
     assert torch.equal(x, y)
     for k, v in snapshot.items():
-        assert torch.equal(first.state["mixer"][0][k], v), k
+        assert torch.equal(first.state.mixers[0][k], v), k
 
 
 def test_gradients_reach_every_meta_learned_initial_state():
@@ -111,36 +111,81 @@ def test_gradients_reach_every_meta_learned_initial_state():
             assert float(blk.ffn.up0[lv].grad.abs().sum()) > 0
 
 
-def test_cms_cadence_periods_2_4_over_9_tokens():
-    """DESIGN.md §5: exactly 4 and 2 updates, after tokens 1,3,5,7 and 3,7 (per layer)."""
-    model = _build("hope", cms_periods=(2, 4), chunk_size=4)
+@pytest.mark.parametrize("lr", [0.05, 0.0])
+def test_cms_cadence_periods_2_4_over_9_tokens(lr):
+    """DESIGN.md §5: exactly 4 and 2 updates, after tokens 1,3,5,7 and 3,7 (per layer), and the weights
+    move exactly there; with a learning rate of 0 nothing moves and no update is recorded."""
+    model = _build("hope", cms_periods=(2, 4), chunk_size=4, cms_lr=lr)
+    tok = _tokens(B=1, T=9)
     with torch.no_grad():
-        tr = model.stream(_tokens(B=1, T=9), trace=True).trace
+        tr = model.stream(tok, trace=True).trace
+        states = [model.stream(tok[:, : t + 1], trace=False).state for t in range(9)]
+    expected = {0: [1, 3, 5, 7], 1: [3, 7]} if lr else {0: [], 1: []}
     for layer in range(2):
-        assert [e.token for e in tr.updates_for("cms[0]", layer)] == [1, 3, 5, 7]
-        assert [e.token for e in tr.updates_for("cms[1]", layer)] == [3, 7]
-        assert {e.period for e in tr.updates_for("cms[1]", layer)} == {4}
+        for lv in (0, 1):
+            assert [e.token for e in tr.updates_for(f"cms[{lv}]", layer)] == expected[lv]
+            # the step after token t is taken when token t + 1 arrives: compare the states before and after
+            moved = [t - 1 for t in range(1, 9)
+                     if not torch.equal(states[t].cms[layer].weights[lv][0], states[t - 1].cms[layer].weights[lv][0])]  # fmt: skip
+            assert moved == expected[lv], (layer, lv, moved)
+        assert {e.period for e in tr.updates_for("cms[1]", layer)} <= {4}
 
 
-def test_cms_update_is_the_summed_next_token_gradient_over_its_chunk():
-    """Level 0 (period 2) after tokens 0,1: theta_0 - lr * grad[CE(logit_0, x_1) + CE(logit_1, x_2)]."""
+def _with_leaf(state, level):
+    """The state with one level's weights replaced by leaves (in every layer): the oracle's variable."""
+    from dataclasses import replace
+
+    leaves, cms = [], []
+    for c in state.cms:
+        pair = tuple(w.detach().clone().requires_grad_(True) for w in c.weights[level])
+        leaves.append(pair)
+        cms.append(replace(c, weights=tuple(pair if lv == level else p for lv, p in enumerate(c.weights))))
+    return replace(state, cms=tuple(cms), window=()), leaves
+
+
+def _expected_step(leaves, loss, lr):
+    grads = torch.autograd.grad(loss, [t for pair in leaves for t in pair])
+    return [(u.detach() - lr * grads[2 * i], w.detach() - lr * grads[2 * i + 1]) for i, (u, w) in enumerate(leaves)]
+
+
+def test_every_cms_level_update_is_autograd_of_its_chunk_loss():
+    """PAPER Eq. 71, exact reading: each update of a period-C level equals autograd of the summed
+    next-token loss over its chunk with that level's weights held constant, whatever the other levels'
+    periods (2 layers; periods 2 and 4; level 0 after tokens 1 and 3, level 1 after token 3)."""
     lr = 0.05
     model = _build("hope", cms_periods=(2, 4), chunk_size=4, cms_lr=lr, cms_clip=1e9)
-    tok = _tokens(B=1, T=3)
-    st = model.init_state(1)
-    theta = [c["up"][0].detach().clone().requires_grad_(True) for c in st["cms"]]
-    for c, t in zip(st["cms"], theta, strict=True):
-        c["up"][0] = t
-    logits = model.run(tok[:, :2], state=st).logits
-    loss = torch.nn.functional.cross_entropy(logits[0], tok[0, 1:3], reduction="sum")
-    grads = torch.autograd.grad(loss, theta)
+    tok = _tokens(B=1, T=5)
+    ce = lambda logits, targets: torch.nn.functional.cross_entropy(logits[0], targets[0], reduction="sum")  # noqa: E731
     with torch.no_grad():
-        after = model.stream(tok, trace=False).state
+        streamed = {t: model.stream(tok[:, :t], trace=False).state for t in (3, 5)}
+    # level 0, first chunk [0, 2) and level 1, chunk [0, 4): from the initial state
+    for level, span in ((0, 2), (1, 4)):
+        st, leaves = _with_leaf(model.init_state(1), level)
+        expected = _expected_step(leaves, ce(model.run(tok[:, :span], state=st).logits, tok[:, 1 : span + 1]), lr)
+        after = streamed[3 if span == 2 else 5]
+        for layer in range(2):
+            for got, want in zip(after.cms[layer].weights[level], expected[layer], strict=True):
+                assert torch.allclose(got, want, atol=1e-10), (level, span, layer)
+    # level 0, second chunk [2, 4): from the stream's state at token 2, after its first step
+    with torch.no_grad():
+        at2 = model.run(tok[:, :2]).state
+    from dataclasses import replace
+
+    st, leaves = _with_leaf(replace(at2, cms=streamed[3].cms), 0)
+    expected = _expected_step(leaves, ce(model.run(tok[:, 2:4], state=st).logits, tok[:, 3:5]), lr)
     for layer in range(2):
-        expected = theta[layer].detach() - lr * grads[layer]
-        assert torch.allclose(after["cms"][layer]["up"][0], expected, atol=1e-9)
-        # the period-4 level has not moved yet
-        assert torch.equal(after["cms"][layer]["up"][1], model.blocks[layer].ffn.up0[1][None])
+        for got, want in zip(streamed[5].cms[layer].weights[0], expected[layer], strict=True):
+            assert torch.allclose(got, want, atol=1e-10), layer
+    # The per-segment reading drops the paths from the level's earlier uses through the next layer's
+    # memories: a real difference in layer 0, none in the last layer (no later layer carries them).
+    segment = _build("hope", cms_periods=(2, 4), chunk_size=4, cms_lr=lr, cms_clip=1e9, cms_grad="segment")
+    with torch.no_grad():
+        seg = segment.stream(tok, trace=False).state.cms
+    init = model.init_state(1).cms
+    exact = streamed[5].cms
+    step = float((exact[0].weights[1][0] - init[0].weights[1][0]).norm())
+    assert float((seg[0].weights[1][0] - exact[0].weights[1][0]).norm()) > 1e-3 * step
+    assert torch.allclose(seg[1].weights[1][0], exact[1].weights[1][0], atol=1e-12)
 
 
 def test_cms_partial_chunk_carries_over_between_calls():
@@ -155,14 +200,32 @@ def test_cms_partial_chunk_carries_over_between_calls():
     assert [e.token for e in a.trace.updates_for("cms[0]", 0) + b.trace.updates_for("cms[0]", 0)] == ticks
 
 
-def test_frozen_cms_level_never_moves():
-    model = _build("hope", cms_periods=(2,), chunk_size=4)
-    st = model.init_state(1)
-    for c in st["cms"]:
-        c["lr_scale"] = [0.0]
+@pytest.mark.parametrize("variant", ["sequential", "independent", "nested"])
+def test_frozen_cms_level_never_moves(variant):
+    """A frozen level stays bit-for-bit fixed in every variant (the nested one would otherwise reset it
+    at its parent's period); the other level still learns."""
+    model = _build("hope", cms_periods=(2, 4), chunk_size=4, cms_variant=variant, cms_lr=0.05)
+    spec = nested.Freeze.parse("layer 0 cms[0], layer 1 cms[0]")
     with torch.no_grad():
-        out = model.stream(_tokens(B=1, T=9), state=st, trace=False).state
-    assert torch.equal(out["cms"][0]["up"][0], model.blocks[0].ffn.up0[0][None])
+        out = model.stream(_tokens(B=1, T=10), state=model.init_state(1, freeze=spec), trace=False).state
+    for layer, blk in enumerate(model.blocks):
+        assert torch.equal(out.cms[layer].weights[0][0], blk.ffn.up0[0][None])
+        assert torch.equal(out.cms[layer].weights[0][1], blk.ffn.down0[0][None])
+        assert not torch.equal(out.cms[layer].weights[1][0], blk.ffn.up0[1][None])
+
+
+def test_freeze_spec_round_trips_and_refuses_unknown_levels():
+    model = _build("hope", cms_periods=(2, 4))
+    spec = nested.Freeze.parse(["layer 0 memories", "layer 1 cms[1]=0.5"], model)
+    assert str(spec) == "layer 0 memories, layer 1 cms[1]=0.5" and nested.Freeze.parse(str(spec)) == spec
+    assert spec.memory_gain(0) == 0.0 and spec.memory_gain(1) == 1.0 and spec.cms_gains(1, 2) == (1.0, 0.5)
+    assert model.freeze_options() == ["layer 0 memories", "layer 0 cms[0]", "layer 0 cms[1]",
+                                      "layer 1 memories", "layer 1 cms[0]", "layer 1 cms[1]"]  # fmt: skip
+    for bad in ("layer 9 cms[0]", "layer 0 cms[7]", "layer 0 memories=-1", "layer 0 memories=nan", "everything"):
+        with pytest.raises(ValueError):
+            nested.Freeze.parse(bad, model)
+    with pytest.raises(ValueError, match="no level"):
+        _build("transformer").init_state(1, freeze="layer 0 memories")
 
 
 def test_non_finite_memory_raises_a_typed_error_naming_layer_and_memory():
@@ -237,17 +300,15 @@ def test_bad_input_is_refused_clearly():
 
 def test_freezing_the_memories_stops_their_writes_but_not_their_decay():
     model = _build("hope", cms_periods=(4,), chunk_size=4)
-    st = model.init_state(1)
-    for m in st["mixer"]:
-        m["eta_gain"] = 0.0
+    st = model.init_state(1, freeze="layer 0 memories, layer 1 memories")
     with torch.no_grad():
         out = model.stream(_tokens(B=1, T=6), state=st, trace=True)
     eta = out.trace.array("eta")
     assert (eta == 0).all()
-    W0 = model.init_state(1)["mixer"][0]["W1"]
+    W0 = model.init_state(1).mixers[0]["W1"]
     alpha = torch.tensor(out.trace.array("alpha")[:, 0, 0], dtype=torch.float64)
     # with eta = 0 each token only multiplies the memory by alpha_t (Eq. 88)
-    assert torch.allclose(out.state["mixer"][0]["W1"], W0 * alpha.prod(), atol=1e-10)
+    assert torch.allclose(out.state.mixers[0]["W1"], W0 * alpha.prod(), atol=1e-10)
 
 
 @pytest.mark.slow
@@ -256,40 +317,41 @@ def test_compiled_streaming_equals_eager():
     tokens = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         eager = model.stream(tokens, trace=False)
-        model.compile_streaming()
-        compiled = model.stream(tokens, trace=False)
+        fast = nested.compile_model(model, "stream")
+        compiled = fast.stream(tokens, trace=False)
     assert torch.allclose(eager.logits, compiled.logits, atol=1e-4, rtol=1e-4)
-    for a, b in zip(eager.state["mixer"], compiled.state["mixer"], strict=True):
+    for a, b in zip(eager.state.mixers, compiled.state.mixers, strict=True):
         assert torch.allclose(a["W1"], b["W1"], atol=1e-5) and torch.allclose(a["W2"], b["W2"], atol=1e-5)
-    assert model._token_compiled is not None  # Hope: the whole token step is one compiled graph
+    for a, b in zip(eager.state.cms, compiled.state.cms, strict=True):  # the CMS levels learned the same
+        assert torch.allclose(a.weights[1][0], b.weights[1][0], atol=1e-5)
+    assert fast.whole_token is not None and not hasattr(model, "whole_token")  # graphs live in the wrapper
     with torch.no_grad():  # the compiled step still names the layer whose memory went non-finite
         model.blocks[1].mixer.W1_0[0, -1, 0, 0] = float("nan")
     with pytest.raises(nested.NonFiniteMemoryError) as err, torch.no_grad():
-        model.stream(tokens[:, :3], trace=False)
+        fast.stream(tokens[:, :3], trace=False)
     assert err.value.layer == 1 and "selfmod" in err.value.memory
 
 
 @pytest.mark.slow
 def test_compiled_chunks_equal_eager_logits_and_every_gradient():
-    """model.compile_chunks(): the same function forward and backward, CMS segment gradients included."""
+    """compile_model(model, "chunks"): the same function forward and backward, CMS gradients included."""
     model = nested.build_model("hope", d_model=32, n_layers=2, seed=0, chunk_size=8, cms_periods=(8, 16))
     tokens = torch.randint(0, 256, (2, 40), generator=torch.Generator().manual_seed(0))
 
-    def logits_and_grads():
-        logits = model(tokens)
+    def logits_and_grads(forward):
+        logits = forward(tokens)
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 256), tokens[:, 1:].reshape(-1))
         loss.backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters()}
         model.zero_grad(set_to_none=True)
         return logits.detach(), grads
 
-    eager_logits, eager_grads = logits_and_grads()
-    model.compile_chunks()
+    eager_logits, eager_grads = logits_and_grads(model)
+    fast = nested.compile_model(model, "chunks")
     calls = []
-    for blk in model.blocks:  # count calls: the compiled path must really be the one taken
-        compiled = blk.mixer._chunk_compiled
-        blk.mixer._chunk_compiled = lambda *a, f=compiled: calls.append(1) or f(*a)
-    logits, grads = logits_and_grads()
+    for core in fast.cores:  # count calls: the compiled path must really be the one taken
+        core["chunk"] = lambda *a, f=core["chunk"]: calls.append(1) or f(*a)
+    logits, grads = logits_and_grads(fast)
     assert len(calls) == 2 * 5  # 2 layers x 5 chunks of 8
     assert torch.allclose(logits, eager_logits, atol=1e-5)
     for name, g in eager_grads.items():
@@ -297,9 +359,10 @@ def test_compiled_chunks_equal_eager_logits_and_every_gradient():
 
 
 def test_first_order_cms_base_gradient_equals_autograd_through_the_update_chain(monkeypatch):
-    """ItemLinear sends each use's gradient straight to the meta-learned base. Reference: the weights
-    carry their graph through every update (the second-order code path) with the update itself held
-    constant (detached) — plain autograd of the first-order definition."""
+    """First order: each chunk's weights are anchored to the meta-learned base, so every use sends its
+    gradient to the base. Reference: the weights carry their graph through every update (the
+    second-order code path) with the update itself held constant (its gradient not differentiated) —
+    plain autograd of the first-order definition."""
     import nested.model as model_module
 
     tokens = _tokens(B=2, T=24)
@@ -312,8 +375,8 @@ def test_first_order_cms_base_gradient_equals_autograd_through_the_update_chain(
         return logits.detach(), [p.grad.clone() for blk in model.blocks for p in [*blk.ffn.up0, *blk.ffn.down0]]
 
     fast_logits, fast = base_grads()
-    detached = model_module.weight_grads
-    monkeypatch.setattr(model_module, "weight_grads", lambda *a: tuple(g.detach() for g in detached(*a)))
+    grads = model_module.level_grads
+    monkeypatch.setattr(model_module, "level_grads", lambda loss, t, retain, create: grads(loss, t, retain, False))
     ref_logits, ref = base_grads(cms_second_order=True)
     assert torch.allclose(fast_logits, ref_logits, atol=1e-10)
     for a, b in zip(fast, ref, strict=True):

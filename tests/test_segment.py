@@ -1,5 +1,6 @@
-"""The whole-segment training step (nested.segment, `compile_segments`): the same function as the eager
-schedule — logits, every parameter gradient, and the state a stream continues from."""
+"""The whole-segment training step (nested.compile, mode "train"): the same function as the eager
+schedule — logits, every parameter gradient, and the state a stream continues from. It serves the
+per-segment CMS gradient (`cms_grad="segment"`) and single-period models, where it equals "exact"."""
 
 import pytest
 import torch
@@ -10,9 +11,10 @@ import nested
 # Segments of gcd(periods) tokens; chunk 8 with segments of 4 leaves the frozen state un-refreshed in
 # every other segment (the frozen and current memories differ there).
 CASES = [
-    {"cms_periods": (4, 8), "chunk_size": 4},
-    {"cms_periods": (4, 12), "chunk_size": 8, "momentum": 0.8, "cms_variant": "nested"},
+    {"cms_periods": (4, 8), "chunk_size": 4, "cms_grad": "segment"},
+    {"cms_periods": (4, 12), "chunk_size": 8, "momentum": 0.8, "cms_variant": "nested", "cms_grad": "segment"},
     {
+        "cms_grad": "segment",
         "cms_periods": (2, 4),
         "chunk_size": 4,
         "proj_chunk_size": 2,
@@ -32,10 +34,10 @@ def _tokens(B=2, T=19):
     return torch.randint(0, 256, (B, T), generator=torch.Generator().manual_seed(0))
 
 
-def _count_segment_calls(model, step) -> list:
-    """Route the model's segment step through `step`, counting calls."""
+def _count_segment_calls(fast, step) -> list:
+    """Route the wrapper's segment step through `step`, counting calls."""
     calls = []
-    model._segment_compiled = lambda *a: calls.append(1) or step(*a)
+    fast.segment_graph = lambda *a: calls.append(1) or step(*a)
     return calls
 
 
@@ -52,16 +54,17 @@ def _train_in_two_calls(model, tokens, cut=13):
     return logits.detach(), grads, second.state
 
 
-def _assert_same_state(a: dict, b: dict, atol: float) -> None:
-    assert a["pos"] == b["pos"]
-    for ma, mb in zip(a["mixer"], b["mixer"], strict=True):
+def _assert_same_state(a, b, atol: float) -> None:
+    assert a.pos == b.pos
+    for ma, mb in zip(a.mixers, b.mixers, strict=True):
         for key in ("W1", "W2", "F1", "F2", "conv") + (("S1", "S2") if "S1" in ma else ()):
             assert torch.allclose(ma[key], mb[key], atol=atol), key
-    for ca, cb in zip(a["cms"], b["cms"], strict=True):
-        for key in ("up", "down", "acc_up", "acc_down"):  # the weights and the partial level chunks
-            for wa, wb in zip(ca[key], cb[key], strict=True):
-                assert (wa is None) == (wb is None), key
-                assert wa is None or torch.allclose(wa, wb, atol=atol), key
+    for ca, cb in zip(a.cms, b.cms, strict=True):
+        for key in ("weights", "acc"):  # the weights and the partial level chunks
+            for pa, pb in zip(getattr(ca, key), getattr(cb, key), strict=True):
+                assert (pa is None) == (pb is None), key
+                for wa, wb in zip(pa or (), pb or (), strict=True):
+                    assert torch.allclose(wa, wb, atol=atol), key
 
 
 @pytest.mark.parametrize("kw", CASES, ids=[str(i) for i in range(len(CASES))])
@@ -70,8 +73,10 @@ def test_segment_step_equals_the_eager_schedule(kw):
     tokens = _tokens()
     ref_logits, ref_grads, ref_state = _train_in_two_calls(_build(**kw), tokens)
     model = _build(**kw)
-    calls = _count_segment_calls(model, model._segment_core)
-    logits, grads, state = _train_in_two_calls(model, tokens)
+    fast = nested.compile_model(model, "train")
+    fast.cores = [None] * len(model.blocks)  # eager chunks: only the segment step is under test
+    calls = _count_segment_calls(fast, fast._segment_core)
+    logits, grads, state = _train_in_two_calls(fast, tokens)
     assert calls, "the segment step was never taken"
     assert torch.allclose(logits, ref_logits, atol=1e-10)
     for name, g in ref_grads.items():
@@ -81,33 +86,39 @@ def test_segment_step_equals_the_eager_schedule(kw):
 
 
 def test_segment_step_guards_non_finite_memories():
-    model = _build(cms_periods=(4, 8), chunk_size=4)
-    _count_segment_calls(model, model._segment_core)
+    model = _build(cms_periods=(4, 8), chunk_size=4, cms_grad="segment")
+    fast = nested.compile_model(model, "train")
+    fast.cores = [None] * len(model.blocks)
+    calls = _count_segment_calls(fast, fast._segment_core)
     with torch.no_grad():
         model.blocks[1].mixer.W1_0[0, -1, 0, 0] = float("nan")
     with pytest.raises(nested.NonFiniteMemoryError) as err:
-        model(_tokens())
+        fast(_tokens())
+    assert calls
     assert err.value.layer == 1 and err.value.memory.startswith("selfmod.")
 
 
 def test_compile_segments_only_where_it_applies():
-    assert _build(cms_periods=(4, 8)).compile_segments()._segment_compiled is not None
-    assert _build(cms_periods=(4, 8), cms_second_order=True).compile_segments()._segment_compiled is None
-    attention = nested.build_model("hope-attention", d_model=32, n_layers=2, seed=0).compile_segments()
-    assert attention._segment_compiled is None
+    def graph(model):
+        return nested.compile_model(model, "train").segment_graph
+
+    assert graph(_build(cms_periods=(4, 8), cms_grad="segment")) is not None
+    assert graph(_build(cms_periods=(4,))) is not None  # one period: exact == segment
+    assert graph(_build(cms_periods=(4, 8))) is None  # exact across segments: the eager rule
+    assert graph(_build(cms_periods=(4, 8), cms_grad="segment", cms_second_order=True)) is None
+    assert graph(nested.build_model("hope-attention", d_model=32, n_layers=2, seed=0)) is None
 
 
 @pytest.mark.slow
 def test_compiled_segments_equal_eager():
     """compile_segments(): the compiled graph (forward, torch.func segment gradient, outer backward)."""
-    kw = {"cms_periods": (4, 8), "chunk_size": 4}
+    kw = {"cms_periods": (4, 8), "chunk_size": 4, "cms_grad": "segment"}
     tokens = _tokens(T=20)
     ref_logits, ref_grads, ref_state = _train_in_two_calls(_build(**kw), tokens, cut=12)
     nested.memory._MASKS.clear()  # as in a fresh process: the first graph compiles before any eager chunk
-    model = _build(**kw).compile_segments()
-    for blk in model.blocks:  # the last segment of each call runs eager (not what this test is about)
-        blk.mixer._chunk_compiled = None
-    calls = _count_segment_calls(model, model._segment_compiled)
+    model = nested.compile_model(_build(**kw), "train")
+    model.cores = [None] * len(model.blocks)  # the last segment of each call runs eager (not under test)
+    calls = _count_segment_calls(model, model.segment_graph)
     graphs = counters["stats"]["unique_graphs"]
     logits, grads, state = _train_in_two_calls(model, tokens, cut=12)
     # one graph for every segment (a recompile costs minutes): nothing the eager pieces do between
