@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile Hope's training step, one graph per CMS segment (2-5 min to compile cold)",
+        help="torch.compile the training step (nested.compile_model 'train': one graph per CMS segment where "
+        "cms_grad=segment, else the chunk steps; 2-5 min to compile cold)",
     )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_train)
