@@ -53,12 +53,13 @@ class CMSState:
 
 @dataclass(frozen=True)
 class LevelStep:
-    """What one level's update did: for traces and clip rates."""
+    """What one level's update did, for traces and clip rates. Tensors, so a run without a trace never
+    waits for the device (`nested.recorder` reads them)."""
 
     layer: int
     level: int
-    norm: float  # Frobenius norm of the change (batch item 0)
-    clipped: bool  # the clip on the summed update fired (batch item 0)
+    norm: Tensor | None  # Frobenius norm of the change, batch item 0 (None for a reset)
+    clipped: Tensor | None  # the clip on the summed update fired, batch item 0
     reset: bool = False  # nested variant: a reset to the learned initial state
 
 
@@ -72,6 +73,13 @@ def clip_coeff(a: Tensor, b: Tensor, max_norm: float) -> Tensor:
     dims = tuple(range(1, a.dim()))
     norm = torch.hypot(torch.linalg.vector_norm(a, dim=dims), torch.linalg.vector_norm(b, dim=dims))
     return (max_norm / norm.clamp_min(1e-12)).clamp(max=1.0).view((-1,) + (1,) * (a.dim() - 1))
+
+
+def clipped_step(pair: Pair, grads: Pair, lr: float, max_norm: float) -> tuple[Pair, Tensor]:
+    """pair - lr * clip(grads) (Eq. 71 with the joint clip), and the clip factor (B, 1, 1)."""
+    factor = clip_coeff(grads[0], grads[1], max_norm)
+    coeff = -lr * factor
+    return (torch.addcmul(pair[0], coeff, grads[0]), torch.addcmul(pair[1], coeff, grads[1])), factor
 
 
 class CMS(nn.Module):
@@ -176,16 +184,14 @@ class CMS(nn.Module):
             if lv not in grads or lr == 0.0:
                 continue  # a frozen level stays bit-for-bit fixed
             g_up, g_down = grads[lv]
-            coeff = -lr * clip_coeff(g_up, g_down, cfg.cms_clip)  # (B, 1, 1)
-            up, down = weights[lv]
-            up, down = (up, down) if second else (up.detach(), down.detach())
-            weights[lv] = (torch.addcmul(up, coeff, g_up), torch.addcmul(down, coeff, g_down))
+            start = weights[lv] if second else (weights[lv][0].detach(), weights[lv][1].detach())
+            weights[lv], factor = clipped_step(start, grads[lv], lr, cfg.cms_clip)
             check_finite({f"level{lv}.up": weights[lv][0], f"level{lv}.down": weights[lv][1]}, layer, "cms")
             if meta_acc is not None:
                 old = meta_acc[lv]
                 meta_acc[lv] = (g_up, g_down) if old is None else (old[0] + g_up, old[1] + g_down)
-            norm = float(coeff[0].abs()) * float(torch.hypot(g_up[0].norm(), g_down[0].norm()))
-            events.append(LevelStep(layer, lv, norm, bool(coeff[0].abs() < lr * (1 - 1e-6))))
+            norm = lr * factor[0, 0, 0] * torch.hypot(g_up[0].norm(), g_down[0].norm())
+            events.append(LevelStep(layer, lv, norm.detach(), factor[0, 0, 0] < 1 - 1e-6))
         new = replace(state, weights=tuple(weights), acc=tuple(acc))
         if meta_acc is not None:
             new, resets = self._nested_resets(new, meta_acc, pos, layer)
@@ -204,11 +210,10 @@ class CMS(nn.Module):
             g_up, g_down = meta_acc[lv]
             meta_acc[lv] = None
             if lr:
-                coeff = -lr * clip_coeff(g_up, g_down, self.cfg.cms_clip)
-                meta[lv] = (torch.addcmul(meta[lv][0], coeff, g_up), torch.addcmul(meta[lv][1], coeff, g_down))
+                meta[lv], _ = clipped_step(meta[lv], (g_up, g_down), lr, self.cfg.cms_clip)
             if state.gain[lv] != 0.0:
                 weights[lv] = meta[lv]
-                events.append(LevelStep(layer, lv, float("nan"), False, reset=True))
+                events.append(LevelStep(layer, lv, None, None, reset=True))
         return replace(state, weights=tuple(weights), meta=tuple(meta), meta_acc=tuple(meta_acc)), events
 
 

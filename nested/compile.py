@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nested.layers import check_finite
-from nested.recorder import record_level_steps
 from nested.selfmod import SelfModifyingTitans, memories_finite, split_points
 
 MODES = ("stream", "chunks", "train")
@@ -122,14 +121,8 @@ class CompiledModel:
         logits, outs, grads, finite = self.segment_graph(tok, targets, args, list(seg.weights))
         n, end = tok.shape[1], state.pos + tok.shape[1]
         mixers, _ = advance_mixers(model, state.mixers, n, args, outs, finite)
-        cms, steps = [], []
-        for i, (blk, c) in enumerate(zip(model.blocks, state.cms, strict=True)):
-            new, done = blk.ffn.step(c, dict(enumerate(grads[i])), end, i)
-            cms.append(new)
-            steps += done
-        if trace is not None:
-            record_level_steps(trace, model, steps, end)
-        return logits, replace(state, pos=end, mixers=mixers, cms=tuple(cms), window=())
+        cms = model.step_levels(state.cms, [dict(enumerate(g)) for g in grads], end, trace)
+        return logits, replace(state, pos=end, mixers=mixers, cms=cms, window=())
 
     # -- the compiled functions ------------------------------------------------------------------
     def _token_all(self, tok: Tensor, layer_args: list, weights: list):

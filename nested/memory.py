@@ -145,7 +145,7 @@ _MASKS: dict[tuple, tuple[Tensor, Tensor]] = {}
 def _tril_masks(C: int, device) -> tuple[Tensor, Tensor]:
     """(inclusive, strict) lower-triangular boolean masks, cached per size and device in eager mode.
     A compiled graph builds them itself (constants to the compiler): a tensor a graph stores in a global
-    would be its output, and inside a torch.func transform (nested.segment) it cannot be one."""
+    would be its output, and inside a torch.func transform (the segment graph of nested.compile) it cannot be one."""
 
     def build() -> tuple[Tensor, Tensor]:
         inc = torch.ones(C, C, dtype=torch.bool, device=device).tril()

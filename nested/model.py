@@ -93,18 +93,16 @@ class NestedLM(nn.Module):
         `freeze` (a nested.Freeze or its string) scales or freezes any level's writes for this run."""
         spec = Freeze.parse(freeze, self)
         dev, dt = self.device, self.embed.weight.dtype
-        mixers = tuple(
-            blk.mixer.with_write_gain(blk.mixer.init_state(batch, dev, dt), spec.memory_gain(i))
-            if spec.memory_gain(i) != 1.0
-            else blk.mixer.init_state(batch, dev, dt)
-            for i, blk in enumerate(self.blocks)
-        )
+        mixers = []
+        for i, blk in enumerate(self.blocks):
+            st, gain = blk.mixer.init_state(batch, dev, dt), spec.memory_gain(i)
+            mixers.append(st if gain == 1.0 else blk.mixer.with_write_gain(st, gain))
         cms = None
         if self.segment:
             cms = tuple(
                 blk.ffn.init_state(batch, spec.cms_gains(i, blk.ffn.n_levels)) for i, blk in enumerate(self.blocks)
             )
-        return StreamState(pos=0, batch=batch, mixers=mixers, cms=cms)
+        return StreamState(pos=0, batch=batch, mixers=tuple(mixers), cms=cms)
 
     def freeze_options(self) -> list[str]:
         """Every level a run can freeze, as nested.Freeze names ("layer 0 memories", "layer 1 cms[0]")."""
@@ -236,15 +234,21 @@ class NestedLM(nn.Module):
                 targets = torch.cat([t for s in segs for t in s.tokens] + [next_tok], 1)[:, 1:]
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
                 grads = level_grads(loss, tensors, retain=outer, create=self.cfg.cms_second_order and outer)
-        cms, steps = [], []
-        for i, (blk, c) in enumerate(zip(self.blocks, state.cms, strict=True)):
-            new, done = blk.ffn.step(c, {lv: g for (layer, lv), g in grads.items() if layer == i}, pos, i)
-            cms.append(new)
+        per_layer = [{lv: g for (layer, lv), g in grads.items() if layer == i} for i in range(len(self.blocks))]
+        cms = self.step_levels(state.cms, per_layer, pos, trace)
+        keep = min(pos - pos % p for p in first.periods) if self.cfg.cms_grad == "exact" else pos
+        return replace(state, cms=cms, window=tuple(s for s in state.window if s.start >= keep))
+
+    def step_levels(self, cms: tuple, grads: list[dict], pos: int, trace: Trace | None) -> tuple:
+        """Every layer's CMS step before token `pos` from its gradients (level -> pair), traced."""
+        new, steps = [], []
+        for i, (blk, c) in enumerate(zip(self.blocks, cms, strict=True)):
+            state, done = blk.ffn.step(c, grads[i], pos, i)
+            new.append(state)
             steps += done
         if trace is not None:
             record_level_steps(trace, self, steps, pos)
-        keep = min(pos - pos % p for p in first.periods) if self.cfg.cms_grad == "exact" else pos
-        return replace(state, cms=tuple(cms), window=tuple(s for s in state.window if s.start >= keep))
+        return tuple(new)
 
     def _replay(self, state: StreamState, segs: list[Segment], wanted: list[tuple[int, int]]):
         """Inference: run the segments again chunk-parallel from the first one's start state, with

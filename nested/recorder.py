@@ -65,4 +65,5 @@ def record_level_steps(trace: Trace, model, steps: list, pos: int) -> None:
             parent = model.blocks[s.layer].ffn.parent(s.level)
             trace.updates.append(UpdateEvent(pos - 1, s.layer, f"cms[{s.level}].init", periods[parent]))
         else:
-            trace.updates.append(UpdateEvent(pos - 1, s.layer, f"cms[{s.level}]", periods[s.level], s.norm, s.clipped))
+            norm, clipped = float(s.norm), bool(s.clipped)
+            trace.updates.append(UpdateEvent(pos - 1, s.layer, f"cms[{s.level}]", periods[s.level], norm, clipped))

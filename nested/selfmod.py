@@ -218,7 +218,7 @@ class SelfModifyingTitans(nn.Module):
 
     def _token_core(self, x, F1, F2, W1, W2, S1, S2, conv_state, gain: float):
         """The tensor work of `_token`: a pure function of tensors (and the frozen flag `gain`), what
-        `compile_streaming` compiles. Returns the layer output (B, 1, d), the new memories, and eta,
+        `nested.compile_model(model, "stream")` compiles. Returns the layer output (B, 1, d), the new memories, and eta,
         alpha, surprise as (B, 1, H)."""
         cfg, H = self.cfg, self.cfg.n_heads
         B = x.shape[0]
@@ -286,7 +286,7 @@ class SelfModifyingTitans(nn.Module):
 
     def _chunk_core(self, xh, raw_q, consts, stepwise: bool, F1, F2, W1, W2, S1, S2, conv_state, gain: float):
         """The tensor work of `_piece`: a pure function of tensors (and the frozen flag `gain`), what
-        `compile_chunks` compiles. Returns o (N, n, dh), the new W1, W2, S1, S2 (None without momentum),
+        `nested.compile_model(model, "chunks" | "train")` compiles. Returns o (N, n, dh), the new W1, W2, S1, S2 (None without momentum),
         the conv state, and eta, alpha, surprise (N, n)."""
         cfg = self.cfg
         N, n, dh = xh.shape

@@ -2,7 +2,7 @@
 
 A `StreamState` is what `model.run` / `model.stream` take and return: the position, each layer's
 mixer state (owned by the mixer: its memories, conv window, attention cache), each layer's CMS levels
-(nested.cms.CMSState), and the `Window` of recent segments the CMS rule still has to learn from.
+(nested.cms.CMSState), and the window of recent `Segment`s the CMS rule still has to learn from.
 """
 
 from __future__ import annotations
@@ -44,7 +44,3 @@ class StreamState:
     cms: tuple[CMSState, ...] | None  # per layer (None: the model has MLP FFNs)
     window: tuple[Segment, ...] = ()  # oldest first; the last one may still be open
     last_probs: Tensor | None = field(default=None, repr=False)  # traces: the previous prediction
-
-    def layer(self, i: int):
-        """Layer i's (mixer state, CMS state)."""
-        return self.mixers[i], None if self.cms is None else self.cms[i]
