@@ -118,6 +118,14 @@ class NestedLM(nn.Module):
         logits, state = self._run(tokens, state, stepwise=False, trace=None)
         return StreamResult(logits, state, None)
 
+    @torch.no_grad()
+    def probe(self, tokens: Tensor, state: StreamState) -> Tensor:
+        """Logits of `tokens` (B, T) read from `state` as it stands, which is neither changed nor returned:
+        the probe's own tokens pass through the memories as in `run`, but no CMS level learns (at a
+        segment boundary the pending update waits for the stream's next token, its last target).
+        `state` must have batch B (nested.state.repeat_state makes B copies of a batch-1 state)."""
+        return self._run(tokens, state, stepwise=False, trace=None, learn=False)[0]
+
     def stream(self, tokens: Tensor, state: StreamState | None = None, trace: bool = True, top_k: int = 5,
                kernels=None) -> StreamResult:  # fmt: skip
         """The same function one token at a time; records a Trace of batch item 0 when `trace`."""
@@ -135,7 +143,8 @@ class NestedLM(nn.Module):
             raise ValueError(f"token ids must lie in [0, {self.cfg.vocab_size})")
         return tokens.long().to(self.device)
 
-    def _run(self, tokens: Tensor, state: StreamState | None, stepwise: bool, trace: Trace | None, kernels=None):
+    def _run(self, tokens: Tensor, state: StreamState | None, stepwise: bool, trace: Trace | None, kernels=None,
+             learn: bool = True):  # fmt: skip
         tokens = self._check_tokens(tokens)
         B, T = tokens.shape
         state = self.init_state(B) if state is None else state
@@ -154,7 +163,8 @@ class NestedLM(nn.Module):
             for a, b in pieces:
                 tok = tokens[:, a:b]
                 if (
-                    self.segment
+                    learn
+                    and self.segment
                     and state.window
                     and state.window[-1].end == state.pos
                     and state.pos % self.segment == 0

@@ -7,7 +7,7 @@ mixer state (owned by the mixer: its memories, conv window, attention cache), ea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 from torch import Tensor
 
@@ -44,3 +44,42 @@ class StreamState:
     cms: tuple[CMSState, ...] | None  # per layer (None: the model has MLP FFNs)
     window: tuple[Segment, ...] = ()  # oldest first; the last one may still be open
     last_probs: Tensor | None = field(default=None, repr=False)  # traces: the previous prediction
+
+
+def map_tensors(fn, obj):
+    """`obj` with `fn` applied to every tensor inside it (dataclasses, dicts, tuples, lists), out of place."""
+    if isinstance(obj, Tensor):
+        return fn(obj)
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return replace(obj, **{f.name: map_tensors(fn, getattr(obj, f.name)) for f in fields(obj)})
+    if isinstance(obj, dict):
+        return {k: map_tensors(fn, v) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(map_tensors(fn, v) for v in obj)
+    return obj
+
+
+def repeat_state(state: StreamState, n: int) -> StreamState:
+    """n independent copies of a batch-1 stream state, as one batch-n state (for batched probes).
+    Every per-item tensor is batch-major (item i owns rows [i*k, (i+1)*k)), so repeating whole rows
+    is exact; a leading dim of 1 becomes a broadcast view (no copy of the CMS weights)."""
+    if state.batch != 1:
+        raise ValueError(f"repeat_state takes a batch-1 state, got batch {state.batch}")
+
+    def rep(x: Tensor) -> Tensor:
+        if x.dim() == 0:
+            return x
+        if x.shape[0] == 1:
+            return x.expand(n, *x.shape[1:])
+        return x.repeat(n, *([1] * (x.dim() - 1)))
+
+    return replace(map_tensors(rep, state), batch=n)
+
+
+def probe_view(state: StreamState) -> StreamState:
+    """What a probe needs of a state: the open segment's weights, without the window's tokens, logits
+    and replay states (a probe learns nothing, so it never replays)."""
+    if not state.window:
+        return state
+    last = replace(state.window[-1], tokens=(), logits=(), mixers=None)
+    return replace(state, window=(last,), last_probs=None)

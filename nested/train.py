@@ -88,6 +88,12 @@ PRESETS: dict[str, dict] = {
     "switching-hope": {"model": "hope", "model_args": {"d_model": 64, "n_layers": 2, "cms_periods": [16, 64]},
                        "task": "switching", "task_args": {"family": "map", "examples_per_segment": 16},
                        "lr": 3e-3, "batch_size": 16},
+    # Continual learning in context (pages/continual.py): one recipe, four models of matched size
+    **{f"languages-{m}": {"model": m, "model_args": {"d_model": 64, "n_layers": 2, **extra}, "task": "languages",
+                          "task_args": {"n_tasks": 4, "segment_len": 128, "n_segments": 4}, "lr": 3e-3,
+                          "batch_size": 16, "eval_every": 100, "ckpt_every": 50}
+       for m, extra in (("hope", {"cms_periods": [16, 64]}), ("titans", {}), ("transformer-swa", {"window": 64}),
+                        ("transformer", {}))},
 }  # fmt: skip
 
 

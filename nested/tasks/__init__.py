@@ -3,6 +3,7 @@ and a probe that scores any predictor on it."""
 
 from nested.tasks.base import IGNORE, Batch, Task
 from nested.tasks.formal import FormalLanguage
+from nested.tasks.languages import LanguageStream, SuccessorLanguages
 from nested.tasks.recall import AssociativeRecall, NeedleInHaystack
 from nested.tasks.switching import Stream, TaskSwitching
 from nested.tasks.text import NewLanguageTask, TextTask
@@ -14,6 +15,7 @@ TASKS = {
     "switching": TaskSwitching,
     "new-language": NewLanguageTask,
     "formal": FormalLanguage,
+    "languages": SuccessorLanguages,
 }
 
 
@@ -23,5 +25,5 @@ def make_task(name: str, **kwargs) -> Task:
     return TASKS[name](**kwargs)
 
 
-__all__ = ["IGNORE", "TASKS", "AssociativeRecall", "Batch", "FormalLanguage", "NeedleInHaystack",
-           "NewLanguageTask", "Stream", "Task", "TaskSwitching", "TextTask", "make_task"]  # fmt: skip
+__all__ = ["IGNORE", "TASKS", "AssociativeRecall", "Batch", "FormalLanguage", "LanguageStream",
+           "NeedleInHaystack", "NewLanguageTask", "Stream", "SuccessorLanguages", "Task", "TaskSwitching", "TextTask", "make_task"]  # fmt: skip

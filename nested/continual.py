@@ -1,0 +1,304 @@
+"""Continual learning in context: several models stream the same task sequence, and probes that read
+each model's state without changing it score *every* task at every point (PAPER.md §8.2, §9 E5/E6).
+
+    lab = ContinualLab(SuccessorLanguages(n_tasks=4), [Learner("Hope", hope), Learner("SWA", swa)], seed=0)
+    lab.feed("A", 128); lab.feed("B", 128); lab.feed("A", 128)
+    lab.curves["Hope"]          # (n_probes, n_tasks) accuracy from the state at each probe position
+    lab.forgetting_matrix("Hope")   # score on task i at the end of segment j
+
+The stream is a pure function of (seed, the list of (task, length) segments), so a URL can restore it.
+Probes go through `NestedLM.probe` (no CMS level learns, the probe's own writes are dropped) on
+`repeat_state` copies of the state: one batched call per model scores every task. For Hope, a probe can
+also read the state with one level reset to its learned initial value - "what if this level forgot now".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nested.state import StreamState, probe_view, repeat_state
+from nested.tasks.base import rng
+from nested.tasks.languages import SuccessorLanguages
+
+MAX_TOKENS = 4096  # a lab's stream; bounds a session's memory (attention caches grow with it)
+MAX_SEGMENT = 1024
+BLOCK = 256  # a segment is generated in blocks of this many symbols (each seeded by its position)
+TEXT_TASK = "T"  # the user's own text as a segment of the stream
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A typed schedule: "ABAC" with one segment length, or explicit lengths "A128 B64 A200"."""
+
+    segments: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def parse(cls, text: str, tasks: list[str], segment_len: int = 128, allow_text: bool = False) -> Schedule:
+        """Raises ValueError with a sentence a user can act on (bad letter, length, total)."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("the schedule is empty: type task letters such as ABAC")
+        allowed = list(tasks) + ([TEXT_TASK] if allow_text else [])
+        items = text.replace(",", " ").split() if any(ch.isdigit() for ch in text) else list(text.replace(" ", ""))
+        out = []
+        for item in items:
+            letter, digits = item[:1].upper(), item[1:]
+            if letter not in allowed:
+                raise ValueError(f"{letter!r} is not a task here: use {', '.join(allowed)}")
+            if digits and not digits.isdigit():
+                raise ValueError(f"cannot read {item!r}: write a letter, optionally followed by a length (A128)")
+            n = int(digits) if digits else segment_len
+            if not 1 <= n <= MAX_SEGMENT:
+                raise ValueError(f"segment {item!r}: a segment is 1 to {MAX_SEGMENT} tokens")
+            out.append((letter, n))
+        total = sum(n for _, n in out)
+        if total > MAX_TOKENS:
+            raise ValueError(f"the schedule is {total:,} tokens; a lab streams at most {MAX_TOKENS:,}")
+        return cls(tuple(out))
+
+    def __str__(self) -> str:
+        return " ".join(f"{t}{n}" for t, n in self.segments)
+
+    def bounds(self) -> list[tuple[str, int, int]]:
+        """(task, first token, end token) of every segment."""
+        out, pos = [], 0
+        for t, n in self.segments:
+            out.append((t, pos, pos + n))
+            pos += n
+        return out
+
+
+@dataclass
+class Learner:
+    """One model in the lab with its own stream state. `freeze` is a nested.Freeze spec for its run."""
+
+    name: str
+    model: torch.nn.Module
+    freeze: str = ""
+    resets: bool = False  # also probe with each level reset (Hope: "which level carries which task")
+    state: StreamState | None = None
+    last_pred: int | None = None  # the prediction for the stream's next token
+    measured: StreamState | None = None  # the state at the last probe (level changes are measured from it)
+
+    def __post_init__(self):
+        self.model.eval()
+        self.state = self.model.init_state(1, freeze=self.freeze or None)
+        self.fresh = self.model.init_state(1)
+
+
+def level_names(model) -> list[str]:
+    """The levels a reset probe can reset (nested.Freeze names): memories and CMS levels."""
+    return model.freeze_options()
+
+
+def reset_level(model, state: StreamState, fresh: StreamState, name: str) -> StreamState:
+    """`state` with one level back at its learned initial value (from `fresh`, a new init_state):
+    "layer i memories" resets the memory tensors (not the convolution window: local context, not memory);
+    "layer i cms[l]" resets level l's weights in the stream state and in the open segment."""
+    layer = int(name.split()[1])
+    if name.endswith("memories"):
+        keep = {k for k in state.mixers[layer] if k == "pos" or k.startswith("conv") or not isinstance(
+            state.mixers[layer][k], Tensor)}  # fmt: skip
+        mix = {k: (v if k in keep else fresh.mixers[layer][k]) for k, v in state.mixers[layer].items()}
+        mixers = state.mixers[:layer] + (mix,) + state.mixers[layer + 1 :]
+        return replace(state, mixers=mixers)
+    level = int(name[name.index("[") + 1 : name.index("]")])
+    c = state.cms[layer]
+    weights = c.weights[:level] + (fresh.cms[layer].weights[level],) + c.weights[level + 1 :]
+    acc = c.acc[:level] + (None,) + c.acc[level + 1 :]
+    cms = state.cms[:layer] + (replace(c, weights=weights, acc=acc),) + state.cms[layer + 1 :]
+    window = state.window
+    if window:
+        seg = window[-1]
+        lw = seg.weights[layer]
+        lw = lw[:level] + (fresh.cms[layer].weights[level],) + lw[level + 1 :]
+        window = window[:-1] + (replace(seg, weights=seg.weights[:layer] + (lw,) + seg.weights[layer + 1 :]),)
+    return replace(state, cms=cms, window=window)
+
+
+def level_change(a: StreamState, b: StreamState) -> dict[str, float]:
+    """How far each level moved from state a to state b: the Frobenius norm of the change of its
+    tensors (memories: every memory matrix of the layer; CMS level: both weight matrices)."""
+    out = {}
+    for i, (ma, mb) in enumerate(zip(a.mixers, b.mixers, strict=True)):
+        keys = [k for k in ma if isinstance(ma[k], Tensor) and not k.startswith("conv") and k in mb]
+        keys = [k for k in keys if k not in ("k", "v")]  # attention caches are not learned state
+        if keys:
+            out[f"layer {i} memories"] = math.sqrt(sum(float((mb[k] - ma[k]).pow(2).sum()) for k in keys))
+    for i, (ca, cb) in enumerate(zip(a.cms or (), b.cms or (), strict=True)):
+        for lv, (pa, pb) in enumerate(zip(ca.weights, cb.weights, strict=True)):
+            out[f"layer {i} cms[{lv}]"] = math.sqrt(
+                sum(float((y - x).pow(2).sum()) for x, y in zip(pa, pb, strict=True))
+            )
+    return out
+
+
+@dataclass
+class ProbeResult:
+    accuracy: dict[str, float]  # task -> accuracy of the successor queries (argmax over its alphabet)
+    loss: dict[str, float]  # task -> mean nats of the right successor (full byte vocabulary)
+
+
+def score_queries(logits: Tensor, task: SuccessorLanguages, rules: dict, tasks: list[str]) -> ProbeResult:
+    """Score the (n_tasks * alphabet, 1, V) logits of `probe_tokens` task by task."""
+    acc, loss, k = {}, {}, task.alphabet
+    logp = torch.log_softmax(logits[:, -1].float(), -1)
+    for j, t in enumerate(tasks):
+        _, answers = task.queries(t, rules)
+        lp = logp[j * k : (j + 1) * k]
+        allowed = torch.tensor(task.restrict(t))
+        pred = allowed[lp[:, allowed].argmax(-1)]
+        acc[t] = float((pred == answers).float().mean())
+        loss[t] = float(-lp.gather(1, answers[:, None]).mean())
+    return ProbeResult(acc, loss)
+
+
+def probe_tokens(task: SuccessorLanguages, rules: dict, tasks: list[str]) -> Tensor:
+    return torch.cat([task.queries(t, rules)[0] for t in tasks])
+
+
+@dataclass
+class ContinualLab:
+    """The stream, the learners' states and everything measured so far. Mutable on purpose: it is one
+    session's live run (app/continual_ui.py keeps one per browser session)."""
+
+    task: SuccessorLanguages
+    learners: list[Learner]
+    seed: int = 0
+    probe_every: int = 16
+    text: str = ""  # the user's text, streamed as segments of task "T" (bytes, repeated to length)
+    segments: list[tuple[str, int, int]] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    curves: dict = field(default_factory=dict)  # learner -> list of {task: accuracy}
+    losses: dict = field(default_factory=dict)  # learner -> list of {task: nats}
+    reset_curves: dict = field(default_factory=dict)  # learner -> level -> list of {task: accuracy}
+    changes: dict = field(default_factory=dict)  # learner -> list of {level: change since last probe}
+    online: dict = field(default_factory=dict)  # learner -> list of in-stream hit (1/0) per token
+    tokens: list[int] = field(default_factory=list)
+
+    def __post_init__(self):
+        if len({lr.name for lr in self.learners}) != len(self.learners):
+            raise ValueError("learners need distinct names")
+        self.rules = self.task.rules(rng(self.seed))
+        self._generated: dict[tuple[int, str], str] = {}
+        self.tasks = self.task.task_names
+        self._probe = probe_tokens(self.task, self.rules, self.tasks)
+        for lr in self.learners:
+            self.curves[lr.name], self.losses[lr.name], self.changes[lr.name], self.online[lr.name] = [], [], [], []
+            if lr.resets:
+                self.reset_curves[lr.name] = {n: [] for n in level_names(lr.model)}
+        self._measure()
+
+    @property
+    def pos(self) -> int:
+        return len(self.tokens)
+
+    # -- the stream ------------------------------------------------------------------------------
+    def _segment_text(self, task: str, index: int, n: int) -> list[int]:
+        """The first n tokens of segment `index`: a pure function of (seed, index, task) whose prefixes
+        agree, so a schedule replays and a segment continued in steps equals one fed at once."""
+        if task == TEXT_TASK:
+            data = self.text.encode("utf-8", errors="replace") or b" "
+            return list((data * (n // len(data) + 1))[:n])
+        key = (index, task)
+        have = self._generated.get(key, "")
+        while len(have) < n:
+            g = rng(self.seed * 1_000_003 + 7919 * index + 131 * ord(task) + len(have) // BLOCK)
+            have += self.task.segment(task, self.rules, BLOCK, g, after=have[-1] if have else None)
+        self._generated[key] = have
+        return list(have[:n].encode())
+
+    def feed(self, task: str, n: int, on_probe=None) -> None:
+        """Stream n tokens of `task` as a new segment (or continue the current one if it is the same
+        task), probing every `probe_every` tokens and at the end. `on_probe(done, n)` reports progress."""
+        if task not in self.tasks and task != TEXT_TASK:
+            raise ValueError(f"{task!r} is not a task here: use {', '.join(self.tasks)}")
+        if task == TEXT_TASK and not self.text:
+            raise ValueError("there is no text of yours to feed: type or paste some first")
+        n = int(n)
+        if n < 1 or self.pos + n > MAX_TOKENS:
+            raise ValueError(f"this lab streams at most {MAX_TOKENS:,} tokens ({MAX_TOKENS - self.pos:,} left)")
+        if self.segments and self.segments[-1][0] == task and self.segments[-1][2] == self.pos:
+            t, a, b = self.segments.pop()
+            seg_tokens = self._segment_text(task, len(self.segments), b - a + n)[b - a :]
+            self.segments.append((t, a, b + n))
+        else:
+            seg_tokens = self._segment_text(task, len(self.segments), n)
+            self.segments.append((task, self.pos, self.pos + n))
+        done = 0
+        while done < n:
+            k = min(self.probe_every - self.pos % self.probe_every, n - done)
+            self._advance(seg_tokens[done : done + k])
+            done += k
+            if self.pos % self.probe_every == 0 or done == n:
+                self._measure()
+            if on_probe is not None:
+                on_probe(done, n)
+
+    def replay(self, schedule: Schedule) -> None:
+        for t, n in schedule.segments:
+            self.feed(t, n)
+
+    @torch.no_grad()
+    def _advance(self, toks: list[int]) -> None:
+        x = torch.tensor([toks], dtype=torch.long)
+        for lr in self.learners:
+            res = lr.model.run(x.to(lr.model.device), lr.state)
+            pred = res.logits[0].argmax(-1).cpu().tolist()
+            # in-stream hit: the prediction made *before* each token (the first one's came with the last piece)
+            hits = self.online[lr.name]
+            if lr.last_pred is not None:
+                hits.append(int(lr.last_pred == toks[0]))
+            hits += [int(p == t) for p, t in zip(pred[:-1], toks[1:], strict=True)]
+            lr.last_pred = pred[-1]
+            lr.state = res.state
+        self.tokens += toks
+
+    # -- probes ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _measure(self) -> None:
+        self.positions.append(self.pos)
+        n = self._probe.shape[0]
+        for lr in self.learners:
+            view = probe_view(lr.state)
+            res = score_queries(lr.model.probe(self._probe.to(lr.model.device), repeat_state(view, n)).cpu(),
+                                self.task, self.rules, self.tasks)  # fmt: skip
+            self.curves[lr.name].append(res.accuracy)
+            self.losses[lr.name].append(res.loss)
+            for name, rows in self.reset_curves.get(lr.name, {}).items():
+                st = repeat_state(reset_level(lr.model, view, lr.fresh, name), n)
+                rows.append(score_queries(lr.model.probe(self._probe.to(lr.model.device), st).cpu(),
+                                          self.task, self.rules, self.tasks).accuracy)  # fmt: skip
+            self.changes[lr.name].append(level_change(lr.measured, lr.state) if lr.measured is not None else {})
+            lr.measured = lr.state
+
+    def curve(self, learner: str, task: str, resets: str | None = None) -> np.ndarray:
+        rows = self.curves[learner] if resets is None else self.reset_curves[learner][resets]
+        return np.array([r[task] for r in rows])
+
+    def forgetting_matrix(self, learner: str) -> np.ndarray:
+        """M[j, i] = accuracy on task i from the state at the end of segment j (text segments included)."""
+        at = {p: i for i, p in enumerate(self.positions)}
+        rows = [self.curves[learner][at[b]] for _, _, b in self.segments]
+        return np.array([[r[t] for t in self.tasks] for r in rows])
+
+    def segment_changes(self, learner: str) -> list[dict[str, float]]:
+        """Per segment, how far each level moved while it streamed (root of the summed squared changes)."""
+        out = []
+        for _, a, b in self.segments:
+            acc: dict[str, float] = {}
+            for p, ch in zip(self.positions, self.changes[learner], strict=True):
+                if a < p <= b:
+                    for k, v in ch.items():
+                        acc[k] = acc.get(k, 0.0) + v * v
+            out.append({k: math.sqrt(v) for k, v in acc.items()})
+        return out
+
+    def online_accuracy(self, learner: str, a: int, b: int) -> float:
+        """In-stream next-token accuracy over stream tokens [a, b) (prediction of token t from t-1)."""
+        hits = self.online[learner][max(a - 1, 0) : max(b - 1, 0)]
+        return float(np.mean(hits)) if hits else float("nan")
