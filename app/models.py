@@ -17,6 +17,11 @@ APP_MODELS: dict[str, tuple[str | None, str, dict]] = {
     "transformer": ("transformer-text", "transformer", {"d_model": 64, "n_layers": 2}),
     "hope-recall": ("hope-recall", "hope", {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64)}),
     "hope-switching": ("hope-switching", "hope", {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64)}),
+    # continual learning in context (pages/continual.py): successor languages, matched size
+    "hope-languages": ("hope-languages", "hope", {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64)}),
+    "titans-languages": ("titans-languages", "titans", {"d_model": 64, "n_layers": 2}),
+    "swa-languages": ("swa-languages", "transformer-swa", {"d_model": 64, "n_layers": 2, "window": 64}),
+    "transformer-languages": ("transformer-languages", "transformer", {"d_model": 64, "n_layers": 2}),
     "hope-attention": (None, "hope-attention", {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64)}),
     "deltanet": (None, "deltanet", {"d_model": 64, "n_layers": 2}),
 }

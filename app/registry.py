@@ -29,6 +29,7 @@ class PageSpec:
 PAGES: list[PageSpec] = [
     PageSpec("home.py", "The nest", ":material/account_tree:", "nest"),
     PageSpec("stepper.py", "Token stepper", ":material/step:", "stepper"),
+    PageSpec("continual.py", "Continual learning", ":material/swap_horiz:", "continual"),
     PageSpec("optimizers.py", "Optimizers as memories", ":material/moving:", "optimizers"),
     PageSpec("workshop.py", "Workshop", ":material/school:", "workshop"),
 ]

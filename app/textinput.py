@@ -32,7 +32,7 @@ def decode_bytes(raw: bytes) -> str:
     return text
 
 
-def clean_text(text: str, limit: int = MAX_STREAM_BYTES) -> tuple[str, list[str]]:
+def clean_text(text: str, limit: int = MAX_STREAM_BYTES, what: str = "the stepper") -> tuple[str, list[str]]:
     """Drop control characters (keep newlines and tabs), normalise to NFC, cut to `limit` UTF-8 bytes
     (never inside a character). Returns the text and the warnings to show."""
     notes = []
@@ -43,7 +43,7 @@ def clean_text(text: str, limit: int = MAX_STREAM_BYTES) -> tuple[str, list[str]
     data = kept.encode("utf-8")
     if len(data) > limit:
         kept = data[:limit].decode("utf-8", errors="ignore")
-        notes.append(f"the text is {len(data):,} bytes; the stepper streams the first {limit:,}")
+        notes.append(f"the text is {len(data):,} bytes; {what} streams the first {limit:,}")
     if not kept.strip():
         raise TextInputError("the text is empty")
     return kept, notes

@@ -28,7 +28,25 @@ SHIPPED: dict[str, dict] = {
     "hope-switching": {"preset": "switching-hope", "steps": 250,
                        "overrides": {"task_args": {"family": "map", "examples_per_segment": 12}},
                        "what": "Hope trained on task switching with conflicting key->value maps (in context)"},
+    # continual learning in context (pages/continual.py): one recipe, matched size
+    "hope-languages": {"preset": "languages-hope", "steps": 1200,
+                       "what": "Hope trained to learn successor languages in context (continual-learning page)"},
+    "titans-languages": {"preset": "languages-titans", "steps": 1200,
+                         "what": "Titans trained to learn successor languages in context (matched size)"},
+    "swa-languages": {"preset": "languages-transformer-swa", "steps": 1500,
+                      "what": "Transformer with a 64-token sliding window on successor languages (matched size)"},
+    "transformer-languages": {"preset": "languages-transformer", "steps": 1500,
+                              "what": "Transformer (full attention) on successor languages (matched size)"},
 }  # fmt: skip
+
+
+def continual_eval(model, train_cfg: dict) -> dict | None:
+    """Languages models: each language alone (nested.continual.isolation_scores), on the card."""
+    if train_cfg["task"] != "languages":
+        return None
+    from nested.continual import isolation_scores
+
+    return isolation_scores(model, make_task("languages", **train_cfg["task_args"]))
 
 
 def card_eval(model, train_cfg: dict, n: int = 64, seed: int = 0) -> dict:
@@ -42,20 +60,35 @@ def card_eval(model, train_cfg: dict, n: int = 64, seed: int = 0) -> dict:
     return {"task": train_cfg["task"], "task_args": args, "n": n, "seed": seed, **res}
 
 
-def ship(name: str, progress: bool = True) -> Path:
+def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -> Path:
+    """Train `name` by its recipe (or take the finished run in `from_run`, trained by the same recipe:
+    `python -m nested train --preset P --steps N --out DIR`), evaluate it and write it with its card."""
     from nested.train import preset, train
 
     spec = SHIPPED[name]
     cfg = preset(spec["preset"], steps=spec["steps"], eval_every=0, ckpt_every=0, **spec.get("overrides", {}))
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg.out_dir = tmp
-        summary = train(cfg, progress=progress)
-        model = summary.pop("model").cpu().eval()
-        dest = CHECKPOINTS / name
+    dest = CHECKPOINTS / name
+    if from_run is not None:
+        run = Path(from_run)
+        model = nested.load(run / "model", device="cpu").eval()
+        done = model.checkpoint_meta
+        free = ("steps", "compile", "eval_every", "ckpt_every", "out_dir", "eval_samples")
+        if {k: v for k, v in done["train"].items() if k not in free} != {k: v for k, v in vars(cfg).items() if k not in free} or done["steps"] != cfg.steps:
+            raise ValueError(f"{run} was not trained by the {name} recipe ({spec['preset']}, {cfg.steps} steps)")
+        summary = {k: done[k] for k in ("tokens_seen", "train_seconds")} | {"threads": done.get("threads", "?")}
+        history = json.loads((run / "history.json").read_text())
         if dest.exists():
             shutil.rmtree(dest)
         nested.save(model, dest)
-        history = json.loads((Path(tmp) / "history.json").read_text())
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg.out_dir = tmp
+            summary = train(cfg, progress=progress)
+            model = summary.pop("model").cpu().eval()
+            if dest.exists():
+                shutil.rmtree(dest)
+            nested.save(model, dest)
+            history = json.loads((Path(tmp) / "history.json").read_text())
     ev = card_eval(model, json.loads(json.dumps(vars(cfg))))
     tail = history[-20:]
     meta = {
@@ -66,11 +99,14 @@ def ship(name: str, progress: bool = True) -> Path:
         "steps": cfg.steps,
         "tokens_seen": summary["tokens_seen"],
         "train_seconds": summary["train_seconds"],
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "machine": f"{platform.machine()}, {summary.get('threads', torch.get_num_threads())} threads, torch {torch.__version__}",
         "final_train_loss": sum(h["loss"] for h in tail) / len(tail),
         "card_eval": ev,
         "version": nested.__version__,
     }
+    cont = continual_eval(model, json.loads(json.dumps(vars(cfg))))
+    if cont is not None:
+        meta["continual_eval"] = cont
     doc = json.loads((dest / CONFIG).read_text())
     doc["meta"] = meta
     (dest / CONFIG).write_text(json.dumps(doc, indent=2, sort_keys=True))
@@ -96,9 +132,16 @@ def write_card(dest: Path, what: str, meta: dict, n_params: int) -> None:
         f"- Evaluation ({ev['n']} held-out samples, seed {ev['seed']}): loss {ev['loss']:.4f} nats/token "
         f"({ev['bits_per_token']:.3f} bits), accuracy {ev['accuracy']:.3f} (chance {ev['chance']:.3f}), "
         f"exact match {ev['exact_match']:.3f}",
-        "",
-        "The evaluation above is recomputed from these weights by tests/test_shipped_checkpoints.py.",
     ]  # fmt: skip
+    cont = meta.get("continual_eval")
+    if cont:
+        per = ", ".join(f"{t} {v:.2f}" for t, v in cont["probe"].items())
+        lines.append(
+            f"- Each language alone ({cont['n_streams']} streams of {cont['segment_len']} tokens, seed {cont['seed']}): "
+            f"probe accuracy {per} (mean {cont['probe_mean']:.3f}; chance {cont['chance']:.3f}); in-stream accuracy over "
+            f"the segment's second half " + ", ".join(f"{t} {v:.2f}" for t, v in cont["in_stream"].items())
+        )
+    lines += ["", "The evaluation above is recomputed from these weights by tests/test_shipped_checkpoints.py."]
     (dest / "README.md").write_text("\n".join(lines) + "\n")
 
 

@@ -14,6 +14,7 @@ also read the state with one level reset to its learned initial value - "what if
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, replace
 
@@ -302,3 +303,66 @@ class ContinualLab:
         """In-stream next-token accuracy over stream tokens [a, b) (prediction of token t from t-1)."""
         hits = self.online[learner][max(a - 1, 0) : max(b - 1, 0)]
         return float(np.mean(hits)) if hits else float("nan")
+
+    # -- what a page draws and a preset ships ----------------------------------------------------
+    def summary(self) -> dict:
+        """Everything measured, as plain JSON-able data (app figures take this, presets ship it)."""
+        models = {}
+        for lr in self.learners:
+            n = lr.name
+            models[n] = {
+                "freeze": lr.freeze,
+                "curves": [[r[t] for t in self.tasks] for r in self.curves[n]],
+                "losses": [[r[t] for t in self.tasks] for r in self.losses[n]],
+                "resets": {lv: [[r[t] for t in self.tasks] for r in rows] for lv, rows in self.reset_curves.get(n, {}).items()},
+                "matrix": self.forgetting_matrix(n).tolist() if self.segments else [],
+                "segment_changes": self.segment_changes(n),
+                "online": [self.online_accuracy(n, a, b) for _, a, b in self.segments],
+            }  # fmt: skip
+        return {"tasks": list(self.tasks), "chance": self.task.chance, "seed": self.seed, "pos": self.pos,
+                "segments": [list(s) for s in self.segments], "positions": list(self.positions),
+                "models": models}  # fmt: skip
+
+    def fork(self) -> ContinualLab:
+        """An independent copy that shares the (immutable) tensors: states are replaced, never written in
+        place, so a cached run can seed many sessions' live runs."""
+        other = copy.copy(self)
+        other.learners = [copy.copy(lr) for lr in self.learners]
+        other.segments, other.positions, other.tokens = list(self.segments), list(self.positions), list(self.tokens)
+        for name in ("curves", "losses", "changes", "online"):
+            setattr(other, name, {k: list(v) for k, v in getattr(self, name).items()})
+        other.reset_curves = {k: {lv: list(r) for lv, r in v.items()} for k, v in self.reset_curves.items()}
+        other._generated = dict(self._generated)
+        return other
+
+
+def isolation_scores(model, task: SuccessorLanguages, n_streams: int = 8, segment_len: int = 128, seed: int = 0) -> dict:
+    """Each language alone: a fresh stream of one segment of it, then that language's probe from the state
+    reached (mean over `n_streams` stream seeds), and the in-stream accuracy over the segment's second
+    half. What "the model learned the task" means on this page; printed on the model's card."""
+    probe, online = {}, {}
+    for t in task.task_names:
+        p, o = [], []
+        for s in range(n_streams):
+            lab = ContinualLab(task, [Learner("m", model)], seed=seed + s, probe_every=segment_len)
+            lab.feed(t, segment_len)
+            p.append(lab.curves["m"][-1][t])
+            o.append(lab.online_accuracy("m", segment_len // 2, segment_len))
+        probe[t], online[t] = float(np.mean(p)), float(np.mean(o))
+    return {"n_streams": n_streams, "segment_len": segment_len, "seed": seed, "chance": task.chance,
+            "probe": probe, "in_stream": online, "probe_mean": float(np.mean(list(probe.values())))}  # fmt: skip
+
+
+def retention(models: dict, task: SuccessorLanguages, schedule: str = "ABA", segment_len: int = 128,
+              seeds=(0, 1, 2)) -> dict:  # fmt: skip
+    """The forgetting study: for each model and stream seed, the probe of every language at the end of
+    every segment of `schedule`. Returns {model: array (seeds, segments, tasks)} of accuracies."""
+    out = {}
+    for name, model in models.items():
+        mats = []
+        for s in seeds:
+            lab = ContinualLab(task, [Learner(name, model)], seed=s, probe_every=segment_len)
+            lab.replay(Schedule.parse(schedule, task.task_names, segment_len))
+            mats.append(lab.forgetting_matrix(name))
+        out[name] = np.stack(mats)
+    return out

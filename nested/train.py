@@ -211,7 +211,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     summary = {"steps": cfg.steps, "tokens_seen": tokens_seen, "train_seconds": round(elapsed, 1),
                "final_loss": history[-1]["loss"] if history else None, "eval": final_eval}  # fmt: skip
     if rank == 0:
-        meta = {"preset": None, "train": asdict(cfg), **summary, "version": nested.__version__}
+        meta = {"preset": None, "train": asdict(cfg), **summary, "threads": torch.get_num_threads(),
+                "version": nested.__version__}  # fmt: skip
         checkpoint.save(model, out / "model", meta=meta)
         (out / "history.json").write_text(json.dumps(history, indent=1))
     return summary | {"model": model}

@@ -1,0 +1,116 @@
+"""Figures of the continual-learning page, pure functions of `ContinualLab.summary()` (tested without
+Streamlit): forgetting curves per model, the forgetting matrix, and which level carries which task."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+TASK_COLOURS = {"A": "#1f77b4", "B": "#d62728", "C": "#2ca02c", "D": "#9467bd", "E": "#ff7f0e", "F": "#8c564b",
+                "T": "#7f7f7f"}  # fmt: skip
+
+
+def task_colour(task: str) -> str:
+    return TASK_COLOURS.get(task, "#7f7f7f")
+
+
+def _shade_segments(fig: go.Figure, segments: list, rows: int) -> None:
+    """Each segment's span tinted in its task's colour, its letter on top (row 1 only)."""
+    for t, a, b in segments:
+        for r in range(1, rows + 1):
+            fig.add_vrect(x0=a, x1=b, fillcolor=task_colour(t), opacity=0.08, line_width=0, row=r, col=1)
+        fig.add_annotation(x=(a + b) / 2, y=1.0, yref="paper", yanchor="bottom", text=f"<b>{t}</b>",
+                           showarrow=False, font={"color": task_colour(t)})  # fmt: skip
+
+
+def forgetting_curves(summary: dict, models: list[str] | None = None) -> go.Figure:
+    """One panel per model: accuracy on every task's probe (what follows each symbol?) at every probed
+    position of the stream, from the state reached there. Shaded spans are the segments; the dashed
+    line is chance."""
+    models = models or list(summary["models"])
+    fig = make_subplots(rows=len(models), cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                        subplot_titles=[_title(summary, m) for m in models])  # fmt: skip
+    x = summary["positions"]
+    for r, m in enumerate(models, start=1):
+        acc = np.array(summary["models"][m]["curves"]).reshape(len(x), -1)
+        for j, t in enumerate(summary["tasks"]):
+            fig.add_trace(go.Scatter(x=x, y=acc[:, j], mode="lines", name=f"task {t}", legendgroup=t,
+                                     showlegend=r == 1, line={"color": task_colour(t), "width": 2},
+                                     hovertemplate=f"{m}<br>task {t} after token %{{x}}: %{{y:.0%}}<extra></extra>"),
+                          row=r, col=1)  # fmt: skip
+        fig.add_hline(y=summary["chance"], line_dash="dot", line_color="#999", row=r, col=1)
+        fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="probe acc.", row=r, col=1)
+    _shade_segments(fig, summary["segments"], len(models))
+    fig.update_xaxes(title_text="tokens streamed", row=len(models), col=1)
+    fig.update_layout(height=170 * len(models) + 90, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.12 if len(models) > 1 else -0.3}, hovermode="x unified")  # fmt: skip
+    return fig
+
+
+def _title(summary: dict, model: str) -> str:
+    freeze = summary["models"][model].get("freeze")
+    return f"{model}" + (f" (frozen: {freeze})" if freeze else "")
+
+
+def forgetting_matrix(summary: dict, model: str) -> go.Figure:
+    """Rows: the end of each segment (in order); columns: tasks; cell: probe accuracy on that task from
+    the state at that point. The diagonal-ish cells are 'just learned'; cells below them show what
+    later segments left of it."""
+    mat = np.array(summary["models"][model]["matrix"], dtype=float).reshape(-1, len(summary["tasks"]))
+    rows = [f"after {j + 1}: {t}" for j, (t, _, _) in enumerate(summary["segments"])]
+    fig = go.Figure(go.Heatmap(z=mat, x=[f"task {t}" for t in summary["tasks"]], y=rows, zmin=0, zmax=1,
+                               colorscale="Blues", text=np.vectorize(lambda v: f"{v:.0%}")(mat) if mat.size else None,
+                               texttemplate="%{text}", colorbar={"title": "acc.", "tickformat": ".0%"},
+                               hovertemplate="%{y}, %{x}: %{z:.0%}<extra></extra>"))  # fmt: skip
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=f"Forgetting matrix — {model}", height=120 + 28 * max(len(rows), 1),
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    return fig
+
+
+def level_resets(summary: dict, model: str) -> go.Figure:
+    """Probe accuracy now, as is and with one level reset to its learned initial value: a level whose
+    reset loses a task is the level carrying it."""
+    info = summary["models"][model]
+    names = ["as is"] + list(info["resets"])
+    z = [info["curves"][-1]] + [rows[-1] for rows in info["resets"].values()]
+    z = np.array(z, dtype=float)
+    fig = go.Figure(go.Heatmap(z=z, x=[f"task {t}" for t in summary["tasks"]], y=[f"reset {n}" if n != "as is" else n for n in names],
+                               zmin=0, zmax=1, colorscale="Greens", text=np.vectorize(lambda v: f"{v:.0%}")(z),
+                               texttemplate="%{text}", colorbar={"title": "acc.", "tickformat": ".0%"},
+                               hovertemplate="%{y}: %{x} %{z:.0%}<extra></extra>"))  # fmt: skip
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=f"What if a level forgot now? — {model} at token {summary['pos']}", height=120 + 30 * len(names),
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    return fig
+
+
+def level_changes(summary: dict, model: str) -> go.Figure:
+    """How far each level moved during each segment (Frobenius norm of its change), log colour: the
+    fast memories move every token; a CMS level only at its period's boundaries."""
+    info = summary["models"][model]
+    changes = info["segment_changes"]
+    levels = sorted({k for ch in changes for k in ch}, key=lambda k: (int(k.split()[1]), "cms" in k, k))
+    z = np.array([[ch.get(lv, np.nan) for ch in changes] for lv in levels], dtype=float)
+    cols = [f"{j + 1}: {t}" for j, (t, _, _) in enumerate(summary["segments"])]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logz = np.log10(np.where(z > 0, z, np.nan))
+    fig = go.Figure(go.Heatmap(z=logz, x=cols, y=levels, colorscale="Reds", customdata=z,
+                               colorbar={"title": "log10 ‖Δ‖"},
+                               hovertemplate="%{y} during segment %{x}: ‖Δ‖ = %{customdata:.3g}<extra></extra>"))  # fmt: skip
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=f"How much each level moved per segment — {model}", height=120 + 30 * max(len(levels), 1),
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    return fig
+
+
+def summary_rows(summary: dict) -> list[dict]:
+    """A table: per model and segment, in-stream accuracy and the probe on that segment's task at its end."""
+    rows = []
+    for m, info in summary["models"].items():
+        for j, (t, a, b) in enumerate(summary["segments"]):
+            probe = info["matrix"][j][summary["tasks"].index(t)] if t in summary["tasks"] else None
+            rows.append({"model": m, "segment": f"{j + 1}: {t} [{a}, {b})", "in-stream accuracy": info["online"][j],
+                         "probe at its end": probe})  # fmt: skip
+    return rows

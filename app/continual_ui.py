@@ -1,0 +1,176 @@
+"""The continual-learning page's session logic: which models stream, the live lab kept per session, the
+shipped first-second run, and actions that never lose the earlier run (pages/continual.py draws).
+
+A lab is keyed by its setup (models, regime, seed, frozen level). The stream itself is in the URL as the
+schedule streamed so far (`cl_run`, e.g. "A128 B64"), so a copied link replays the same run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import streamlit as st
+
+import nested
+from app.models import build_frozen
+from app.presets import PRESET_DIR
+from app.session import frozen_model
+from nested.continual import MAX_TOKENS, TEXT_TASK, ContinualLab, Learner, Schedule
+from nested.tasks import SuccessorLanguages
+
+# page label -> the app model (app/models.py APP_MODELS) it runs
+LAB_MODELS = {
+    "Hope": "hope-languages",
+    "Titans": "titans-languages",
+    "Transformer, window 64": "swa-languages",
+    "Transformer": "transformer-languages",
+}
+FROZEN_HOPE = "Hope, level frozen"
+DEFAULT_MODELS = ["Hope", "Titans", "Transformer, window 64"]
+N_TASKS = 4
+DEFAULT_SCHEDULE = "ABAC"
+DEFAULT_SEGMENT = 128
+REGIMES = {"own alphabets (no conflict)": False, "one shared alphabet (rules conflict)": True}
+PRESET_FILE = PRESET_DIR / "continual-default.json"
+
+
+@dataclass(frozen=True)
+class Setup:
+    models: tuple[str, ...]
+    shared: bool = False
+    seed: int = 0
+    frozen: str = ""  # the level the "Hope, level frozen" learner freezes
+
+    @property
+    def task(self) -> SuccessorLanguages:
+        return SuccessorLanguages(n_tasks=N_TASKS, shared=self.shared)
+
+
+DEFAULT_SETUP = Setup(tuple(DEFAULT_MODELS))
+
+
+def learners(setup: Setup, model_for=None) -> list[Learner]:
+    """One Learner per chosen model; Hope probes with each level reset too."""
+    model_for = model_for or (lambda name: frozen_model(name, 0))
+    out = []
+    for label in setup.models:
+        if label == FROZEN_HOPE:
+            out.append(Learner(f"Hope, {setup.frozen} frozen", model_for(LAB_MODELS["Hope"]), freeze=setup.frozen))
+        else:
+            out.append(Learner(label, model_for(LAB_MODELS[label]), resets=label == "Hope"))
+    return out
+
+
+def new_lab(setup: Setup, model_for=None) -> ContinualLab:
+    return ContinualLab(setup.task, learners(setup, model_for), seed=setup.seed)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Streaming the schedule through every model…")
+def replayed(setup: Setup, schedule: str) -> ContinualLab:
+    """A run shared by every session that opens the same setup and schedule (forked before use: the
+    states are immutable, so sessions never touch each other's run)."""
+    lab = new_lab(setup)
+    lab.replay(Schedule.parse(schedule, lab.tasks))
+    return lab
+
+
+def shipped_summary() -> dict | None:
+    """The default run, precomputed (drawn in the first second); None when missing or unreadable."""
+    try:
+        data = json.loads(PRESET_FILE.read_text())
+        return data if isinstance(data, dict) and "models" in data else None
+    except (OSError, ValueError):
+        return None
+
+
+def build_preset() -> dict:
+    """Run the default setup and schedule on CPU and write the shipped summary."""
+    lab = new_lab(DEFAULT_SETUP, model_for=lambda name: build_frozen(name, 0, device="cpu"))
+    lab.replay(Schedule.parse(f"{DEFAULT_SCHEDULE}", lab.tasks, DEFAULT_SEGMENT))
+    summary = lab.summary() | {"schedule": str(Schedule(tuple((t, b - a) for t, a, b in lab.segments)))}
+    PRESET_DIR.mkdir(parents=True, exist_ok=True)
+    PRESET_FILE.write_text(json.dumps(summary))
+    return summary
+
+
+def run_string(lab: ContinualLab) -> str:
+    """The schedule streamed so far, e.g. "A128 B64": what the URL keeps."""
+    return str(Schedule(tuple((t, b - a) for t, a, b in lab.segments))) if lab.segments else ""
+
+
+def current_lab(setup: Setup, text: str) -> ContinualLab | None:
+    """The session's live lab for `setup`, restored from the URL's run on a fresh session; None while
+    the default setup still shows its shipped run (nothing streamed live yet)."""
+    lab = st.session_state.get("cl_lab")
+    if lab is not None and st.session_state.get("cl_setup") == setup:
+        lab.text = text
+        return lab
+    url_run = st.query_params.get("cl_run", "")
+    if lab is None and url_run and not st.session_state.get("_cl_url_read"):
+        st.session_state["_cl_url_read"] = True
+        try:
+            sched = Schedule.parse(url_run, setup.task.task_names, allow_text=bool(text))
+            if sched.segments and not any(t == TEXT_TASK for t, _ in sched.segments):
+                return _keep(setup, replayed(setup, str(sched)).fork(), text)
+        except ValueError as exc:
+            st.warning(f"The link's run could not be restored ({exc}); starting fresh.")
+    if lab is None and setup == DEFAULT_SETUP and shipped_summary() is not None:
+        return None
+    return _keep(setup, new_lab(setup), text)
+
+
+def _keep(setup: Setup, lab: ContinualLab, text: str) -> ContinualLab:
+    lab.text = text
+    st.session_state["cl_lab"], st.session_state["cl_setup"] = lab, setup
+    return lab
+
+
+def materialise(setup: Setup, text: str) -> ContinualLab:
+    """The live lab, starting from the shipped default run when the page still shows it."""
+    lab = st.session_state.get("cl_lab")
+    if lab is not None and st.session_state.get("cl_setup") == setup:
+        return lab
+    shipped = shipped_summary()
+    lab = replayed(setup, shipped["schedule"]).fork() if setup == DEFAULT_SETUP and shipped else new_lab(setup)
+    return _keep(setup, lab, text)
+
+
+def feed(lab: ContinualLab, task: str, n: int) -> ContinualLab | None:
+    """Stream n tokens of `task` into a copy; the copy replaces the run only if every model got through
+    (a refused or diverging feed keeps the earlier run). Returns the new lab, or None with a message."""
+    n = min(n, MAX_TOKENS - lab.pos)
+    if n <= 0:
+        st.warning(f"This run has streamed its {MAX_TOKENS:,} tokens: run a new schedule to start again.")
+        return None
+    trial = lab.fork()
+    try:
+        trial.feed(task, n)
+    except (ValueError, nested.NonFiniteMemoryError, FloatingPointError) as exc:
+        st.error(f"Could not stream {n} tokens of {task}: {exc}. The earlier run is kept.")
+        return None
+    st.session_state["cl_lab"] = trial
+    st.query_params["cl_run"] = run_string(trial)
+    return trial
+
+
+def run_schedule(setup: Setup, schedule: str, segment_len: int, text: str) -> ContinualLab | None:
+    """Start over with a typed schedule; a bad schedule is explained and the earlier run kept."""
+    try:
+        sched = Schedule.parse(schedule, setup.task.task_names, segment_len, allow_text=True)
+        if any(t == TEXT_TASK for t, _ in sched.segments) and not text:
+            raise ValueError("the schedule has T (your text) but there is no text: type or paste some below")
+        lab = new_lab(setup)
+        lab.text = text
+        bar = st.progress(0.0, text="Streaming…")
+        total, done = sum(n for _, n in sched.segments), 0
+        for t, n in sched.segments:
+            lab.feed(t, n, on_probe=lambda d, _n, base=done: bar.progress((base + d) / total, text=f"Streaming… {base + d}/{total} tokens"))  # fmt: skip
+            done += n
+        bar.empty()
+    except (ValueError, nested.NonFiniteMemoryError, FloatingPointError) as exc:
+        st.error(f"Cannot run that schedule: {exc}. The earlier run is kept.")
+        return None
+    _keep(setup, lab, text)
+    st.query_params["cl_run"] = run_string(lab)
+    return lab

@@ -1,0 +1,121 @@
+"""AppTest of the continual-learning page: every control, the URL, bad input."""
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.continual_figures import forgetting_curves, forgetting_matrix, level_changes, level_resets, summary_rows
+from app.continual_ui import PRESET_FILE, shipped_summary
+from app.registry import ROOT, page_for
+
+MAIN = str(ROOT / "app" / "main.py")
+TIMEOUT = 300
+
+
+def open_page(**params) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page(str(page_for("continual").path))
+    return at.run()
+
+
+def lab(at):
+    return at.session_state["cl_lab"] if "cl_lab" in at.session_state else None
+
+
+def test_first_paint_is_the_shipped_run_and_feeding_goes_live():
+    at = open_page()
+    assert not at.exception, [e.value for e in at.exception]
+    shipped = shipped_summary()
+    assert shipped is not None, f"{PRESET_FILE} is missing: python -m app.presets"
+    assert any("precomputed run" in c.value for c in at.caption)
+    assert lab(at) is None  # nothing computed for the first paint
+    at.button(key="cl_feed_B").click().run()
+    assert not at.exception
+    live = lab(at)
+    assert live.segments[: len(shipped["segments"])] == [tuple(s) for s in shipped["segments"]]  # continues it
+    assert live.segments[-1][0] == "B" and live.pos == shipped["pos"] + 32
+    assert at.query_params["cl_run"][0].endswith("B32")
+
+
+def test_switching_mid_stream_changes_the_next_segment_and_curves_extend():
+    at = open_page(cl_models=["Titans"])
+    at.button(key="cl_feed_A").click().run()
+    n0 = len(lab(at).positions)
+    spec0 = at.get("plotly_chart")[0].proto.spec
+    at.select_slider(key="cl_step").set_value(16).run()
+    at.button(key="cl_feed_C").click().run()
+    assert not at.exception
+    assert [s[0] for s in lab(at).segments] == ["A", "C"] and lab(at).segments[1] == ("C", 32, 48)
+    assert len(lab(at).positions) == n0 + 1 and at.get("plotly_chart")[0].proto.spec != spec0
+    at.button(key="cl_feed_C").click().run()  # the same task again continues its segment
+    assert lab(at).segments[-1] == ("C", 32, 64)
+
+
+def test_the_url_restores_the_run():
+    at = open_page(cl_models=["Titans", "Transformer, window 64"], cl_run="A32 B16", cl_seed="3")
+    assert not at.exception
+    run = lab(at)
+    assert run.segments == [("A", 0, 32), ("B", 32, 48)] and run.seed == 3
+    assert [lr.name for lr in run.learners] == ["Titans", "Transformer, window 64"]
+
+
+def test_a_typed_schedule_runs_and_a_bad_one_keeps_the_run():
+    at = open_page(cl_models=["Titans"])
+    at.text_input(key="cl_schedule").set_value("A32 B32 A16").run()
+    at.button(key="cl_run_schedule").click().run()
+    assert not at.exception and lab(at).segments == [("A", 0, 32), ("B", 32, 64), ("A", 64, 80)]
+    for bad in ["AXQ", "A99999", "T"]:  # unknown letter, absurd length, your text without text
+        at.text_input(key="cl_schedule").set_value(bad).run()
+        at.button(key="cl_run_schedule").click().run()
+        assert not at.exception and at.error, bad
+        assert lab(at).segments == [("A", 0, 32), ("B", 32, 64), ("A", 64, 80)]
+
+
+def test_your_text_is_a_task_and_a_megabyte_is_cut_with_a_note():
+    at = open_page(cl_models=["Titans"])
+    at.text_area(key="cl_text").set_value("the cat sat on the mat. " * 40).run()
+    at.button(key="cl_feed_T").click().run()
+    assert not at.exception and lab(at).segments[-1][0] == "T"
+    assert bytes(lab(at).tokens[:24]).decode() == "the cat sat on the mat. "
+    at.text_area(key="cl_text").set_value("x" * 1_000_000)
+    at.run()
+    assert not at.exception and any("streams the first" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("params", [{"cl_run": "<script>"}, {"cl_run": "A99999"}, {"cl_seed": "-5"},
+                                    {"cl_models": ["nope"]}, {"cl_regime": "??"}, {"cl_step": "7"}])  # fmt: skip
+def test_garbage_url_values_never_raise(params):
+    at = open_page(**params)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Continual learning, live"
+
+
+def test_the_frozen_hope_learner_freezes_the_chosen_level():
+    at = open_page(cl_models=["Hope", "Hope, level frozen"], cl_frozen="layer 0 cms[0]")
+    at.button(key="cl_feed_A").click().run()
+    assert not at.exception
+    names = [lr.name for lr in lab(at).learners]
+    assert names == ["Hope", "Hope, layer 0 cms[0] frozen"]
+    changes = lab(at).segment_changes(names[1])[-1]
+    assert changes["layer 0 cms[0]"] == 0.0
+
+
+def test_figures_draw_every_model_task_and_segment():
+    s = shipped_summary()
+    fig = forgetting_curves(s)
+    lines = [tr for tr in fig.data if tr.type == "scatter"]
+    assert len(lines) == len(s["models"]) * len(s["tasks"])
+    assert all(len(tr.x) == len(s["positions"]) for tr in lines)
+    assert {a.text for a in fig.layout.annotations} >= {f"<b>{t}</b>" for t, _, _ in s["segments"]}
+    m = next(iter(s["models"]))
+    assert forgetting_matrix(s, m).data[0].z.shape == (len(s["segments"]), len(s["tasks"]))
+    hope = s["models"]["Hope"]
+    assert level_resets(s, "Hope").data[0].z.shape == (1 + len(hope["resets"]), len(s["tasks"]))
+    assert level_changes(s, "Hope").data[0].z.shape[1] == len(s["segments"])
+    rows = summary_rows(s)
+    assert len(rows) == len(s["models"]) * len(s["segments"])
+    json.dumps(rows)
