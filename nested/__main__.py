@@ -172,8 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ship", help="retrain a shipped checkpoint in assets/checkpoints and write its card")
     p.add_argument("name", help="all, or one of nested.cards.SHIPPED")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--from", dest="from_run", default=None,
-                   help="ship the finished run in this directory (trained by the same recipe) instead of retraining")
+    p.add_argument(
+        "--from",
+        dest="from_run",
+        default=None,
+        help="ship the finished run in this directory (trained by the same recipe) instead of retraining",
+    )
     p.set_defaults(fn=cmd_ship)
     a = ap.parse_args(argv)
     try:

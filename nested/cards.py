@@ -73,7 +73,9 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
         model = nested.load(run / "model", device="cpu").eval()
         done = model.checkpoint_meta
         free = ("steps", "compile", "eval_every", "ckpt_every", "out_dir", "eval_samples")
-        if {k: v for k, v in done["train"].items() if k not in free} != {k: v for k, v in vars(cfg).items() if k not in free} or done["steps"] != cfg.steps:
+        if {k: v for k, v in done["train"].items() if k not in free} != {
+            k: v for k, v in vars(cfg).items() if k not in free
+        } or done["steps"] != cfg.steps:
             raise ValueError(f"{run} was not trained by the {name} recipe ({spec['preset']}, {cfg.steps} steps)")
         summary = {k: done[k] for k in ("tokens_seen", "train_seconds")} | {"threads": done.get("threads", "?")}
         history = json.loads((run / "history.json").read_text())

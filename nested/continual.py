@@ -336,7 +336,9 @@ class ContinualLab:
         return other
 
 
-def isolation_scores(model, task: SuccessorLanguages, n_streams: int = 8, segment_len: int = 128, seed: int = 0) -> dict:
+def isolation_scores(
+    model, task: SuccessorLanguages, n_streams: int = 8, segment_len: int = 128, seed: int = 0
+) -> dict:
     """Each language alone: a fresh stream of one segment of it, then that language's probe from the state
     reached (mean over `n_streams` stream seeds), and the in-stream accuracy over the segment's second
     half. What "the model learned the task" means on this page; printed on the model's card."""

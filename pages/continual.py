@@ -3,9 +3,8 @@
 import pandas as pd
 import streamlit as st
 
+from app import continual_ui as cl
 from app.continual_figures import forgetting_curves, forgetting_matrix, level_changes, level_resets, summary_rows
-from app.continual_ui import (DEFAULT_MODELS, DEFAULT_SCHEDULE, DEFAULT_SEGMENT, FROZEN_HOPE, LAB_MODELS, N_TASKS,
-                              REGIMES, Setup, current_lab, feed, materialise, run_schedule, shipped_summary)  # fmt: skip
 from app.exports import PLOTLY_CONFIG
 from app.session import frozen_model
 from app.textinput import TextInputError, clean_text
@@ -20,15 +19,17 @@ st.markdown(
     "from each model's current state without changing it."
 )
 c1, c2, c3 = st.columns([3, 2, 2])
-models = multichoice("Models", [*LAB_MODELS, FROZEN_HOPE], key="cl_models", default=DEFAULT_MODELS, container=c1)
-regime = choice(c2.radio, "Languages", list(REGIMES), key="cl_regime")
-levels = frozen_model(LAB_MODELS["Hope"], 0).freeze_options()
-frozen = choice(c3.selectbox, f"Level of '{FROZEN_HOPE}'", levels, key="cl_frozen", default="layer 1 cms[1]")
+models = multichoice(
+    "Models", [*cl.LAB_MODELS, cl.FROZEN_HOPE], key="cl_models", default=cl.DEFAULT_MODELS, container=c1
+)
+regime = choice(c2.radio, "Languages", list(cl.REGIMES), key="cl_regime")
+levels = frozen_model(cl.LAB_MODELS["Hope"], 0).freeze_options()
+frozen = choice(c3.selectbox, f"Level of '{cl.FROZEN_HOPE}'", levels, key="cl_frozen", default="layer 1 cms[1]")
 seed = c3.number_input("Stream seed", 0, 10**6, 0, key="cl_seed", bind="query-params")
 if not models:
     st.info("Pick at least one model.")
     st.stop()
-setup = Setup(tuple(models), REGIMES[regime], int(seed), frozen if FROZEN_HOPE in models else "")
+setup = cl.Setup(tuple(models), cl.REGIMES[regime], int(seed), frozen if cl.FROZEN_HOPE in models else "")
 with st.expander("Schedule and your text", icon=":material/edit_note:"):
     raw = st.text_area("Your text (task T): streamed as a segment like any language", key="cl_text", max_chars=20_000)
     text = ""
@@ -40,13 +41,15 @@ with st.expander("Schedule and your text", icon=":material/edit_note:"):
         except TextInputError as exc:
             st.warning(f"Your text cannot be used: {exc}.")
     s1, s2, s3 = st.columns([3, 2, 1], vertical_alignment="bottom")
-    schedule = s1.text_input("Schedule (letters, or A128 B64 …; T is your text)", DEFAULT_SCHEDULE, key="cl_schedule",
+    schedule = s1.text_input("Schedule (letters, or A128 B64 …; T is your text)", cl.DEFAULT_SCHEDULE, key="cl_schedule",
                              max_chars=400, bind="query-params")  # fmt: skip
-    seglen = choice(s2.select_slider, "Segment length", [32, 64, 128, 256, 512], key="cl_seglen", default=DEFAULT_SEGMENT)
+    seglen = choice(
+        s2.select_slider, "Segment length", [32, 64, 128, 256, 512], key="cl_seglen", default=cl.DEFAULT_SEGMENT
+    )
     if s3.button("Run", icon=":material/replay:", key="cl_run_schedule", help="Start over with this schedule"):
-        run_schedule(setup, schedule, seglen, text)
-lab = current_lab(setup, text)
-tasks = [chr(65 + i) for i in range(N_TASKS)] + ([TEXT_TASK] if text else [])
+        cl.run_schedule(setup, schedule, seglen, text)
+lab = cl.current_lab(setup, text)
+tasks = [chr(65 + i) for i in range(cl.N_TASKS)] + ([TEXT_TASK] if text else [])
 current = st.session_state.get("cl_task", "A") if st.session_state.get("cl_task", "A") in tasks else "A"
 step = choice(st.select_slider, "Tokens per step", [16, 32, 64, 128], key="cl_step", default=32)
 cols = st.columns(len(tasks) + 1, vertical_alignment="bottom")
@@ -55,7 +58,7 @@ for col, t in zip(cols, tasks, strict=False):
     if col.button(label, key=f"cl_feed_{t}", type="primary" if t == current else "secondary", width="stretch",
                   help=f"Switch the stream to {'your text' if t == TEXT_TASK else 'language ' + t} now and stream {step} tokens"):  # fmt: skip
         st.session_state["cl_task"] = current = t
-        lab = feed(materialise(setup, text), t, step) or st.session_state.get("cl_lab")
+        lab = cl.feed(cl.materialise(setup, text), t, step) or st.session_state.get("cl_lab")
 playing = cols[-1].toggle("Play", key="cl_play", help=f"Keep streaming {current}, {step} tokens per tick")
 
 
@@ -63,10 +66,12 @@ playing = cols[-1].toggle("Play", key="cl_play", help=f"Keep streaming {current}
 def views() -> None:
     run = st.session_state.get("cl_lab") if st.session_state.get("cl_setup") == setup else lab
     if playing and not st.session_state.pop("_cl_full_run", False):
-        run = feed(materialise(setup, text), current, step) or run
-    summary = run.summary() if run is not None else shipped_summary()
+        run = cl.feed(cl.materialise(setup, text), current, step) or run
+    summary = run.summary() if run is not None else cl.shipped_summary()
     if run is None:
-        st.caption(f"A precomputed run of the schedule {summary['schedule']}: press a Feed button or Play to go on live.")
+        st.caption(
+            f"A precomputed run of the schedule {summary['schedule']}: press a Feed button or Play to go on live."
+        )
     st.caption(f"Streamed {summary['pos']:,} tokens; now feeding **{current}**. Chance is {summary['chance']:.0%}.")
     st.plotly_chart(forgetting_curves(summary), key="cl_curves", config=PLOTLY_CONFIG)
     names = list(summary["models"])

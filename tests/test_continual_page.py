@@ -23,7 +23,7 @@ def open_page(**params) -> AppTest:
 
 
 def lab(at):
-    return at.session_state["cl_lab"] if "cl_lab" in at.session_state else None
+    return at.session_state["cl_lab"] if "cl_lab" in at.session_state else None  # noqa: SIM401 (no .get)
 
 
 def test_first_paint_is_the_shipped_run_and_feeding_goes_live():
