@@ -17,9 +17,11 @@ def task_colour(task: str) -> str:
 
 def _shade_segments(fig: go.Figure, segments: list, rows: int) -> None:
     """Each segment's span tinted in its task's colour, its letter on top (row 1 only)."""
+    grid = fig._has_subplots()
     for t, a, b in segments:
         for r in range(1, rows + 1):
-            fig.add_vrect(x0=a, x1=b, fillcolor=task_colour(t), opacity=0.08, line_width=0, row=r, col=1)
+            where = {"row": r, "col": 1} if grid else {}
+            fig.add_vrect(x0=a, x1=b, fillcolor=task_colour(t), opacity=0.08, line_width=0, **where)
         fig.add_annotation(x=(a + b) / 2, y=1.0, yref="paper", yanchor="bottom", text=f"<b>{t}</b>",
                            showarrow=False, font={"color": task_colour(t)})  # fmt: skip
 
@@ -114,3 +116,45 @@ def summary_rows(summary: dict) -> list[dict]:
             rows.append({"model": m, "segment": f"{j + 1}: {t} [{a}, {b})", "in-stream accuracy": info["online"][j],
                          "probe at its end": probe})  # fmt: skip
     return rows
+
+
+def training_curves(runs: dict[str, dict]) -> go.Figure:
+    """Across training: one panel per optimizer, the held-out loss of every task over outer steps (log
+    scale), the schedule's segments tinted. A task whose loss climbs while another is trained is forgotten."""
+    names = list(runs)
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.05,
+                        subplot_titles=[f"{n} (lr {runs[n]['lr']:g})" + (" — diverged" if runs[n]["diverged_at"] is not None else "")
+                                        for n in names])  # fmt: skip
+    for r, n in enumerate(names, start=1):
+        run = runs[n]
+        loss = np.array(run["losses"], dtype=float).reshape(len(run["steps"]), -1)
+        for j, t in enumerate(run["tasks"]):
+            if not any(s[0] == t for s in run["segments"]):
+                continue  # a task the schedule never trains: its curve says nothing
+            fig.add_trace(go.Scatter(x=run["steps"], y=loss[:, j], mode="lines", name=f"task {t}", legendgroup=t,
+                                     showlegend=r == 1, line={"color": task_colour(t), "width": 2},
+                                     hovertemplate=f"{n}<br>task {t} after step %{{x}}: %{{y:.3f}}<extra></extra>"),
+                          row=r, col=1)  # fmt: skip
+        fig.update_yaxes(type="log", title_text="held-out MSE", row=r, col=1)
+    _shade_segments(fig, next(iter(runs.values()))["segments"], len(names))
+    fig.update_xaxes(title_text="optimizer steps", row=len(names), col=1)
+    fig.update_layout(height=170 * len(names) + 90, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.12 if len(names) > 1 else -0.3}, hovermode="x unified")  # fmt: skip
+    return fig
+
+
+def optimizer_memories(runs: dict[str, dict]) -> go.Figure:
+    """Every optimizer memory's norm over the steps (log scale): what each optimizer still carries from
+    the task before. M3's slow memory M2 changes only once per chunk and outlives a task switch."""
+    fig = go.Figure()
+    for n, run in runs.items():
+        for mem, norms in run["memories"].items():
+            if mem in ("newton_schulz", "chunk_sum") or not any(v > 0 for v in norms):
+                continue
+            fig.add_trace(go.Scatter(x=run["steps"][: len(norms)], y=norms, mode="lines", name=f"{n}: {mem}",
+                                     hovertemplate=f"{n} {mem} at step %{{x}}: ‖·‖ = %{{y:.3g}}<extra></extra>"))  # fmt: skip
+    _shade_segments(fig, next(iter(runs.values()))["segments"], 1)
+    fig.update_yaxes(type="log", title_text="‖memory‖")
+    fig.update_xaxes(title_text="optimizer steps")
+    fig.update_layout(title="The optimizers' own memories", height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig

@@ -77,6 +77,12 @@ PRESETS: dict[str, Preset] = {
             precomputed=True,
         ),
         Preset(
+            "continual-forgetting",
+            "Who still knows A?",
+            "continual",
+            {"cl_models": ["Hope", "Titans", "Transformer, window 64"], "cl_detail": "Hope"},
+        ),
+        Preset(
             "optimizers-momentum",
             "Momentum remembers",
             "optimizers",

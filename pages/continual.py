@@ -5,6 +5,7 @@ import streamlit as st
 
 from app import continual_ui as cl
 from app.continual_figures import forgetting_curves, forgetting_matrix, level_changes, level_resets, summary_rows
+from app.continual_train_ui import across_training_tab
 from app.exports import PLOTLY_CONFIG
 from app.session import frozen_model
 from app.textinput import TextInputError, clean_text
@@ -12,94 +13,98 @@ from app.urlstate import choice, multichoice
 from nested.continual import TEXT_TASK
 
 st.title("Continual learning, live")
-st.markdown(
-    "Each **language** is a rule learned *in context*: a random successor order over its own symbols, drawn fresh "
-    "for every stream. The models' weights are fixed; only their memories and CMS levels learn from the stream "
-    "(continual learning at test time, PAPER.md §8.2). **Probes** ask every language *what follows each symbol?* "
-    "from each model's current state without changing it."
-)
-c1, c2, c3 = st.columns([3, 2, 2])
-models = multichoice(
-    "Models", [*cl.LAB_MODELS, cl.FROZEN_HOPE], key="cl_models", default=cl.DEFAULT_MODELS, container=c1
-)
-regime = choice(c2.radio, "Languages", list(cl.REGIMES), key="cl_regime")
-levels = frozen_model(cl.LAB_MODELS["Hope"], 0).freeze_options()
-frozen = choice(c3.selectbox, f"Level of '{cl.FROZEN_HOPE}'", levels, key="cl_frozen", default="layer 1 cms[1]")
-seed = c3.number_input("Stream seed", 0, 10**6, 0, key="cl_seed", bind="query-params")
-if not models:
-    st.info("Pick at least one model.")
-    st.stop()
-setup = cl.Setup(tuple(models), cl.REGIMES[regime], int(seed), frozen if cl.FROZEN_HOPE in models else "")
-with st.expander("Schedule and your text", icon=":material/edit_note:"):
-    raw = st.text_area("Your text (task T): streamed as a segment like any language", key="cl_text", max_chars=20_000)
-    text = ""
-    if raw.strip():
-        try:
-            text, notes = clean_text(raw, what="this page")
-            for note in notes:
-                st.caption(note)
-        except TextInputError as exc:
-            st.warning(f"Your text cannot be used: {exc}.")
-    s1, s2, s3 = st.columns([3, 2, 1], vertical_alignment="bottom")
-    schedule = s1.text_input("Schedule (letters, or A128 B64 …; T is your text)", cl.DEFAULT_SCHEDULE, key="cl_schedule",
-                             max_chars=400, bind="query-params")  # fmt: skip
-    seglen = choice(
-        s2.select_slider, "Segment length", [32, 64, 128, 256, 512], key="cl_seglen", default=cl.DEFAULT_SEGMENT
-    )
-    if s3.button("Run", icon=":material/replay:", key="cl_run_schedule", help="Start over with this schedule"):
-        cl.run_schedule(setup, schedule, seglen, text)
-lab = cl.current_lab(setup, text)
-tasks = [chr(65 + i) for i in range(cl.N_TASKS)] + ([TEXT_TASK] if text else [])
-current = st.session_state.get("cl_task", "A") if st.session_state.get("cl_task", "A") in tasks else "A"
-step = choice(st.select_slider, "Tokens per step", [16, 32, 64, 128], key="cl_step", default=32)
-cols = st.columns(len(tasks) + 1, vertical_alignment="bottom")
-for col, t in zip(cols, tasks, strict=False):
-    label = "Feed your text" if t == TEXT_TASK else f"Feed {t}"
-    if col.button(label, key=f"cl_feed_{t}", type="primary" if t == current else "secondary", width="stretch",
-                  help=f"Switch the stream to {'your text' if t == TEXT_TASK else 'language ' + t} now and stream {step} tokens"):  # fmt: skip
-        st.session_state["cl_task"] = current = t
-        lab = cl.feed(cl.materialise(setup, text), t, step) or st.session_state.get("cl_lab")
-playing = cols[-1].toggle("Play", key="cl_play", help=f"Keep streaming {current}, {step} tokens per tick")
-
-
-@st.fragment(run_every=1.0 if playing else None)
-def views() -> None:
-    run = st.session_state.get("cl_lab") if st.session_state.get("cl_setup") == setup else lab
-    if playing and not st.session_state.pop("_cl_full_run", False):
-        run = cl.feed(cl.materialise(setup, text), current, step) or run
-    summary = run.summary() if run is not None else cl.shipped_summary()
-    if run is None:
-        st.caption(
-            f"A precomputed run of the schedule {summary['schedule']}: press a Feed button or Play to go on live."
-        )
-    st.caption(f"Streamed {summary['pos']:,} tokens; now feeding **{current}**. Chance is {summary['chance']:.0%}.")
-    st.plotly_chart(forgetting_curves(summary), key="cl_curves", config=PLOTLY_CONFIG)
-    names = list(summary["models"])
-    pick = choice(st.selectbox, "Details for", names, key="cl_detail")
-    a, b = st.columns(2)
-    if summary["segments"]:
-        a.plotly_chart(forgetting_matrix(summary, pick), key="cl_matrix", config=PLOTLY_CONFIG)
-    if summary["models"][pick]["resets"]:
-        b.plotly_chart(level_resets(summary, pick), key="cl_resets", config=PLOTLY_CONFIG)
-    if summary["segments"] and any(summary["models"][pick]["segment_changes"]):
-        st.plotly_chart(level_changes(summary, pick), key="cl_changes", config=PLOTLY_CONFIG)
-    if summary["segments"]:
-        st.dataframe(pd.DataFrame(summary_rows(summary)), hide_index=True, key="cl_table")
-
-
-st.session_state["_cl_full_run"] = True
-views()
-with st.expander("What am I looking at?"):
+in_context, across = st.tabs(["In context (test time)", "Across training (outer loop)"])
+with across:
+    across_training_tab()
+with in_context:
     st.markdown(
-        "- **Curves**: for each model, the accuracy of its answer to *what follows s?* for every symbol s of every "
-        "language, read from the state after each step (the argmax over that language's symbols; dotted: chance). "
-        "Tinted spans are the segments, with their language on top.\n"
-        "- **Forgetting matrix**: row j is the end of segment j, column i a language: how much of language i the "
-        "model still knows then.\n"
-        "- **What if a level forgot now?** Hope probed with one level reset to its learned initial value. If "
-        "resetting a level loses a language, that level is carrying it.\n"
-        "- **How much each level moved**: the size of each memory's and each CMS level's change during each segment.\n"
-        "- **Own alphabets**: learning B never contradicts A, so losing A is forgetting (decay, capacity, a window "
-        "that moved on). **Shared alphabet**: B's rule overwrites A's answers (interference).\n"
-        "- The sliding-window Transformer sees only its last 64 tokens: once a language leaves the window it is gone."
+        "Each **language** is a rule learned *in context*: a random successor order over its own symbols, drawn fresh "
+        "for every stream. The models' weights are fixed; only their memories and CMS levels learn from the stream "
+        "(continual learning at test time, PAPER.md §8.2). **Probes** ask every language *what follows each symbol?* "
+        "from each model's current state without changing it."
     )
+    c1, c2, c3 = st.columns([3, 2, 2])
+    models = multichoice(
+        "Models", [*cl.LAB_MODELS, cl.FROZEN_HOPE], key="cl_models", default=cl.DEFAULT_MODELS, container=c1
+    )
+    regime = choice(c2.radio, "Languages", list(cl.REGIMES), key="cl_regime")
+    levels = frozen_model(cl.LAB_MODELS["Hope"], 0).freeze_options()
+    frozen = choice(c3.selectbox, f"Level of '{cl.FROZEN_HOPE}'", levels, key="cl_frozen", default="layer 1 cms[1]")
+    seed = c3.number_input("Stream seed", 0, 10**6, 0, key="cl_seed", bind="query-params")
+    if not models:
+        st.info("Pick at least one model.")
+        st.stop()
+    setup = cl.Setup(tuple(models), cl.REGIMES[regime], int(seed), frozen if cl.FROZEN_HOPE in models else "")
+    with st.expander("Schedule and your text", icon=":material/edit_note:"):
+        raw = st.text_area(
+            "Your text (task T): streamed as a segment like any language", key="cl_text", max_chars=20_000
+        )
+        text = ""
+        if raw.strip():
+            try:
+                text, notes = clean_text(raw, what="this page")
+                for note in notes:
+                    st.caption(note)
+            except TextInputError as exc:
+                st.warning(f"Your text cannot be used: {exc}.")
+        s1, s2, s3 = st.columns([3, 2, 1], vertical_alignment="bottom")
+        schedule = s1.text_input("Schedule (letters, or A128 B64 …; T is your text)", cl.DEFAULT_SCHEDULE, key="cl_schedule",
+                                 max_chars=400, bind="query-params")  # fmt: skip
+        seglen = choice(
+            s2.select_slider, "Segment length", [32, 64, 128, 256, 512], key="cl_seglen", default=cl.DEFAULT_SEGMENT
+        )
+        if s3.button("Run", icon=":material/replay:", key="cl_run_schedule", help="Start over with this schedule"):
+            cl.run_schedule(setup, schedule, seglen, text)
+    lab = cl.current_lab(setup, text)
+    tasks = [chr(65 + i) for i in range(cl.N_TASKS)] + ([TEXT_TASK] if text else [])
+    current = st.session_state.get("cl_task", "A") if st.session_state.get("cl_task", "A") in tasks else "A"
+    step = choice(st.select_slider, "Tokens per step", [16, 32, 64, 128], key="cl_step", default=32)
+    cols = st.columns(len(tasks) + 1, vertical_alignment="bottom")
+    for col, t in zip(cols, tasks, strict=False):
+        label = "Feed your text" if t == TEXT_TASK else f"Feed {t}"
+        if col.button(label, key=f"cl_feed_{t}", type="primary" if t == current else "secondary", width="stretch",
+                      help=f"Switch the stream to {'your text' if t == TEXT_TASK else 'language ' + t} now and stream {step} tokens"):  # fmt: skip
+            st.session_state["cl_task"] = current = t
+            lab = cl.feed(cl.materialise(setup, text), t, step) or st.session_state.get("cl_lab")
+    playing = cols[-1].toggle("Play", key="cl_play", help=f"Keep streaming {current}, {step} tokens per tick")
+
+    @st.fragment(run_every=1.0 if playing else None)
+    def views() -> None:
+        run = st.session_state.get("cl_lab") if st.session_state.get("cl_setup") == setup else lab
+        if playing and not st.session_state.pop("_cl_full_run", False):
+            run = cl.feed(cl.materialise(setup, text), current, step) or run
+        summary = run.summary() if run is not None else cl.shipped_summary()
+        if run is None:
+            st.caption(
+                f"A precomputed run of the schedule {summary['schedule']}: press a Feed button or Play to go on live."
+            )
+        st.caption(f"Streamed {summary['pos']:,} tokens; now feeding **{current}**. Chance is {summary['chance']:.0%}.")
+        st.plotly_chart(forgetting_curves(summary), key="cl_curves", config=PLOTLY_CONFIG)
+        names = list(summary["models"])
+        pick = choice(st.selectbox, "Details for", names, key="cl_detail")
+        a, b = st.columns(2)
+        if summary["segments"]:
+            a.plotly_chart(forgetting_matrix(summary, pick), key="cl_matrix", config=PLOTLY_CONFIG)
+        if summary["models"][pick]["resets"]:
+            b.plotly_chart(level_resets(summary, pick), key="cl_resets", config=PLOTLY_CONFIG)
+        if summary["segments"] and any(summary["models"][pick]["segment_changes"]):
+            st.plotly_chart(level_changes(summary, pick), key="cl_changes", config=PLOTLY_CONFIG)
+        if summary["segments"]:
+            st.dataframe(pd.DataFrame(summary_rows(summary)), hide_index=True, key="cl_table")
+
+    st.session_state["_cl_full_run"] = True
+    views()
+    with st.expander("What am I looking at?"):
+        st.markdown(
+            "- **Curves**: for each model, the accuracy of its answer to *what follows s?* for every symbol s of every "
+            "language, read from the state after each step (the argmax over that language's symbols; dotted: chance). "
+            "Tinted spans are the segments, with their language on top.\n"
+            "- **Forgetting matrix**: row j is the end of segment j, column i a language: how much of language i the "
+            "model still knows then.\n"
+            "- **What if a level forgot now?** Hope probed with one level reset to its learned initial value. If "
+            "resetting a level loses a language, that level is carrying it.\n"
+            "- **How much each level moved**: the size of each memory's and each CMS level's change during each segment.\n"
+            "- **Own alphabets**: learning B never contradicts A, so losing A is forgetting (decay, capacity, a window "
+            "that moved on). **Shared alphabet**: B's rule overwrites A's answers (interference).\n"
+            "- The sliding-window Transformer sees only its last 64 tokens: once a language leaves the window it is gone."
+        )

@@ -127,7 +127,35 @@ def test_a_lesson_link_opens_its_view(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.goto(server + lesson.url())
     page.wait_for_selector("text=Lesson: CMS and forgetting", timeout=60_000)
-    page.wait_for_function("document.body.innerText.includes('Token 400:')", timeout=90_000)
-    page.locator("[data-testid='stPlotlyChart']").nth(4).wait_for(timeout=60_000)  # strips, losses, heatmaps, curves
+    page.wait_for_function("document.body.innerText.includes('Streamed ')", timeout=90_000)
+    page.locator("[data-testid='stPlotlyChart']").nth(2).wait_for(timeout=60_000)  # curves, matrix, level resets
+    assert len(_curve_lengths(page)) == 3 * 4  # the lesson's three models, four languages each
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+def _curve_lengths(page) -> list[int]:
+    """The number of points of every line of the first chart (the forgetting curves), read from Plotly."""
+    return page.evaluate(
+        "() => { const p = document.querySelector(\"[data-testid='stPlotlyChart'] .js-plotly-plot\");"
+        " return p && p.data ? p.data.filter(d => d.type === 'scatter').map(d => d.x.length) : []; }"
+    )
+
+
+def test_continual_streams_switches_and_every_curve_extends(server, browser):
+    page = _open(browser, f"{server}/continual", "text=Streamed", 1000)
+    before = _curve_lengths(page)
+    assert len(before) >= 3 * 4, before  # three models x four languages
+    page.get_by_role("button", name="Feed B").click()
+    page.wait_for_function("document.body.innerText.includes('now feeding B')", timeout=90_000)
+    page.wait_for_function(IDLE, timeout=90_000)
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Feed C").click()
+    page.wait_for_function("document.body.innerText.includes('now feeding C')", timeout=90_000)
+    page.wait_for_function(IDLE, timeout=90_000)
+    page.wait_for_timeout(1000)
+    after = _curve_lengths(page)
+    assert len(after) == len(before) and all(a > b for a, b in zip(after, before, strict=True)), (before, after)
+    assert "cl_run=" in page.url and page.url.rstrip("&").split("cl_run=")[1].split("&")[0].endswith("C32")
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()

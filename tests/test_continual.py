@@ -187,3 +187,44 @@ def test_reset_level_restores_that_level_only():
     lab = ContinualLab(SuccessorLanguages(n_tasks=2, alphabet=4), [Learner("m", model, resets=True)])
     assert set(lab.reset_curves["m"]) == set(model.freeze_options())
     assert lab.reset_curves["m"]["layer 0 memories"][0] == lab.curves["m"][0]  # nothing learned yet: no-op
+
+
+# -- across training (the outer loop) --------------------------------------------------------------
+def test_outer_loop_learns_each_task_and_forgets_it_under_interference():
+    from nested.continual_train import train_sequence
+
+    run = train_sequence("AB", "adam", 0.003, 300, eval_every=50)
+    a0 = run.loss("A")[0]
+    m = run.forgetting_matrix()
+    assert m.shape == (2, 4)
+    assert m[0, 0] < 0.2 * a0  # A learned
+    assert m[1, 1] < 0.2 * run.loss("B")[0]  # then B learned
+    assert m[1, 0] > 3 * m[0, 0]  # and A forgotten: the teachers share the inputs
+    assert run.steps[-1] == 600 and set(run.memories) == {"exp_avg", "exp_avg_sq"}
+
+
+def test_outer_forgetting_matrix_reads_the_segment_ends_and_runs_are_deterministic():
+    from nested.continual_train import train_sequence
+
+    a = train_sequence("ABA", "momentum", 0.01, 40, eval_every=7)
+    b = train_sequence("ABA", "momentum", 0.01, 40, eval_every=7)
+    assert a.losses == b.losses
+    assert [list(r) for r in a.forgetting_matrix()] == [a.losses[a.steps.index(e)] for e in (40, 80, 120)]
+
+
+def test_clearing_the_optimizer_state_matters_only_when_it_has_memory():
+    from nested.continual_train import train_sequence
+
+    sgd = [train_sequence("AB", "sgd", 0.05, 30, reset_state=r).losses for r in (False, True)]
+    assert sgd[0] == sgd[1]  # plain SGD keeps nothing between steps
+    mom = [train_sequence("AB", "momentum", 0.01, 30, reset_state=r).losses for r in (False, True)]
+    assert mom[0][:4] == mom[1][:4] and mom[0] != mom[1]  # identical until the switch, then not
+
+
+@pytest.mark.parametrize("kw", [dict(schedule=""), dict(schedule="AZ"), dict(optimizer="nope"), dict(lr=-1.0),
+                                dict(lr=float("nan")), dict(steps_per_segment=10**6)])  # fmt: skip
+def test_outer_loop_rejects_bad_settings(kw):
+    from nested.continual_train import train_sequence
+
+    with pytest.raises(ValueError):
+        train_sequence(**kw)

@@ -238,18 +238,19 @@ def test_the_instructor_link_builder_writes_a_link_that_opens_that_view():
 
     at = open_page("workshop")
     assert not at.exception and len([c for c in at.get("page_link") if c.proto.label.startswith("Start:")]) == 6
-    at.selectbox(key="ws_preset").set_value("stepper-freeze-cms").run()
+    at.selectbox(key="ws_preset").set_value("continual-forgetting").run()
     at.selectbox(key="ws_lesson").set_value("cms-and-forgetting").run()
-    at.multiselect(key="ws_hide").set_value(["model", "stepper_frozen"]).run()
+    at.multiselect(key="ws_hide").set_value(["model", "cl_models"]).run()
     link = at.code[0].value
     parts = urlsplit(link)
-    assert parts.path.endswith("/stepper")
+    assert parts.path.endswith("/continual")
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-    assert query == {"preset": "stepper-freeze-cms", "lesson": "cms-and-forgetting", "hide": "model,stepper_frozen"}
-    view = open_page("stepper", **query)
+    assert query == {"preset": "continual-forgetting", "lesson": "cms-and-forgetting", "hide": "model,cl_models"}
+    view = open_page("continual", **query)
     assert not view.exception and not view.sidebar.selectbox
-    assert "stepper_frozen" not in {w.key for w in view.multiselect}
-    assert view.session_state["stepper_run"].frozen == tuple(PRESETS["stepper-freeze-cms"].params["stepper_frozen"])
+    assert "cl_models" not in {w.key for w in view.multiselect}
+    shown = {a["text"] for a in json.loads(view.get("plotly_chart")[0].proto.spec)["layout"]["annotations"]}
+    assert set(PRESETS["continual-forgetting"].params["cl_models"]) <= shown
     assert any(e.label == "Lesson: CMS and forgetting" for e in view.expander)
 
 

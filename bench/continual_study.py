@@ -1,0 +1,97 @@
+"""The forgetting study behind docs/RESULTS.md (issue: continual learning, live).
+
+    python bench/continual_study.py              # in context: the shipped languages models, schedule ABA
+    python bench/continual_study.py --outer      # across training: optimizers on teacher tasks, lr grid
+
+In context: for each shipped model, 3 stream seeds, the probe accuracy on A right after A, after B, and
+after A again (and on B after B), plus each language alone; both regimes (own alphabets, shared).
+Across training: each optimizer's learning rate picked from a grid by how well it learns each task (the
+loss on each task at the end of its own segment, seed 0: picking by the final loss on all tasks would
+reward a rate too small to learn anything, which "forgets" nothing), then 3 training seeds at that rate:
+the loss on A after A, after B, after A again.
+Prints markdown tables (mean ± sd over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+MODELS = {"Hope": "hope-languages", "Titans": "titans-languages", "Transformer, window 64": "swa-languages",
+          "Transformer": "transformer-languages"}  # fmt: skip
+GRID = [0.001, 0.003, 0.01, 0.03, 0.1]
+
+
+def pm(x) -> str:
+    x = np.asarray(x, dtype=float)
+    return f"{x.mean():.2f} ± {x.std(ddof=1) if len(x) > 1 else 0.0:.2f}"
+
+
+def in_context(seeds: list[int], segment_len: int) -> None:
+    import nested
+    from nested.checkpoint import CHECKPOINTS
+    from nested.continual import isolation_scores, retention
+    from nested.tasks import SuccessorLanguages
+
+    models = {k: nested.load(CHECKPOINTS / v).eval() for k, v in MODELS.items() if (CHECKPOINTS / v).is_dir()}
+    for shared in (False, True):
+        task = SuccessorLanguages(n_tasks=4, shared=shared)
+        print(f"\n### In context, {'one shared alphabet' if shared else 'own alphabets'}: schedule ABA, "
+              f"{segment_len} tokens a segment, {len(seeds)} stream seeds (chance {task.chance:.3f})\n")  # fmt: skip
+        print("| model | A alone | A after A | A after B | B after B | A after A again |")
+        print("|---|---|---|---|---|---|")
+        res = retention(models, task, "ABA", segment_len, seeds)
+        for name, mats in res.items():
+            alone = isolation_scores(models[name], task, n_streams=len(seeds), segment_len=segment_len)["probe"]["A"]
+            print(f"| {name} | {alone:.2f} | {pm(mats[:, 0, 0])} | {pm(mats[:, 1, 0])} | {pm(mats[:, 1, 1])} | "
+                  f"{pm(mats[:, 2, 0])} |")  # fmt: skip
+
+
+def outer(seeds: list[int], steps: int) -> None:
+    from nested.continual_train import train_sequence
+
+    names = ["sgd", "momentum", "adam", "muon", "m3", "delta-momentum"]
+    print(f"\n### Across training: schedule ABAC, {steps} steps a task; lr from {GRID} by the mean loss on each task at "
+          "the end of its own segment (seed 0)\n")  # fmt: skip
+    best = {}
+    for n in names:
+        scores = {}
+        for lr in GRID:
+            r = train_sequence("ABAC", n, lr, steps, seed=0)
+            m = r.forgetting_matrix()  # plasticity: the loss on each task at the end of its own segment
+            own = [m[j, ord(t) - 65] for j, t in enumerate("ABAC")]
+            scores[lr] = np.inf if r.diverged_at is not None else float(np.mean(own))
+        best[n] = min(scores, key=scores.get)
+        print(f"- {n}: " + ", ".join(f"{lr:g} → {v:.3f}" for lr, v in scores.items()) + f"; best {best[n]:g}")
+    for reset in (False, True):
+        print(f"\n| optimizer (lr) | A after A | A after B | A after A again | B after A again |"
+              f"{' (memories cleared at each switch)' if reset else ''}")  # fmt: skip
+        print("|---|---|---|---|---|")
+        for n in names:
+            mats = np.stack([train_sequence("ABA", n, best[n], steps, seed=s, reset_state=reset).forgetting_matrix()
+                             for s in seeds])  # fmt: skip
+            print(f"| {n} ({best[n]:g}) | {pm(mats[:, 0, 0])} | {pm(mats[:, 1, 0])} | {pm(mats[:, 2, 0])} | "
+                  f"{pm(mats[:, 2, 1])} |")  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--outer", action="store_true", help="across training instead of in context")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--segment", type=int, default=128, help="in context: tokens a segment")
+    ap.add_argument("--steps", type=int, default=200, help="across training: optimizer steps a task")
+    a = ap.parse_args()
+    seeds = list(range(a.seeds))
+    if a.outer:
+        outer(seeds, a.steps)
+    else:
+        in_context(seeds, a.segment)
+
+
+if __name__ == "__main__":
+    main()
