@@ -33,6 +33,19 @@ DEFAULT_SCHEDULE = "ABAC"
 DEFAULT_SEGMENT = 128
 REGIMES = {"own alphabets (no conflict)": False, "one shared alphabet (rules conflict)": True}
 PRESET_FILE = PRESET_DIR / "continual-default.json"
+EXPLAINER = (
+    "- **Curves**: for each model, the accuracy of its answer to *what follows s?* for every symbol s of every "
+    "language, read from the state after each step (the argmax over that language's symbols; dotted: chance). "
+    "Tinted spans are the segments, with their language on top.\n"
+    "- **Forgetting matrix**: row j is the end of segment j, column i a language: how much of language i the "
+    "model still knows then.\n"
+    "- **What if a level forgot now?** Hope probed with one level reset to its learned initial value. If "
+    "resetting a level loses a language, that level is carrying it.\n"
+    "- **How much each level moved**: the size of each memory's and each CMS level's change during each segment.\n"
+    "- **Own alphabets**: learning B never contradicts A, so losing A is forgetting (decay, capacity, a window "
+    "that moved on). **Shared alphabet**: B's rule overwrites A's answers (interference).\n"
+    "- The sliding-window Transformer sees only its last 64 tokens: once a language leaves the window it is gone."
+)
 
 
 @dataclass(frozen=True)

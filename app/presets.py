@@ -4,6 +4,7 @@ A preset is opened with `?preset=NAME` on its page (lessons link to them). Prese
 ship a precomputed run in assets/presets/NAME.npz (a Trace: every per-token value for the whole text, and
 the memory snapshots around the preset's token index), so the page draws at once while the live model
 loads; `python -m app.presets` rebuilds them and tests/test_workshop.py checks them against a live run.
+The continual page's first view is a precomputed summary too (assets/presets/continual-default.json).
 """
 
 from __future__ import annotations
@@ -152,3 +153,7 @@ def build(names: list[str] | None = None) -> list[str]:
 if __name__ == "__main__":
     for name in build():
         print("wrote", preset_path(name))
+    from app.continual_ui import PRESET_FILE, build_preset
+
+    build_preset()
+    print("wrote", PRESET_FILE)

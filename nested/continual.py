@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nested.state import StreamState, probe_view, repeat_state
+from nested.state import StreamState, map_tensors, probe_view, repeat_state
 from nested.tasks.base import rng
 from nested.tasks.languages import SuccessorLanguages
 
@@ -322,6 +322,19 @@ class ContinualLab:
         return {"tasks": list(self.tasks), "chance": self.task.chance, "seed": self.seed, "pos": self.pos,
                 "segments": [list(s) for s in self.segments], "positions": list(self.positions),
                 "models": models}  # fmt: skip
+
+    def nbytes(self) -> int:
+        """Bytes of tensor storage this lab holds (every learner's state; shared storages counted once)."""
+        seen: dict[int, int] = {}
+
+        def count(t: Tensor) -> Tensor:
+            st = t.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+            return t
+
+        for lr in self.learners:
+            map_tensors(count, (lr.state, lr.measured))
+        return sum(seen.values())
 
     def fork(self) -> ContinualLab:
         """An independent copy that shares the (immutable) tensors: states are replaced, never written in

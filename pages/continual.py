@@ -10,7 +10,7 @@ from app.exports import PLOTLY_CONFIG
 from app.session import frozen_model
 from app.textinput import TextInputError, clean_text
 from app.urlstate import choice, multichoice
-from nested.continual import TEXT_TASK
+from nested.continual import MAX_TOKENS, TEXT_TASK
 
 st.title("Continual learning, live")
 in_context, across = st.tabs(["In context (test time)", "Across training (outer loop)"])
@@ -78,7 +78,14 @@ with in_context:
             st.caption(
                 f"A precomputed run of the schedule {summary['schedule']}: press a Feed button or Play to go on live."
             )
-        st.caption(f"Streamed {summary['pos']:,} tokens; now feeding **{current}**. Chance is {summary['chance']:.0%}.")
+        held = (
+            f" This run holds {run.nbytes() / 2**20:.1f} MB of model state (at most {MAX_TOKENS:,} tokens)."
+            if run
+            else ""
+        )
+        st.caption(
+            f"Streamed {summary['pos']:,} tokens; now feeding **{current}**. Chance is {summary['chance']:.0%}.{held}"
+        )
         st.plotly_chart(forgetting_curves(summary), key="cl_curves", config=PLOTLY_CONFIG)
         names = list(summary["models"])
         pick = choice(st.selectbox, "Details for", names, key="cl_detail")
@@ -95,16 +102,4 @@ with in_context:
     st.session_state["_cl_full_run"] = True
     views()
     with st.expander("What am I looking at?"):
-        st.markdown(
-            "- **Curves**: for each model, the accuracy of its answer to *what follows s?* for every symbol s of every "
-            "language, read from the state after each step (the argmax over that language's symbols; dotted: chance). "
-            "Tinted spans are the segments, with their language on top.\n"
-            "- **Forgetting matrix**: row j is the end of segment j, column i a language: how much of language i the "
-            "model still knows then.\n"
-            "- **What if a level forgot now?** Hope probed with one level reset to its learned initial value. If "
-            "resetting a level loses a language, that level is carrying it.\n"
-            "- **How much each level moved**: the size of each memory's and each CMS level's change during each segment.\n"
-            "- **Own alphabets**: learning B never contradicts A, so losing A is forgetting (decay, capacity, a window "
-            "that moved on). **Shared alphabet**: B's rule overwrites A's answers (interference).\n"
-            "- The sliding-window Transformer sees only its last 64 tokens: once a language leaves the window it is gone."
-        )
+        st.markdown(cl.EXPLAINER)

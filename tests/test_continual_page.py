@@ -119,3 +119,38 @@ def test_figures_draw_every_model_task_and_segment():
     rows = summary_rows(s)
     assert len(rows) == len(s["models"]) * len(s["segments"])
     json.dumps(rows)
+
+
+
+def test_across_training_tab_draws_every_optimizer_task_and_memory():
+    at = open_page(cl_models=["Titans"])
+    assert not at.exception
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    curves = next(s for s in specs if any("held-out MSE" in str(ax) for ax in s["layout"].values()))
+    names = {(d["name"], d["legendgroup"]) for d in curves["data"]}
+    assert {n for n, _ in names} == {"task A", "task B", "task C"}  # the default ABAC never trains D
+    assert len(curves["data"]) == 3 * 3  # three optimizers
+    memories = next(s for s in specs if s["layout"].get("title", {}).get("text") == "The optimizers' own memories")
+    assert {"m3: M1", "m3: M2", "adam: exp_avg", "momentum: momentum_buffer"} <= {d["name"] for d in memories["data"]}
+    at.text_input(key="ct_schedule").set_value("AZ").run()
+    assert not at.exception and any("not a task here" in e.value for e in at.error)
+    at.text_input(key="ct_schedule").set_value("AB").run()
+    at.multiselect(key="ct_optimizers").set_value(["momentum"]).run()
+    kept = [c.proto.spec for c in at.get("plotly_chart")]
+    at.toggle(key="ct_reset").set_value(True).run()
+    assert not at.exception and [c.proto.spec for c in at.get("plotly_chart")] != kept  # momentum remembers
+
+
+def test_the_shipped_run_equals_a_live_run():
+    from app.continual_ui import DEFAULT_SETUP, new_lab
+    from app.models import build_frozen
+    from nested.continual import Schedule
+
+    shipped = shipped_summary()
+    live = new_lab(DEFAULT_SETUP, lambda name: build_frozen(name, 0, device="cpu"))
+    live.replay(Schedule.parse(shipped["schedule"], live.tasks))
+    now = live.summary()
+    assert now["segments"] == shipped["segments"] and now["positions"] == shipped["positions"]
+    for name, info in shipped["models"].items():
+        assert now["models"][name]["curves"] == pytest.approx(info["curves"], abs=1e-6), name
+        assert now["models"][name]["resets"].keys() == info["resets"].keys()
