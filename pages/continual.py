@@ -58,7 +58,9 @@ with in_context:
     lab = cl.current_lab(setup, text)
     tasks = [chr(65 + i) for i in range(cl.N_TASKS)] + ([TEXT_TASK] if text else [])
     current = st.session_state.get("cl_task", "A") if st.session_state.get("cl_task", "A") in tasks else "A"
-    step = choice(st.select_slider, "Tokens per step", [16, 32, 64, 128], key="cl_step", default=32)
+    k1, k2 = st.columns(2)
+    step = choice(k1.select_slider, "Tokens per step", [16, 32, 64, 128], key="cl_step", default=32)
+    speed = choice(k2.select_slider, "Play speed (steps/s)", [0.5, 1.0, 2.0], key="cl_speed", default=1.0)
     cols = st.columns(len(tasks) + 1, vertical_alignment="bottom")
     for col, t in zip(cols, tasks, strict=False):
         label = "Feed your text" if t == TEXT_TASK else f"Feed {t}"
@@ -68,7 +70,7 @@ with in_context:
             lab = cl.feed(cl.materialise(setup, text), t, step) or st.session_state.get("cl_lab")
     playing = cols[-1].toggle("Play", key="cl_play", help=f"Keep streaming {current}, {step} tokens per tick")
 
-    @st.fragment(run_every=1.0 if playing else None)
+    @st.fragment(run_every=1.0 / speed if playing else None)
     def views() -> None:
         run = st.session_state.get("cl_lab") if st.session_state.get("cl_setup") == setup else lab
         if playing and not st.session_state.pop("_cl_full_run", False):
