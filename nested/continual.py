@@ -80,7 +80,7 @@ class Learner:
     name: str
     model: torch.nn.Module
     freeze: str = ""
-    resets: bool = False  # also probe with each level reset (Hope: "which level carries which task")
+    resets: bool = False  # summaries add the probe with each level reset (Hope: "which level carries which task")
     state: StreamState | None = None
     last_pred: int | None = None  # the prediction for the stream's next token
     measured: StreamState | None = None  # the state at the last probe (level changes are measured from it)
@@ -176,7 +176,6 @@ class ContinualLab:
     positions: list[int] = field(default_factory=list)
     curves: dict = field(default_factory=dict)  # learner -> list of {task: accuracy}
     losses: dict = field(default_factory=dict)  # learner -> list of {task: nats}
-    reset_curves: dict = field(default_factory=dict)  # learner -> level -> list of {task: accuracy}
     changes: dict = field(default_factory=dict)  # learner -> list of {level: change since last probe}
     online: dict = field(default_factory=dict)  # learner -> list of in-stream hit (1/0) per token
     tokens: list[int] = field(default_factory=list)
@@ -186,12 +185,11 @@ class ContinualLab:
             raise ValueError("learners need distinct names")
         self.rules = self.task.rules(rng(self.seed))
         self._generated: dict[tuple[int, str], str] = {}
+        self._reset_cache: dict = {}
         self.tasks = self.task.task_names
         self._probe = probe_tokens(self.task, self.rules, self.tasks)
         for lr in self.learners:
             self.curves[lr.name], self.losses[lr.name], self.changes[lr.name], self.online[lr.name] = [], [], [], []
-            if lr.resets:
-                self.reset_curves[lr.name] = {n: [] for n in level_names(lr.model)}
         self._measure()
 
     @property
@@ -270,16 +268,27 @@ class ContinualLab:
                                 self.task, self.rules, self.tasks)  # fmt: skip
             self.curves[lr.name].append(res.accuracy)
             self.losses[lr.name].append(res.loss)
-            for name, rows in self.reset_curves.get(lr.name, {}).items():
-                st = repeat_state(reset_level(lr.model, view, lr.fresh, name), n)
-                rows.append(score_queries(lr.model.probe(self._probe.to(lr.model.device), st).cpu(),
-                                          self.task, self.rules, self.tasks).accuracy)  # fmt: skip
             self.changes[lr.name].append(level_change(lr.measured, lr.state) if lr.measured is not None else {})
             lr.measured = lr.state
 
-    def curve(self, learner: str, task: str, resets: str | None = None) -> np.ndarray:
-        rows = self.curves[learner] if resets is None else self.reset_curves[learner][resets]
-        return np.array([r[task] for r in rows])
+    @torch.no_grad()
+    def reset_probe(self, learner: str) -> dict[str, dict[str, float]]:
+        """Now, for each level of `learner`: every task's probe accuracy with that level reset to its learned
+        initial value. Computed when asked (a page asks once per redraw), cached for the position."""
+        pos, value = self._reset_cache.get(learner, (None, None))
+        if pos != self.pos:
+            lr = next(x for x in self.learners if x.name == learner)
+            view, n, out = probe_view(lr.state), self._probe.shape[0], {}
+            for name in level_names(lr.model):
+                st = repeat_state(reset_level(lr.model, view, lr.fresh, name), n)
+                out[name] = score_queries(lr.model.probe(self._probe.to(lr.model.device), st).cpu(),
+                                          self.task, self.rules, self.tasks).accuracy  # fmt: skip
+            self._reset_cache[learner] = (self.pos, out)
+            value = out
+        return value
+
+    def curve(self, learner: str, task: str) -> np.ndarray:
+        return np.array([r[task] for r in self.curves[learner]])
 
     def forgetting_matrix(self, learner: str) -> np.ndarray:
         """M[j, i] = accuracy on task i from the state at the end of segment j (text segments included)."""
@@ -314,7 +323,7 @@ class ContinualLab:
                 "freeze": lr.freeze,
                 "curves": [[r[t] for t in self.tasks] for r in self.curves[n]],
                 "losses": [[r[t] for t in self.tasks] for r in self.losses[n]],
-                "resets": {lv: [[r[t] for t in self.tasks] for r in rows] for lv, rows in self.reset_curves.get(n, {}).items()},
+                "resets": {lv: [[r[t] for t in self.tasks]] for lv, r in self.reset_probe(n).items()} if lr.resets else {},
                 "matrix": self.forgetting_matrix(n).tolist() if self.segments else [],
                 "segment_changes": self.segment_changes(n),
                 "online": [self.online_accuracy(n, a, b) for _, a, b in self.segments],
@@ -344,7 +353,7 @@ class ContinualLab:
         other.segments, other.positions, other.tokens = list(self.segments), list(self.positions), list(self.tokens)
         for name in ("curves", "losses", "changes", "online"):
             setattr(other, name, {k: list(v) for k, v in getattr(self, name).items()})
-        other.reset_curves = {k: {lv: list(r) for lv, r in v.items()} for k, v in self.reset_curves.items()}
+        other._reset_cache = dict(self._reset_cache)
         other._generated = dict(self._generated)
         return other
 

@@ -185,8 +185,10 @@ def test_reset_level_restores_that_level_only():
     )
     assert not torch.equal(st.mixers[0]["W1"], fresh.mixers[0]["W1"])
     lab = ContinualLab(SuccessorLanguages(n_tasks=2, alphabet=4), [Learner("m", model, resets=True)])
-    assert set(lab.reset_curves["m"]) == set(model.freeze_options())
-    assert lab.reset_curves["m"]["layer 0 memories"][0] == lab.curves["m"][0]  # nothing learned yet: no-op
+    assert set(lab.reset_probe("m")) == set(model.freeze_options())
+    assert lab.reset_probe("m")["layer 0 memories"] == lab.curves["m"][0]  # nothing learned yet: a no-op
+    lab.feed("A", 24)
+    assert set(lab.summary()["models"]["m"]["resets"]) == set(model.freeze_options())
 
 
 # -- across training (the outer loop) --------------------------------------------------------------
