@@ -28,11 +28,21 @@ from nested import checkpoint
 from nested.config import dataclass_from_dict
 from nested.errors import CheckpointError
 from nested.optim import M3, AdamMemory, DeltaMomentum, MomentumSGD, Muon
+from nested.optim.scope import scoped_groups
 from nested.tasks import make_task
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, **kw) -> torch.optim.Optimizer:
+    """`params`: parameters, or (name, parameter) pairs (model.named_parameters()). With names, Muon and M3
+    update only their scope's tensors by their rule (`scope`, default "hidden": nested.optim.scope) and the
+    rest by AdamW."""
     params = list(params)
+    named = bool(params) and isinstance(params[0], tuple)
+    scope = kw.pop("scope", "hidden")
+    if named and name in ("muon", "m3", "m3-paper"):
+        params = scoped_groups(params, scope)
+    elif named:
+        params = [p for _, p in params]
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **kw)
     if name == "adam":
@@ -148,7 +158,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     torch.manual_seed(cfg.seed)
     model = nested.build_model(cfg.model, seed=cfg.seed, device=device, **cfg.model_args)
     forward = nested.compile_model(model, "train") if cfg.compile else model
-    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, **cfg.opt_args)
+    opt = make_optimizer(cfg.optimizer, model.named_parameters(), cfg.lr, cfg.weight_decay, **cfg.opt_args)
     task = make_task(cfg.task, **cfg.task_args)
     out = Path(cfg.out_dir)
     last = out / "last"

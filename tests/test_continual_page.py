@@ -121,7 +121,6 @@ def test_figures_draw_every_model_task_and_segment():
     json.dumps(rows)
 
 
-
 def test_across_training_tab_draws_every_optimizer_task_and_memory():
     at = open_page(cl_models=["Titans"])
     assert not at.exception

@@ -271,3 +271,54 @@ def test_probe_shows_ema_horizon_and_literal_m3_never_forgetting():
     )[0]
     # the literal sum keeps u1 with weight T1 against t for u2: still above 0.2 after 80 steps
     assert literal[-1] > 0.2 and sgd[-1] < 0.01
+
+
+# -- the parameter scope of Muon and M3 (PAPER.md §7.2 note 4) ---------------------------------------
+def test_hidden_scope_sends_embedding_head_and_gains_to_adamw():
+    import nested
+    from nested.optim.scope import scoped_groups
+
+    model = nested.build_model("hope", d_model=32, n_layers=1, cms_periods=[4])
+    named = dict(model.named_parameters())
+    rule, rest = scoped_groups(model.named_parameters(), "hidden")
+    ids = {id(p): n for n, p in named.items()}
+    rule_names, rest_names = {ids[id(p)] for p in rule["params"]}, {ids[id(p)] for p in rest["params"]}
+    assert rule["use_ns"] and not rest["use_ns"]
+    assert rule_names | rest_names == set(named) and not rule_names & rest_names
+    assert {"embed.weight", "head.weight"} <= rest_names
+    assert all(named[n].dim() >= 2 for n in rule_names) and all(
+        named[n].dim() < 2 for n in rest_names - {"embed.weight", "head.weight"}
+    )
+    assert any(n.startswith("blocks.0.mixer") for n in rule_names) and any("ffn" in n for n in rule_names)
+    everything = scoped_groups(model.named_parameters(), "all")
+    assert len(everything) == 1 and len(everything[0]["params"]) == len(named)
+    with pytest.raises(ValueError):
+        scoped_groups(model.named_parameters(), "some")
+
+
+@pytest.mark.parametrize("name", ["m3", "muon"])
+def test_scoped_groups_get_the_right_rule(name):
+    from nested.train import make_optimizer
+
+    torch.manual_seed(0)
+    net = torch.nn.ModuleDict({"embed": torch.nn.Embedding(10, 6), "hidden": torch.nn.Linear(6, 6),
+                               "head": torch.nn.Linear(6, 10, bias=False)})  # fmt: skip
+    ref = copy.deepcopy(net)
+    opt = make_optimizer(name, net.named_parameters(), lr=0.01)
+    outside = [ref["embed"].weight, ref["hidden"].bias, ref["head"].weight]
+    lr_out = 0.01 if name == "m3" else 0.001  # make_optimizer gives Muon's AdamW lr / 10
+    adamw = torch.optim.AdamW(outside, lr=lr_out, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0)
+    inside = (M3 if name == "m3" else Muon)(
+        [ref["hidden"].weight], lr=0.01, **({} if name == "m3" else {"weight_decay": 0.0})
+    )
+    for step in range(3):
+        g = torch.Generator().manual_seed(step)
+        for m in (net, ref):
+            for p in m.parameters():
+                p.grad = torch.randn(p.shape, generator=g)
+            g = torch.Generator().manual_seed(step)
+        opt.step()
+        adamw.step()
+        inside.step()
+    for (n, p), q in zip(net.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=n)

@@ -15,6 +15,9 @@ update RMS, Moonlight). "ema" + rms_match is the default: it trains best of the 
 LM (bench/m3_variants.py; numbers in docs/FIDELITY.md); the literal Algorithm 1 does not train there.
 
 NS is the quintic (3.4445, -4.7750, 2.0315) with `ns_steps` steps; 1-D tensors pass through NS unchanged.
+A param group with `use_ns=False` (nested.optim.scope.scoped_groups: the paper's default keeps embeddings,
+the output head and 1-D gains out of M3) is updated by the auxiliary AdamW instead (lr `adamw_lr`, default
+the group's lr). Plain params (no groups) all go through M3, as on the 2-D surfaces.
 The slow sum covers the f gradients of the previous chunk (Algorithm 1's f+1-term sum read as f terms,
 like Eq. 71's). It is "CMS (independent variant) applied to the memory behind Adam's first moment".
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from nested.optim.memory_view import MemoryInfo, closure_loss, collect, ema_horizon
+from nested.optim.muon import adamw_update
 from nested.optim.newton_schulz import QUINTIC, newton_schulz
 
 VARIANTS = ("paper", "ema")
@@ -33,7 +37,8 @@ class M3(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999, 0.99), alpha: float = 1.0,
                  slow_every: int = 10, ns_steps: int = 5, eps: float = 1e-8, variant: str = "ema",
                  weight_decay: float = 0.0, rms_match: bool | None = None, ns_coefficients=QUINTIC,
-                 ns_dtype: torch.dtype | str | None = "auto"):  # fmt: skip
+                 ns_dtype: torch.dtype | str | None = "auto", adamw_lr: float | None = None,
+                 adamw_betas=(0.9, 0.95)):  # fmt: skip
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if slow_every < 1:
@@ -44,7 +49,8 @@ class M3(torch.optim.Optimizer):
             raise ValueError('variant="paper" is Algorithm 1 to the letter: no weight decay or rms_match')
         defaults = {"lr": lr, "betas": tuple(betas), "alpha": alpha, "slow_every": slow_every, "ns_steps": ns_steps,
                     "eps": eps, "variant": variant, "weight_decay": weight_decay, "rms_match": rms_match,
-                    "ns_coefficients": tuple(ns_coefficients), "ns_dtype": ns_dtype}  # fmt: skip
+                    "ns_coefficients": tuple(ns_coefficients), "ns_dtype": ns_dtype, "adamw_lr": adamw_lr,
+                    "adamw_betas": tuple(adamw_betas), "use_ns": True}  # fmt: skip
         super().__init__(params, defaults)
 
     def _ns(self, X, group):
@@ -61,6 +67,10 @@ class M3(torch.optim.Optimizer):
                     continue
                 g = p.grad
                 st = self.state[p]
+                if not group["use_ns"]:  # outside the scope (nested.optim.scope): the auxiliary AdamW
+                    lr = group["lr"] if group["adamw_lr"] is None else group["adamw_lr"]
+                    adamw_update(p, g, st, lr, group["adamw_betas"], group["eps"], group["weight_decay"])
+                    continue
                 if not st:
                     st["step"] = 0
                     for k in ("M1", "V", "M2", "O2", "chunk_sum"):
@@ -111,4 +121,9 @@ class M3(torch.optim.Optimizer):
                        collect(self, "M2")),
             MemoryInfo("O2", "the slow momentum", f"NS(M2), re-solved every {f} steps, used through the chunk", f,
                        f"{f} steps", collect(self, "O2")),
-        ]  # fmt: skip
+        ] + ([  # the parameters outside M3's scope (nested.optim.scope): the auxiliary AdamW's memories
+            MemoryInfo("adam_exp_avg", "gradients of parameters outside the scope (auxiliary AdamW)",
+                       "EMA of g (App. B)", 1, ema_horizon(g["adamw_betas"][0]), collect(self, "adam_exp_avg")),
+            MemoryInfo("adam_exp_avg_sq", "squared gradients outside the scope", "EMA of g^2 (App. B)", 1,
+                       ema_horizon(g["adamw_betas"][1]), collect(self, "adam_exp_avg_sq")),
+        ] if any(not gr["use_ns"] for gr in self.param_groups) else [])  # fmt: skip

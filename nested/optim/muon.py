@@ -24,12 +24,16 @@ def adjust_lr(lr: float, rule: str | None, shape: torch.Size) -> float:
 
 
 def split_matrix_groups(params, **defaults) -> list[dict]:
-    """Split each param group into its >=2-D params (use_ns=True) and the rest (use_ns=False)."""
+    """Split each param group into its >=2-D params (use_ns=True) and the rest (use_ns=False); a group that
+    already says `use_ns` (nested.optim.scope.scoped_groups) is kept as it is."""
     groups = list(params)
     if groups and not isinstance(groups[0], dict):
         groups = [{"params": groups}]
     out = []
     for g in groups:
+        if "use_ns" in g:  # already scoped (nested.optim.scope)
+            out.append(dict(g, params=list(g["params"])))
+            continue
         ps = list(g["params"])
         rest = {k: v for k, v in g.items() if k != "params"}
         mats = [p for p in ps if p.dim() >= 2]
