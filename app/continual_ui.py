@@ -119,6 +119,16 @@ def current_lab(setup: Setup, text: str) -> ContinualLab | None:
     if lab is not None and st.session_state.get("cl_setup") == setup:
         lab.text = text
         return lab
+    if lab is not None and lab.segments:  # a new setup streams the same schedule (a new seed: a new stream)
+        fresh = new_lab(setup)
+        fresh.text = text
+        try:
+            with st.spinner("Streaming the same schedule through the new setup…"):
+                fresh.replay(Schedule.parse(run_string(lab), fresh.tasks, allow_text=True))
+        except ValueError as exc:
+            st.warning(f"The run could not be carried over ({exc}); starting fresh.")
+            fresh = new_lab(setup)
+        return _keep(setup, fresh, text)
     url_run = st.query_params.get("cl_run", "")
     if lab is None and url_run and not st.session_state.get("_cl_url_read"):
         st.session_state["_cl_url_read"] = True

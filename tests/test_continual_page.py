@@ -153,3 +153,14 @@ def test_the_shipped_run_equals_a_live_run():
     for name, info in shipped["models"].items():
         assert now["models"][name]["curves"] == pytest.approx(info["curves"], abs=1e-6), name
         assert now["models"][name]["resets"].keys() == info["resets"].keys()
+
+
+def test_a_new_setup_streams_the_same_schedule():
+    at = open_page(cl_models=["Titans"])
+    at.button(key="cl_feed_A").click().run()
+    at.button(key="cl_feed_B").click().run()
+    at.multiselect(key="cl_models").set_value(["Titans", "Transformer, window 64"]).run()
+    assert not at.exception
+    assert lab(at).segments == [("A", 0, 32), ("B", 32, 64)]
+    assert [lr.name for lr in lab(at).learners] == ["Titans", "Transformer, window 64"]
+    assert len(lab(at).curves["Transformer, window 64"]) == len(lab(at).positions)
