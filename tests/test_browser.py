@@ -157,5 +157,13 @@ def test_continual_streams_switches_and_every_curve_extends(server, browser):
     after = _curve_lengths(page)
     assert len(after) == len(before) and all(a > b for a, b in zip(after, before, strict=True)), (before, after)
     assert "cl_run=" in page.url and page.url.rstrip("&").split("cl_run=")[1].split("&")[0].endswith("C32")
+    streamed = int(page.inner_text("body").split("Streamed ")[1].split(" tokens")[0].replace(",", ""))
+    page.get_by_text("Play", exact=True).click()  # the toggle: C keeps streaming, a step per tick
+    page.wait_for_function(
+        f"(() => {{ const m = document.body.innerText.match(/Streamed ([0-9,]+) tokens/);"
+        f" return m && parseInt(m[1].replace(/,/g, '')) >= {streamed + 64}; }})()",
+        timeout=120_000,
+    )
+    page.get_by_text("Play", exact=True).click()
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()
