@@ -88,3 +88,29 @@ def probe_figure(curves: dict[str, np.ndarray]) -> go.Figure:
     fig.update_layout(title="how long each optimizer keeps following the old gradient", height=300,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
     return fig
+
+
+@lru_cache(maxsize=64)
+def assoc(optimizer: str, orthogonal: bool, exponent: float) -> dict:
+    """One optimizer writing the Zipf key -> value memory at its best rate of a small grid."""
+    from nested.optim.assoc import best_lr, write_memory, zipf_stream
+
+    stream = zipf_stream(n_pairs=32 if orthogonal else 64, d_key=32, steps=600, exponent=exponent, seed=0,
+                         orthogonal=orthogonal)  # fmt: skip
+    lr = best_lr(stream, optimizer, grid=(0.01, 0.03, 0.1, 0.3, 1.0))
+    run = write_memory(stream, optimizer, lr)
+    return {"lr": lr, "errors": run.errors.tolist(), "counts": run.counts.tolist(), "diverged": run.diverged}
+
+
+def assoc_figure(runs: dict[str, dict]) -> go.Figure:
+    """Recall error of every key -> value pair against how often its key arrived (log-log)."""
+    fig = go.Figure()
+    for name, r in runs.items():
+        fig.add_trace(go.Scatter(x=r["counts"], y=np.maximum(r["errors"], 1e-6), mode="markers",
+                                 name=f"{name} (lr {r['lr']:g})",
+                                 hovertemplate=f"{name}: key seen %{{x}} times, recall error %{{y:.2e}}<extra></extra>"))  # fmt: skip
+    fig.update_xaxes(type="log", title_text="times the key arrived (Zipf)")
+    fig.update_yaxes(type="log", title_text="recall error ‖W k − v‖")
+    fig.update_layout(title="Each optimizer writes W: which pairs does it keep?", height=380,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    return fig

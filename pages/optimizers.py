@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app.exports import PLOTLY_CONFIG, figures_html
-from app.opt_figures import loss_figure, memory_figure, probe, probe_figure, race, race_figure
+from app.opt_figures import assoc, assoc_figure, loss_figure, memory_figure, probe, probe_figure, race, race_figure
 from app.urlstate import choice, is_hidden, multichoice
 from nested.optim import OPTIMIZERS, SURFACES
 
@@ -51,6 +51,16 @@ table = pd.DataFrame(
     ]
 )
 st.dataframe(table, hide_index=True)
+st.subheader("An optimizer writes an associative memory")
+st.caption("A linear memory W learns 32 key → value pairs, one pair a step, keys arriving with Zipf frequencies "
+           "(§3.1: an optimizer's state is a memory of gradients). Each optimizer writes W at its best rate.")  # fmt: skip
+a1, a2 = st.columns(2)
+keys = choice(a1.radio, "Keys", ["orthogonal", "overcomplete (64 keys in 32 dims)"], key="opt_assoc_keys",
+              horizontal=True)  # fmt: skip
+zipf = choice(a2.select_slider, "Zipf exponent", [0.5, 1.0, 1.5], key="opt_assoc_zipf", default=1.0)
+written = {n: assoc(n, keys == "orthogonal", zipf) for n in names}
+figs["assoc"] = assoc_figure(written)
+st.plotly_chart(figs["assoc"], key="opt_assoc", config=PLOTLY_CONFIG)
 if not is_hidden("exports"):
     st.download_button("Figures (.html)", lambda: figures_html(figs, "Optimizers as memories"), "optimizers.html",
                        "text/html", on_click="ignore", key="opt_dl_html")  # fmt: skip
@@ -62,5 +72,10 @@ with st.expander("What am I looking at?"):
         "M3's slow memory changes only once every f steps.\n"
         "- **Probe**: the gradient is a fixed direction u1 for 50 steps, then an orthogonal u2. The curve is the "
         "cosine between each update and u1: how long the optimizer's memory keeps pushing along the old "
-        "gradient. Plain SGD forgets at once; momentum with β = 0.9 takes a few steps."
+        "gradient. Plain SGD forgets at once; momentum with β = 0.9 takes a few steps.\n"
+        "- **Associative memory**: each dot is one key → value pair: how often its key arrived and how far W k is "
+        "from v after the stream. With orthogonal keys plain SGD stores each pair independently (error (1 − lr)^n, "
+        "tested); rules whose state mixes the pairs' gradients (momentum, Adam, Muon's orthogonalisation, M3) "
+        "trade the rare pairs against the common ones. Overcomplete keys cannot all be stored: which ones are kept "
+        "is the optimizer's choice."
     )

@@ -322,3 +322,35 @@ def test_scoped_groups_get_the_right_rule(name):
         inside.step()
     for (n, p), q in zip(net.named_parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=n)
+
+
+# -- optimizers write an associative memory (nested.optim.assoc) --------------------------------------
+@pytest.mark.parametrize("lr", [0.05, 0.3])
+def test_sgd_on_orthogonal_keys_matches_its_closed_form(lr):
+    from nested.optim.assoc import write_memory, zipf_stream
+
+    s = zipf_stream(n_pairs=12, d_key=16, d_val=8, steps=300, seed=1)
+    run = write_memory(s, "sgd", lr)
+    np.testing.assert_allclose(run.errors, (1 - lr) ** s.counts, rtol=1e-9, atol=1e-12)  # (1 - lr)^n ||v||
+    assert s.counts[0] > 5 * s.counts[-1]  # Zipf: the first key is far more frequent than the last
+
+
+def test_momentum_mixes_the_pairs_and_rare_pairs_are_recalled_worse():
+    from nested.optim.assoc import write_memory, zipf_stream
+
+    s = zipf_stream(n_pairs=24, d_key=32, d_val=8, steps=400, seed=0)
+    sgd, mom = write_memory(s, "sgd", 0.05), write_memory(s, "momentum", 0.05)
+    assert not np.allclose(sgd.errors, mom.errors)  # the buffer carries other pairs' gradients into each step
+    rare, common = s.counts <= np.percentile(s.counts, 25), s.counts >= np.percentile(s.counts, 75)
+    for run in (sgd, mom):
+        assert run.errors[rare].mean() > run.errors[common].mean()
+    assert "momentum_buffer" in mom.memory_norms and not sgd.memory_norms
+
+
+def test_assoc_rejects_bad_settings():
+    from nested.optim.assoc import write_memory, zipf_stream
+
+    with pytest.raises(ValueError):
+        zipf_stream(n_pairs=40, d_key=32)  # 40 orthogonal keys do not fit in 32 dims
+    with pytest.raises(ValueError):
+        write_memory(zipf_stream(steps=10), "sgd", float("inf"))

@@ -61,3 +61,17 @@ def test_the_url_restores_the_race():
     assert not at.exception
     assert at.selectbox(key="opt_surface").value == "rosenbrock" and at.slider(key="opt_step").value == 30
     assert at.multiselect(key="opt_optimizers").value == ["adam", "m3"] and at.select_slider(key="opt_lr").value == 0.01
+
+
+def test_the_associative_memory_section_draws_one_dot_per_pair_and_follows_its_controls():
+    import json
+
+    at = _at()
+    spec = json.loads(at.get("plotly_chart")[-1].proto.spec)  # the last chart: the associative memory
+    assert spec["layout"]["title"]["text"].startswith("Each optimizer writes W")
+    assert [d["name"].split(" ")[0] for d in spec["data"]] == ["sgd", "momentum", "adam"]
+    assert all(len(d["x"]) == 32 and sum(d["x"]) == 600 for d in spec["data"])  # every pair, every step counted
+    at.radio(key="opt_assoc_keys").set_value("overcomplete (64 keys in 32 dims)").run()
+    assert not at.exception
+    spec = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    assert all(len(d["x"]) == 64 for d in spec["data"])
