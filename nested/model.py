@@ -118,6 +118,25 @@ class NestedLM(nn.Module):
         logits, state = self._run(tokens, state, stepwise=False, trace=None)
         return StreamResult(logits, state, None)
 
+    @property
+    def exact_input_grad(self) -> bool:
+        """Whether `from_embeddings(..., exact_cms=True)` can run: no CMS, or no softmax attention under it."""
+        return not self.segment or self.cfg.mixer != "attention"
+
+    def from_embeddings(self, embeds: Tensor, tokens: Tensor, exact_cms: bool = True) -> Tensor:
+        """Logits of `tokens` (B, T) from a fresh state, their embeddings (B, T, d) given instead of looked
+        up: the entry point for attribution (nested.attribution). The tokens are still the CMS levels'
+        next-token targets. When `embeds` requires grad the forward keeps a graph (training schedule),
+        even if no parameter requires grad; `exact_cms` keeps the graph through every CMS update too
+        (second order, as `cms_second_order`), so the gradient to the inputs is the function's own."""
+        if embeds.shape[:2] != tokens.shape or embeds.shape[-1] != self.cfg.d_model:
+            raise ValueError(f"embeddings {tuple(embeds.shape)} do not match tokens {tuple(tokens.shape)}")
+        if exact_cms and not self.exact_input_grad:
+            raise ValueError("the exact CMS gradient needs a double backward through softmax attention, which "
+                             "PyTorch's attention kernel lacks: use exact_cms=False (first order)")  # fmt: skip
+        return self._run(self._check_tokens(tokens), None, stepwise=False, trace=None, embeds=embeds,
+                         exact_cms=exact_cms)[0]  # fmt: skip
+
     @torch.no_grad()
     def probe(self, tokens: Tensor, state: StreamState) -> Tensor:
         """Logits of `tokens` (B, T) read from `state` as it stands, which is neither changed nor returned:
@@ -144,14 +163,16 @@ class NestedLM(nn.Module):
         return tokens.long().to(self.device)
 
     def _run(self, tokens: Tensor, state: StreamState | None, stepwise: bool, trace: Trace | None, kernels=None,
-             learn: bool = True):  # fmt: skip
+             learn: bool = True, embeds: Tensor | None = None, exact_cms: bool = False):  # fmt: skip
         tokens = self._check_tokens(tokens)
         B, T = tokens.shape
         state = self.init_state(B) if state is None else state
         if state.batch != B:
             raise ValueError(f"state is for batch {state.batch}, tokens have batch {B}")
         # Training (an outer graph is wanted) vs inference: frozen or no-grad weights keep no graph.
-        outer = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        outer = torch.is_grad_enabled() and (
+            any(p.requires_grad for p in self.parameters()) or (embeds is not None and embeds.requires_grad)
+        )
         pos0, outs = state.pos, []
         if stepwise:
             pieces = [(t, t + 1) for t in range(T)]
@@ -169,17 +190,19 @@ class NestedLM(nn.Module):
                     and state.window[-1].end == state.pos
                     and state.pos % self.segment == 0
                 ):
-                    state = self._learn(state, tok[:, :1], outer, trace)
+                    state = self._learn(state, tok[:, :1], outer, trace, exact_cms)
                 if kernels is not None and kernels.takes(self, state, tok, outer, have_next=b < T):
                     logits, state = kernels.piece(self, state, tok, tokens[:, a + 1 : b + 1], trace)
                 else:
-                    logits, state = self._piece(tok, state, outer, stepwise, trace, kernels)
+                    emb = embeds[:, a:b] if embeds is not None else None
+                    logits, state = self._piece(tok, state, outer, stepwise, trace, kernels, emb)
                 outs.append(logits if outer else logits.detach())
         if trace is not None and T:
             trace.meta["start"] = pos0
         return torch.cat(outs, 1) if outs else tokens.new_zeros(B, 0, self.cfg.vocab_size).float(), state
 
-    def _piece(self, tok: Tensor, state: StreamState, outer: bool, stepwise: bool, trace: Trace | None, kernels=None):
+    def _piece(self, tok: Tensor, state: StreamState, outer: bool, stepwise: bool, trace: Trace | None, kernels=None,
+               emb: Tensor | None = None):  # fmt: skip
         """One piece (it crosses no CMS segment boundary) through every block; the window records it."""
         if self.segment:
             state = self._open_segment(state, outer)
@@ -190,7 +213,7 @@ class NestedLM(nn.Module):
             logits, mixers, records = kernels.token(self, tok, state.mixers, weights)
         else:
             cores = kernels.cores if kernels is not None else None
-            logits, mixers, records = self.forward_piece(tok, state.mixers, weights, stepwise, cores)
+            logits, mixers, records = self.forward_piece(tok, state.mixers, weights, stepwise, cores, emb)
         window = state.window
         if self.segment:
             window = window[:-1] + (window[-1].add(tok, logits if outer else None),)
@@ -199,11 +222,14 @@ class NestedLM(nn.Module):
             state = record_token(trace, self, tok, logits, state, records)
         return logits, state
 
-    def forward_piece(self, tok: Tensor, mixers, weights, stepwise: bool = False, cores=None):
+    def forward_piece(
+        self, tok: Tensor, mixers, weights, stepwise: bool = False, cores=None, emb: Tensor | None = None
+    ):
         """Tokens (B, n) through embed -> blocks -> head from the given mixer states and CMS level
         weights: (logits, new mixer states, per-layer records). The one wiring of the model. `cores`:
-        per layer, compiled replacements of a mixer's kernels (nested.compile)."""
-        x = self.embed(tok)
+        per layer, compiled replacements of a mixer's kernels (nested.compile). `emb`: the tokens'
+        embeddings given instead of looked up (attribution)."""
+        x = self.embed(tok) if emb is None else emb
         new, records = [], []
         for i, blk in enumerate(self.blocks):
             x, st, rec = blk(x, mixers[i], weights[i], stepwise, layer=i, core=cores[i] if cores else None)
@@ -219,14 +245,16 @@ class NestedLM(nn.Module):
             return state  # inside a segment: it is already open (pieces never cross a boundary)
         cms = state.cms
         if outer:
-            cms = tuple(blk.ffn.training_weights(c) for blk, c in zip(self.blocks, cms, strict=True))
+            cms = tuple(_with_leaves(blk.ffn.training_weights(c)) for blk, c in zip(self.blocks, cms, strict=True))
         weights = tuple(c.weights for c in cms)
         if outer and self.cfg.cms_grad == "segment":  # a tensor of its own per segment: its uses only
             weights = tuple(tuple((u.view_as(u), w.view_as(w)) for u, w in layer) for layer in weights)
+
         seg = Segment(start=state.pos, weights=weights, mixers=None if outer else state.mixers)
         return replace(state, cms=cms, window=state.window + (seg,))
 
-    def _learn(self, state: StreamState, next_tok: Tensor, outer: bool, trace: Trace | None) -> StreamState:
+    def _learn(self, state: StreamState, next_tok: Tensor, outer: bool, trace: Trace | None,
+               exact_cms: bool = False) -> StreamState:  # fmt: skip
         """The window's last segment is complete and its last target `next_tok` (B, 1) has arrived:
         differentiate the summed next-token loss over the span the ending levels need, step them."""
         pos, first = state.pos, self.blocks[0].ffn
@@ -243,7 +271,8 @@ class NestedLM(nn.Module):
                     logits, tensors = self._replay(state, segs, wanted)
                 targets = torch.cat([t for s in segs for t in s.tokens] + [next_tok], 1)[:, 1:]
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
-                grads = level_grads(loss, tensors, retain=outer, create=self.cfg.cms_second_order and outer)
+                create = (self.cfg.cms_second_order or exact_cms) and outer
+                grads = level_grads(loss, tensors, retain=outer, create=create)
         per_layer = [{lv: g for (layer, lv), g in grads.items() if layer == i} for i in range(len(self.blocks))]
         cms = self.step_levels(state.cms, per_layer, pos, trace)
         keep = min(pos - pos % p for p in first.periods) if self.cfg.cms_grad == "exact" else pos
@@ -276,3 +305,10 @@ class NestedLM(nn.Module):
             logits, mixers, _ = self.forward_piece(torch.cat(s.tokens, 1), mixers, weights)
             outs.append(logits)
         return torch.cat(outs, 1), [(i, lv, leaves[(i, lv)]) for i, lv in wanted]
+
+
+def _with_leaves(c):
+    """A graph to the inputs only (frozen weights, attribution): a level weight that does not require grad
+    becomes a leaf, once per chunk (the same tensor through the chunk, as the level gradient needs)."""
+    return replace(c, weights=tuple(tuple(t if t.requires_grad else t.detach().requires_grad_(True) for t in pair)
+                                    for pair in c.weights))  # fmt: skip

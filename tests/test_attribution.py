@@ -1,0 +1,90 @@
+"""Attribution (nested.attribution) and the library entry point it needs (NestedLM.from_embeddings)."""
+
+import pytest
+import torch
+
+import nested
+from nested.attribution import attribute, level_contributions
+
+MODELS = ["hope", "titans", "transformer", "transformer-swa", "deltanet", "hope-attention"]
+
+
+def frozen(name: str, **kw):
+    extra = {"cms_periods": [4, 8]} if name.startswith("hope") else {}
+    extra |= {"window": 8} if name == "transformer-swa" else {}
+    model = nested.build_model(name, d_model=32, n_layers=2, **extra, **kw).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)  # as the app builds them
+    return model
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_from_embeddings_is_the_forward_and_has_a_graph_on_a_read_only_model(name):
+    model = frozen(name)
+    x = torch.randint(0, 256, (2, 21))
+    emb = model.embed(x).requires_grad_(True)
+    for exact in (False, True) if model.exact_input_grad else (False,):
+        out = model.from_embeddings(emb, x, exact_cms=exact)
+        torch.testing.assert_close(out, model(x), atol=2e-5, rtol=1e-5)
+        assert out.requires_grad
+    (g,) = torch.autograd.grad(out[0, -1, 7], emb)
+    assert g[1].abs().sum() == 0 and g[0].abs().sum() > 0  # batch items are independent
+    with pytest.raises(ValueError):
+        model.from_embeddings(emb[:, :5], x)
+    assert model.exact_input_grad == (name != "hope-attention")
+
+
+def test_saliency_and_input_x_gradient_are_the_gradient():
+    model = frozen("hope")
+    x = torch.randint(97, 110, (1, 12))
+    sal = attribute(model, x, 10, target=100, method="saliency")
+    ixg = attribute(model, x, 10, target=100, method="input_x_gradient")
+    emb = model.embed(x[:, :11]).requires_grad_(True)
+    F = model.from_embeddings(emb, x[:, :11])[0, -1].log_softmax(-1)[100]
+    (g,) = torch.autograd.grad(F, emb)
+    torch.testing.assert_close(torch.tensor(sal.scores), g[0].norm(dim=-1), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.tensor(ixg.scores), (g[0] * emb[0]).sum(-1).detach(), atol=1e-5, rtol=1e-4)
+    assert sal.value == pytest.approx(float(F.detach()), abs=1e-5) and len(sal.scores) == 11
+
+
+def test_occlusion_equals_replacing_one_token_by_the_baseline():
+    model = frozen("titans")
+    x = torch.randint(97, 110, (1, 9))
+    occ = attribute(model, x, 8, target=99, method="occlusion")
+    emb = model.embed(x)
+    emb[0, 3] = model.embed.weight.mean(0)
+    with torch.no_grad():
+        F3 = float(model.from_embeddings(emb, x)[0, -1].log_softmax(-1)[99])
+    assert occ.scores[3] == pytest.approx(occ.value - F3, abs=1e-5)
+
+
+def test_integrated_gradients_is_complete_on_a_smooth_model():
+    model = frozen("transformer")
+    x = torch.randint(97, 110, (1, 10))
+    ig = attribute(model, x, 9, target=101, method="integrated_gradients", n_steps=64)
+    emb, base = model.embed(x), model.embed.weight.mean(0).expand(1, 10, -1)
+    with torch.no_grad():
+        gap = ig.value - float(model.from_embeddings(base.clone(), x)[0, -1].log_softmax(-1)[101])
+    assert sum(ig.scores) == pytest.approx(gap, abs=0.02 * max(1.0, abs(gap)))
+    assert abs(ig.delta) < 0.02 * max(1.0, abs(gap))
+
+
+def test_level_contributions_are_differences_of_frozen_runs():
+    model = frozen("hope")
+    x = torch.randint(97, 110, (1, 20))
+    contrib = level_contributions(model, x, 18, target=104)
+    assert set(contrib) == set(model.freeze_options())
+    with torch.no_grad():
+        full = float(model.run(x[:, :19]).logits[0, -1].log_softmax(-1)[104])
+        off = float(
+            model.run(x[:, :19], model.init_state(1, freeze="layer 1 memories")).logits[0, -1].log_softmax(-1)[104]
+        )
+    assert contrib["layer 1 memories"] == pytest.approx(full - off, abs=1e-6)
+    assert level_contributions(frozen("transformer"), x, 18) == {}  # attention has no level to freeze
+
+
+@pytest.mark.parametrize("bad", [dict(position=99), dict(position=-1), dict(method="shap"), dict(target=999)])
+def test_attribution_rejects_bad_requests(bad):
+    args = dict(position=5, target=None, method="saliency") | bad
+    with pytest.raises(ValueError):
+        attribute(frozen("titans"), torch.randint(0, 256, (1, 8)), **args)
