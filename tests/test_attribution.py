@@ -62,7 +62,7 @@ def test_integrated_gradients_is_complete_on_a_smooth_model():
     model = frozen("transformer")
     x = torch.randint(97, 110, (1, 10))
     ig = attribute(model, x, 9, target=101, method="integrated_gradients", n_steps=64)
-    emb, base = model.embed(x), model.embed.weight.mean(0).expand(1, 10, -1)
+    base = model.embed.weight.mean(0).expand(1, 10, -1)
     with torch.no_grad():
         gap = ig.value - float(model.from_embeddings(base.clone(), x)[0, -1].log_softmax(-1)[101])
     assert sum(ig.scores) == pytest.approx(gap, abs=0.02 * max(1.0, abs(gap)))
