@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 TASK_COLOURS = {"A": "#1f77b4", "B": "#d62728", "C": "#2ca02c", "D": "#9467bd", "E": "#ff7f0e", "F": "#8c564b",
                 "T": "#7f7f7f"}  # fmt: skip
@@ -15,39 +14,50 @@ def task_colour(task: str) -> str:
     return TASK_COLOURS.get(task, "#7f7f7f")
 
 
-def _shade_segments(fig: go.Figure, segments: list, rows: int) -> None:
-    """Each segment's span tinted in its task's colour, its letter on top (row 1 only)."""
-    grid = fig._has_subplots()
+def _stacked(n: int, titles: list[str], segments: list, y_title: str, log_y: bool = False) -> dict:
+    """A layout of n panels sharing the x axis, built in one go (make_subplots and one add_vrect per
+    panel and segment cost several times more per redraw): each segment's span tinted in its task's
+    colour in every panel, its letter above the top panel, each panel's title at its top left."""
+    gap = 0.05 if n > 1 else 0.0
+    h = (1.0 - gap * (n - 1)) / n
+    layout, shapes, notes = {}, [], []
+    for r in range(n):
+        top = 1.0 - r * (h + gap)
+        ax = "" if r == 0 else str(r + 1)
+        scale = {"type": "log"} if log_y else {"range": [0, 1.02], "tickformat": ".0%"}
+        layout[f"yaxis{ax}"] = {"domain": [top - h, top], "title": {"text": y_title}, "anchor": "x", **scale}
+        notes.append({"text": f"<b>{titles[r]}</b>", "x": 0, "xref": "paper", "xanchor": "left", "y": top,
+                      "yref": "paper", "yanchor": "bottom", "showarrow": False, "font": {"size": 12}})  # fmt: skip
+        for t, a, b in segments:
+            shapes.append({"type": "rect", "xref": "x", "yref": f"y{ax} domain", "x0": a, "x1": b, "y0": 0, "y1": 1,
+                           "fillcolor": task_colour(t), "opacity": 0.08, "line": {"width": 0}, "layer": "below"})  # fmt: skip
     for t, a, b in segments:
-        for r in range(1, rows + 1):
-            where = {"row": r, "col": 1} if grid else {}
-            fig.add_vrect(x0=a, x1=b, fillcolor=task_colour(t), opacity=0.08, line_width=0, **where)
-        fig.add_annotation(x=(a + b) / 2, y=1.0, yref="paper", yanchor="bottom", text=f"<b>{t}</b>",
-                           showarrow=False, font={"color": task_colour(t)})  # fmt: skip
+        notes.append({"text": f"<b>{t}</b>", "x": (a + b) / 2, "xref": "x", "y": 1.0, "yref": "paper",
+                      "yanchor": "bottom", "yshift": 16, "showarrow": False, "font": {"color": task_colour(t)}})  # fmt: skip
+    layout.update(shapes=shapes, annotations=notes, height=170 * n + 110, hovermode="x unified",
+                  margin={"l": 10, "r": 10, "t": 60, "b": 10}, legend={"orientation": "h", "y": -0.3 / n - 0.05})  # fmt: skip
+    return layout
 
 
 def forgetting_curves(summary: dict, models: list[str] | None = None) -> go.Figure:
     """One panel per model: accuracy on every task's probe (what follows each symbol?) at every probed
-    position of the stream, from the state reached there. Shaded spans are the segments; the dashed
+    position of the stream, from the state reached there. Shaded spans are the segments; the dotted
     line is chance."""
     models = models or list(summary["models"])
-    fig = make_subplots(rows=len(models), cols=1, shared_xaxes=True, vertical_spacing=0.04,
-                        subplot_titles=[_title(summary, m) for m in models])  # fmt: skip
     x = summary["positions"]
-    for r, m in enumerate(models, start=1):
+    traces = []
+    for r, m in enumerate(models):
         acc = np.array(summary["models"][m]["curves"]).reshape(len(x), -1)
+        yax = "y" if r == 0 else f"y{r + 1}"
         for j, t in enumerate(summary["tasks"]):
-            fig.add_trace(go.Scatter(x=x, y=acc[:, j], mode="lines", name=f"task {t}", legendgroup=t,
-                                     showlegend=r == 1, line={"color": task_colour(t), "width": 2},
-                                     hovertemplate=f"{m}<br>task {t} after token %{{x}}: %{{y:.0%}}<extra></extra>"),
-                          row=r, col=1)  # fmt: skip
-        fig.add_hline(y=summary["chance"], line_dash="dot", line_color="#999", row=r, col=1)
-        fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="probe acc.", row=r, col=1)
-    _shade_segments(fig, summary["segments"], len(models))
-    fig.update_xaxes(title_text="tokens streamed", row=len(models), col=1)
-    fig.update_layout(height=170 * len(models) + 90, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      legend={"orientation": "h", "y": -0.12 if len(models) > 1 else -0.3}, hovermode="x unified")  # fmt: skip
-    return fig
+            traces.append(go.Scatter(x=x, y=acc[:, j], mode="lines", name=f"task {t}", legendgroup=t, yaxis=yax,
+                                     showlegend=r == 0, line={"color": task_colour(t), "width": 2},
+                                     hovertemplate=f"{m}<br>task {t} after token %{{x}}: %{{y:.0%}}<extra></extra>"))  # fmt: skip
+        traces.append(go.Scatter(x=[x[0], x[-1]], y=[summary["chance"]] * 2, mode="lines", yaxis=yax, name="chance",
+                                 showlegend=False, hoverinfo="skip", line={"color": "#999", "dash": "dot", "width": 1}))  # fmt: skip
+    layout = _stacked(len(models), [_title(summary, m) for m in models], summary["segments"], "probe acc.")
+    layout["xaxis"] = {"title": {"text": "tokens streamed"}, "anchor": f"y{len(models)}" if len(models) > 1 else "y"}
+    return go.Figure(traces, layout)
 
 
 def _title(summary: dict, model: str) -> str:
@@ -122,25 +132,23 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
     """Across training: one panel per optimizer, the held-out loss of every task over outer steps (log
     scale), the schedule's segments tinted. A task whose loss climbs while another is trained is forgotten."""
     names = list(runs)
-    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.05,
-                        subplot_titles=[f"{n} (lr {runs[n]['lr']:g})" + (" — diverged" if runs[n]["diverged_at"] is not None else "")
-                                        for n in names])  # fmt: skip
-    for r, n in enumerate(names, start=1):
+    traces = []
+    for r, n in enumerate(names):
         run = runs[n]
         loss = np.array(run["losses"], dtype=float).reshape(len(run["steps"]), -1)
         for j, t in enumerate(run["tasks"]):
             if not any(s[0] == t for s in run["segments"]):
                 continue  # a task the schedule never trains: its curve says nothing
-            fig.add_trace(go.Scatter(x=run["steps"], y=loss[:, j], mode="lines", name=f"task {t}", legendgroup=t,
-                                     showlegend=r == 1, line={"color": task_colour(t), "width": 2},
-                                     hovertemplate=f"{n}<br>task {t} after step %{{x}}: %{{y:.3f}}<extra></extra>"),
-                          row=r, col=1)  # fmt: skip
-        fig.update_yaxes(type="log", title_text="held-out MSE", row=r, col=1)
-    _shade_segments(fig, next(iter(runs.values()))["segments"], len(names))
-    fig.update_xaxes(title_text="optimizer steps", row=len(names), col=1)
-    fig.update_layout(height=170 * len(names) + 90, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      legend={"orientation": "h", "y": -0.12 if len(names) > 1 else -0.3}, hovermode="x unified")  # fmt: skip
-    return fig
+            traces.append(go.Scatter(x=run["steps"], y=loss[:, j], mode="lines", name=f"task {t}", legendgroup=t,
+                                     showlegend=r == 0, line={"color": task_colour(t), "width": 2},
+                                     yaxis="y" if r == 0 else f"y{r + 1}",
+                                     hovertemplate=f"{n}<br>task {t} after step %{{x}}: %{{y:.3f}}<extra></extra>"))  # fmt: skip
+    titles = [
+        f"{n} (lr {runs[n]['lr']:g})" + (" — diverged" if runs[n]["diverged_at"] is not None else "") for n in names
+    ]
+    layout = _stacked(len(names), titles, next(iter(runs.values()))["segments"], "held-out MSE", log_y=True)
+    layout["xaxis"] = {"title": {"text": "optimizer steps"}, "anchor": f"y{len(names)}" if len(names) > 1 else "y"}
+    return go.Figure(traces, layout)
 
 
 def optimizer_memories(runs: dict[str, dict]) -> go.Figure:
@@ -153,7 +161,10 @@ def optimizer_memories(runs: dict[str, dict]) -> go.Figure:
                 continue
             fig.add_trace(go.Scatter(x=run["steps"][: len(norms)], y=norms, mode="lines", name=f"{n}: {mem}",
                                      hovertemplate=f"{n} {mem} at step %{{x}}: ‖·‖ = %{{y:.3g}}<extra></extra>"))  # fmt: skip
-    _shade_segments(fig, next(iter(runs.values()))["segments"], 1)
+    segs = next(iter(runs.values()))["segments"]
+    fig.update_layout(shapes=[{"type": "rect", "xref": "x", "yref": "y domain", "x0": a, "x1": b, "y0": 0, "y1": 1,
+                               "fillcolor": task_colour(t), "opacity": 0.08, "line": {"width": 0}, "layer": "below"}
+                              for t, a, b in segs])  # fmt: skip
     fig.update_yaxes(type="log", title_text="‖memory‖")
     fig.update_xaxes(title_text="optimizer steps")
     fig.update_layout(title="The optimizers' own memories", height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10})

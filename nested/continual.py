@@ -314,8 +314,9 @@ class ContinualLab:
         return float(np.mean(hits)) if hits else float("nan")
 
     # -- what a page draws and a preset ships ----------------------------------------------------
-    def summary(self) -> dict:
-        """Everything measured, as plain JSON-able data (app figures take this, presets ship it)."""
+    def summary(self, resets: bool | list[str] = True) -> dict:
+        """Everything measured, as plain JSON-able data (app figures take this, presets ship it). `resets`:
+        add the reset probes now for the learners that have them (True), only the named ones, or none."""
         models = {}
         for lr in self.learners:
             n = lr.name
@@ -323,7 +324,8 @@ class ContinualLab:
                 "freeze": lr.freeze,
                 "curves": [[r[t] for t in self.tasks] for r in self.curves[n]],
                 "losses": [[r[t] for t in self.tasks] for r in self.losses[n]],
-                "resets": {lv: [[r[t] for t in self.tasks]] for lv, r in self.reset_probe(n).items()} if lr.resets else {},
+                "resets": {lv: [[r[t] for t in self.tasks]] for lv, r in self.reset_probe(n).items()}
+                if lr.resets and (resets is True or (resets and n in resets)) else {},
                 "matrix": self.forgetting_matrix(n).tolist() if self.segments else [],
                 "segment_changes": self.segment_changes(n),
                 "online": [self.online_accuracy(n, a, b) for _, a, b in self.segments],

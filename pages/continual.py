@@ -75,7 +75,8 @@ with in_context:
         run = st.session_state.get("cl_lab") if st.session_state.get("cl_setup") == setup else lab
         if playing and not st.session_state.pop("_cl_full_run", False):
             run = cl.feed(cl.materialise(setup, text), current, step) or run
-        summary = run.summary() if run is not None else cl.shipped_summary()
+        wanted = st.session_state.get("cl_detail")  # the reset probes are computed for the detail view only
+        summary = run.summary(resets=[wanted]) if run is not None else cl.shipped_summary()
         if run is None:
             st.caption(
                 f"A precomputed run of the schedule {summary['schedule']}: press a Feed button or Play to go on live."
@@ -89,8 +90,9 @@ with in_context:
             f"Streamed {summary['pos']:,} tokens; now feeding **{current}**. Chance is {summary['chance']:.0%}.{held}"
         )
         st.plotly_chart(forgetting_curves(summary), key="cl_curves", config=PLOTLY_CONFIG)
-        names = list(summary["models"])
-        pick = choice(st.selectbox, "Details for", names, key="cl_detail")
+        pick = choice(st.selectbox, "Details for", list(summary["models"]), key="cl_detail")
+        if run is not None and pick != wanted:
+            summary = run.summary(resets=[pick])
         a, b = st.columns(2)
         if summary["segments"]:
             a.plotly_chart(forgetting_matrix(summary, pick), key="cl_matrix", config=PLOTLY_CONFIG)
