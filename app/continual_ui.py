@@ -34,8 +34,10 @@ DEFAULT_SEGMENT = 128
 REGIMES = {"own alphabets (no conflict)": False, "one shared alphabet (rules conflict)": True}
 PRESET_FILE = PRESET_DIR / "continual-default.json"
 EXPLAINER = (
-    "- **Curves**: for each model, the accuracy of its answer to *what follows s?* for every symbol s of every "
-    "language, read from the state after each step (the argmax over that language's symbols; dotted: chance). "
+    "- **Curves**: for each model and language, the accuracy of its answer to *what comes after this fragment?* "
+    "over every symbol s (the fragment: the four symbols of the language that end in s), read from the state "
+    "after each step (the argmax over that language's symbols). Dotted: chance, 1 in 4 (the answer is none of "
+    "the fragment's symbols). "
     "Tinted spans are the segments, with their language on top.\n"
     "- **Forgetting matrix**: row j is the end of segment j, column i a language: how much of language i the "
     "model still knows then.\n"

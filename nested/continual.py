@@ -140,12 +140,12 @@ def level_change(a: StreamState, b: StreamState) -> dict[str, float]:
 
 @dataclass
 class ProbeResult:
-    accuracy: dict[str, float]  # task -> accuracy of the successor queries (argmax over its alphabet)
+    accuracy: dict[str, float]  # task -> accuracy of its fragment probes (argmax over its alphabet)
     loss: dict[str, float]  # task -> mean nats of the right successor (full byte vocabulary)
 
 
 def score_queries(logits: Tensor, task: SuccessorLanguages, rules: dict, tasks: list[str]) -> ProbeResult:
-    """Score the (n_tasks * alphabet, 1, V) logits of `probe_tokens` task by task."""
+    """Score the (n_tasks * alphabet, context, V) logits of `probe_tokens` task by task (the last position)."""
     acc, loss, k = {}, {}, task.alphabet
     logp = torch.log_softmax(logits[:, -1].float(), -1)
     for j, t in enumerate(tasks):
@@ -330,7 +330,7 @@ class ContinualLab:
                 "segment_changes": self.segment_changes(n),
                 "online": [self.online_accuracy(n, a, b) for _, a, b in self.segments],
             }  # fmt: skip
-        return {"tasks": list(self.tasks), "chance": self.task.chance, "seed": self.seed, "pos": self.pos,
+        return {"tasks": list(self.tasks), "chance": self.task.probe_chance(), "seed": self.seed, "pos": self.pos,
                 "segments": [list(s) for s in self.segments], "positions": list(self.positions),
                 "models": models}  # fmt: skip
 
@@ -375,7 +375,7 @@ def isolation_scores(
             p.append(lab.curves["m"][-1][t])
             o.append(lab.online_accuracy("m", segment_len // 2, segment_len))
         probe[t], online[t] = float(np.mean(p)), float(np.mean(o))
-    return {"n_streams": n_streams, "segment_len": segment_len, "seed": seed, "chance": task.chance,
+    return {"n_streams": n_streams, "segment_len": segment_len, "seed": seed, "chance": task.probe_chance(),
             "probe": probe, "in_stream": online, "probe_mean": float(np.mean(list(probe.values())))}  # fmt: skip
 
 

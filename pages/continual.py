@@ -20,8 +20,8 @@ with in_context:
     st.markdown(
         "Each **language** is a rule learned *in context*: a random successor order over its own symbols, drawn fresh "
         "for every stream. The models' weights are fixed; only their memories and CMS levels learn from the stream "
-        "(continual learning at test time, PAPER.md §8.2). **Probes** ask every language *what follows each symbol?* "
-        "from each model's current state without changing it."
+        "(continual learning at test time, PAPER.md §8.2). **Probes** show a 4-symbol fragment of every language "
+        "and ask *what comes next?* from each model's current state without changing it."
     )
     c1, c2, c3 = st.columns([3, 2, 2])
     models = multichoice(

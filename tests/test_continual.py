@@ -41,6 +41,12 @@ def test_languages_follow_their_rule_and_alphabets():
         assert set(text) <= set(task.symbols(t))
         assert all(rule[a] == b for a, b in zip(text, text[1:], strict=False))  # follow=1: always the successor
     assert not set(task.symbols("A")) & set(task.symbols("B"))
+    frags, answers = task.queries("A", rules)
+    assert frags.shape == (5, 2) and task.probe_chance() == pytest.approx(1 / 3)  # fragments of half the alphabet
+    for frag, ans in zip(frags.tolist(), answers.tolist(), strict=True):
+        chain = [chr(c) for c in frag] + [chr(ans)]
+        assert all(rules["A"][a] == b for a, b in zip(chain, chain[1:], strict=False))
+    assert SuccessorLanguages(alphabet=8).probe_chance() == 0.25
     assert set(SuccessorLanguages(n_tasks=3, shared=True).symbols("C")) == set("abcdefgh")
 
 
@@ -149,12 +155,14 @@ def test_forgetting_matrix_equals_a_direct_computation():
     for j, (_, _, end) in enumerate(lab.segments):
         state = model.run(tokens[:, :end]).state  # one call from a fresh state, not the lab's pieces
         for i, t in enumerate(task.task_names):
-            hits = 0
+            rule, hits = lab.rules[t], 0
+            before = {v: k for k, v in rule.items()}
             for s in task.symbols(t):
-                logits = model.probe(torch.tensor([[ord(s)]]), state)[0, -1]
+                frag = [before[s], s]  # alphabet 4: fragments of 2 symbols ending in s
+                logits = model.probe(torch.tensor([[ord(c) for c in frag]]), state)[0, -1]
                 allowed = task.restrict(t)
                 pred = allowed[int(logits[allowed].argmax())]
-                hits += pred == ord(lab.rules[t][s])
+                hits += pred == ord(rule[s])
             assert matrix[j, i] == pytest.approx(hits / len(task.symbols(t)))
 
 
