@@ -37,12 +37,13 @@ def test_text_models_beat_a_uniform_guess_and_are_matched_in_size():
 @pytest.mark.parametrize("name", [n for n, s in SHIPPED.items() if s["preset"].startswith("languages-")])
 def test_continual_page_models_learn_every_language_in_context(name):
     """The continual page's models must have learned the task: each language alone, the probe from the
-    state after one segment is well above chance (>= 3x), as printed on the card, recomputed here."""
+    state after one segment gets at least half the answers (an exact solver gets all; chance is 1/4), as
+    printed on the card, recomputed here."""
     from nested.cards import continual_eval
 
     model = nested.load(CHECKPOINTS / name).eval()
     recorded = model.checkpoint_meta["continual_eval"]
     again = continual_eval(model, model.checkpoint_meta["train"])
     assert again["probe"] == pytest.approx(recorded["probe"], abs=1e-6)
-    assert min(again["probe"].values()) >= 3 * again["chance"], again["probe"]
+    assert min(again["probe"].values()) >= max(0.5, 2 * again["chance"]), again["probe"]
     assert f"mean {recorded['probe_mean']:.3f}" in (CHECKPOINTS / name / "README.md").read_text()
