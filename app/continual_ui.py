@@ -77,6 +77,22 @@ def learners(setup: Setup, model_for=None) -> list[Learner]:
     return out
 
 
+LEARNED_BAR = 0.5  # each language alone, the probe gets at least half the answers (an exact solver: all)
+
+
+def unlearned(setup: Setup) -> dict[str, float]:
+    """The chosen models whose card says they did not learn the languages (label -> mean probe alone):
+    their curves are shown with that said, never as if they had learned."""
+    out = {}
+    for label in setup.models:
+        model = frozen_model(LAB_MODELS["Hope" if label == FROZEN_HOPE else label], 0)
+        ev = (getattr(model, "checkpoint_meta", None) or {}).get("continual_eval")
+        score = ev["probe_mean"] if ev else None
+        if score is None or score < LEARNED_BAR:
+            out[label] = score
+    return out
+
+
 def new_lab(setup: Setup, model_for=None) -> ContinualLab:
     return ContinualLab(setup.task, learners(setup, model_for), seed=setup.seed)
 

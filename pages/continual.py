@@ -35,6 +35,10 @@ with in_context:
         st.info("Pick at least one model.")
         st.stop()
     setup = cl.Setup(tuple(models), cl.REGIMES[regime], int(seed), frozen if cl.FROZEN_HOPE in models else "")
+    for label, score in cl.unlearned(setup).items():
+        st.warning(f"**{label}** " + ("is untrained here (no shipped checkpoint): its curves are noise."
+                   if score is None else f"learned these languages only partly: alone, it answers {score:.0%} of "
+                   "the probes (chance 25%, an exact solver 100%). Read its curves with that in mind."))  # fmt: skip
     with st.expander("Schedule and your text", icon=":material/edit_note:"):
         raw = st.text_area(
             "Your text (task T): streamed as a segment like any language", key="cl_text", max_chars=20_000

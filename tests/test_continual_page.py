@@ -164,3 +164,19 @@ def test_a_new_setup_streams_the_same_schedule():
     assert lab(at).segments == [("A", 0, 32), ("B", 32, 64)]
     assert [lr.name for lr in lab(at).learners] == ["Titans", "Transformer, window 64"]
     assert len(lab(at).curves["Transformer, window 64"]) == len(lab(at).positions)
+
+
+def test_a_model_that_did_not_learn_the_languages_is_said_so():
+    import nested
+    from app.continual_ui import LAB_MODELS, LEARNED_BAR
+    from nested.checkpoint import CHECKPOINTS
+
+    at = open_page(cl_models=list(LAB_MODELS))
+    expected = set()
+    for label, name in LAB_MODELS.items():
+        path = CHECKPOINTS / name
+        score = nested.load(path).checkpoint_meta["continual_eval"]["probe_mean"] if path.is_dir() else None
+        if score is None or score < LEARNED_BAR:
+            expected.add(label)
+    warned = {w.value.split("**")[1] for w in at.warning if w.value.startswith("**")}
+    assert warned == expected
