@@ -90,14 +90,30 @@ def probe_figure(curves: dict[str, np.ndarray]) -> go.Figure:
     return fig
 
 
+# Each optimizer's rate for the associative memory: nested.optim.assoc.best_lr over (0.01, 0.03, 0.1, 0.3, 1.0)
+# on the page's stream (Zipf 1, seed 0), orthogonal and overcomplete keys; tests/test_optimizers_page.py checks two
+ASSOC_LR = {
+    True: {"sgd": 1.0, "momentum": 0.1, "adam": 0.01, "muon": 0.01, "m3": 0.01, "delta-momentum": 0.1,
+           "preconditioned-momentum": 0.01, "deep-momentum": 0.1},
+    False: {"sgd": 0.3, "momentum": 0.03, "adam": 0.01, "muon": 0.01, "m3": 0.01, "delta-momentum": 0.03,
+            "preconditioned-momentum": 0.01, "deep-momentum": 0.03},
+}  # fmt: skip
+
+
+def assoc_stream(orthogonal: bool, exponent: float):
+    from nested.optim.assoc import zipf_stream
+
+    return zipf_stream(n_pairs=32 if orthogonal else 64, d_key=32, steps=600, exponent=exponent, seed=0,
+                       orthogonal=orthogonal)  # fmt: skip
+
+
 @lru_cache(maxsize=64)
 def assoc(optimizer: str, orthogonal: bool, exponent: float) -> dict:
-    """One optimizer writing the Zipf key -> value memory at its best rate of a small grid."""
-    from nested.optim.assoc import best_lr, write_memory, zipf_stream
+    """One optimizer writing the Zipf key -> value memory at its rate of ASSOC_LR."""
+    from nested.optim.assoc import write_memory
 
-    stream = zipf_stream(n_pairs=32 if orthogonal else 64, d_key=32, steps=600, exponent=exponent, seed=0,
-                         orthogonal=orthogonal)  # fmt: skip
-    lr = best_lr(stream, optimizer, grid=(0.01, 0.03, 0.1, 0.3, 1.0))
+    stream = assoc_stream(orthogonal, exponent)
+    lr = ASSOC_LR[orthogonal][optimizer]
     run = write_memory(stream, optimizer, lr)
     return {"lr": lr, "errors": run.errors.tolist(), "counts": run.counts.tolist(), "diverged": run.diverged}
 

@@ -53,7 +53,7 @@ table = pd.DataFrame(
 st.dataframe(table, hide_index=True)
 st.subheader("An optimizer writes an associative memory")
 st.caption("A linear memory W learns 32 key → value pairs, one pair a step, keys arriving with Zipf frequencies "
-           "(§3.1: an optimizer's state is a memory of gradients). Each optimizer writes W at its best rate.")  # fmt: skip
+           "(§3.1: an optimizer's state is a memory of gradients). Each optimizer writes W at its best rate (Zipf 1).")  # fmt: skip
 a1, a2 = st.columns(2)
 keys = choice(a1.radio, "Keys", ["orthogonal", "overcomplete (64 keys in 32 dims)"], key="opt_assoc_keys",
               horizontal=True)  # fmt: skip

@@ -75,3 +75,13 @@ def test_the_associative_memory_section_draws_one_dot_per_pair_and_follows_its_c
     assert not at.exception
     spec = json.loads(at.get("plotly_chart")[-1].proto.spec)
     assert all(len(d["x"]) == 64 for d in spec["data"])
+
+
+def test_the_associative_memory_rates_are_the_grid_optimum():
+    from app.opt_figures import ASSOC_LR, assoc_stream
+    from nested.optim.assoc import best_lr
+
+    for orthogonal, name in ((True, "momentum"), (False, "sgd")):
+        assert (
+            best_lr(assoc_stream(orthogonal, 1.0), name, grid=(0.01, 0.03, 0.1, 0.3, 1.0)) == ASSOC_LR[orthogonal][name]
+        )
