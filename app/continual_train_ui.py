@@ -26,7 +26,10 @@ def across_training_tab() -> None:
     st.markdown(
         "Here the **outer loop** learns: one small network is trained on regression task A, then B, … (each a "
         "random teacher on the same inputs, so they interfere). The optimizer's state is itself a memory of past "
-        "gradients (§3.1): momentum and M3's slow momentum carry the last task into the next one."
+        "gradients (§3.1): momentum and M3's slow momentum carry the last task into the next one. The paper's reading "
+        "predicts that a slow memory reduces forgetting; at this scale we measured no such effect (docs/RESULTS.md): "
+        "every optimizer forgets A completely while it learns B, and clearing the memories at a switch changes "
+        "almost nothing."
     )
     c1, c2, c3 = st.columns([3, 2, 2])
     names = multichoice("Optimizers", list(LEARNING_RATES), key="ct_optimizers", default=["momentum", "adam", "m3"],
