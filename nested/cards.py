@@ -29,8 +29,10 @@ SHIPPED: dict[str, dict] = {
                        "overrides": {"task_args": {"family": "map", "examples_per_segment": 12}},
                        "what": "Hope trained on task switching with conflicting key->value maps (in context)"},
     # continual learning in context (pages/continual.py): one recipe, matched size
-    "hope-languages": {"preset": "languages-hope", "steps": 1200,
-                       "what": "Hope trained to learn successor languages in context (continual-learning page)"},
+    # learned partly: alone, about half of its probes right at this budget (the others all); the page says so
+    "hope-languages": {"preset": "languages-hope", "steps": 1200, "partly": True,
+                       "what": "Hope trained to learn successor languages in context (continual-learning page); "
+                               "at this budget it learns them only partly"},
     "titans-languages": {"preset": "languages-titans", "steps": 1200,
                          "what": "Titans trained to learn successor languages in context (matched size)"},
     "swa-languages": {"preset": "languages-transformer-swa", "steps": 1500,

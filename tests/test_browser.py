@@ -136,9 +136,12 @@ def test_a_lesson_link_opens_its_view(server, browser):
 
 def _curve_lengths(page) -> list[int]:
     """The number of points of every line of the first chart (the forgetting curves), read from Plotly."""
+    page.locator("[data-testid='stPlotlyChart']").first.scroll_into_view_if_needed(timeout=60_000)
+    page.wait_for_function("(() => { const p = document.querySelector(\"[data-testid='stPlotlyChart'] .js-plotly-plot\");"
+                           " return p && p.data && p.data.length > 0; })()", timeout=60_000)  # fmt: skip
     return page.evaluate(
         "() => { const p = document.querySelector(\"[data-testid='stPlotlyChart'] .js-plotly-plot\");"
-        " return p && p.data ? p.data.filter(d => d.type === 'scatter').map(d => d.x.length) : []; }"
+        " return p && p.data ? p.data.filter(d => d.type === 'scatter' && d.name !== 'chance').map(d => d.x.length) : []; }"
     )
 
 

