@@ -77,12 +77,12 @@ def learners(setup: Setup, model_for=None) -> list[Learner]:
     return out
 
 
-LEARNED_BAR = 0.5  # each language alone, the probe gets at least half the answers (an exact solver: all)
+LEARNED_BAR = 0.9  # each language alone, the probe gets 90% of the answers (an exact solver: all); below: "partly"
 
 
 def unlearned(setup: Setup) -> dict[str, float]:
-    """The chosen models whose card says they did not learn the languages (label -> mean probe alone):
-    their curves are shown with that said, never as if they had learned."""
+    """The chosen models whose card says they learned the languages only partly, or not at all (label ->
+    mean probe alone, None when untrained): their curves are shown with that said."""
     out = {}
     for label in setup.models:
         model = frozen_model(LAB_MODELS["Hope" if label == FROZEN_HOPE else label], 0)

@@ -42,7 +42,7 @@ def in_context(seeds: list[int], segment_len: int) -> None:
     for shared in (False, True):
         task = SuccessorLanguages(n_tasks=4, shared=shared)
         print(f"\n### In context, {'one shared alphabet' if shared else 'own alphabets'}: schedule ABA, "
-              f"{segment_len} tokens a segment, {len(seeds)} stream seeds (chance {task.chance:.3f})\n")  # fmt: skip
+              f"{segment_len} tokens a segment, {len(seeds)} stream seeds (probe chance {task.probe_chance():.3f})\n")  # fmt: skip
         print("| model | A alone | A after A | A after B | B after B | A after A again |")
         print("|---|---|---|---|---|---|")
         res = retention(models, task, "ABA", segment_len, seeds)

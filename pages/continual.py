@@ -61,24 +61,26 @@ with in_context:
             cl.run_schedule(setup, schedule, seglen, text)
     lab = cl.current_lab(setup, text)
     tasks = [chr(65 + i) for i in range(cl.N_TASKS)] + ([TEXT_TASK] if text else [])
-    current = st.session_state.get("cl_task", "A") if st.session_state.get("cl_task", "A") in tasks else "A"
-    k1, k2 = st.columns(2)
+    k1, k2, k3 = st.columns([3, 3, 1], vertical_alignment="bottom")
     step = choice(k1.select_slider, "Tokens per step", [16, 32, 64, 128], key="cl_step", default=32)
     speed = choice(k2.select_slider, "Play speed (steps/s)", [0.5, 1.0, 2.0], key="cl_speed", default=1.0)
-    cols = st.columns(len(tasks) + 1, vertical_alignment="bottom")
-    for col, t in zip(cols, tasks, strict=False):
-        label = "Feed your text" if t == TEXT_TASK else f"Feed {t}"
-        if col.button(label, key=f"cl_feed_{t}", type="primary" if t == current else "secondary", width="stretch",
-                      help=f"Switch the stream to {'your text' if t == TEXT_TASK else 'language ' + t} now and stream {step} tokens"):  # fmt: skip
-            st.session_state["cl_task"] = current = t
-            lab = cl.feed(cl.materialise(setup, text), t, step) or st.session_state.get("cl_lab")
-    playing = cols[-1].toggle("Play", key="cl_play", help=f"Keep streaming {current}, {step} tokens per tick")
+    playing = k3.toggle("Play", key="cl_play", help=f"Keep streaming the current language, {step} tokens per tick")
+
+    def switch(task: str) -> None:
+        st.session_state["cl_task"] = st.session_state["_cl_feed"] = task
 
     @st.fragment(run_every=1.0 / speed if playing else None)
     def views() -> None:
+        """The feed buttons and everything a step changes: a click reruns only this fragment."""
+        current = st.session_state.get("cl_task", "A") if st.session_state.get("cl_task", "A") in tasks else "A"
+        for col, t in zip(st.columns(len(tasks)), tasks, strict=True):
+            col.button("Feed your text" if t == TEXT_TASK else f"Feed {t}", key=f"cl_feed_{t}", on_click=switch,
+                       args=(t,), type="primary" if t == current else "secondary", width="stretch",
+                       help=f"Switch the stream to {'your text' if t == TEXT_TASK else 'language ' + t} now and stream {step} tokens")  # fmt: skip
         run = st.session_state.get("cl_lab") if st.session_state.get("cl_setup") == setup else lab
-        if playing and not st.session_state.pop("_cl_full_run", False):
-            run = cl.feed(cl.materialise(setup, text), current, step) or run
+        clicked, full = st.session_state.pop("_cl_feed", None), st.session_state.pop("_cl_full_run", False)
+        if clicked or (playing and not full):
+            run = cl.feed(cl.materialise(setup, text), clicked or current, step) or run
         wanted = st.session_state.get("cl_detail")  # the reset probes are computed for the detail view only
         summary = run.summary(resets=[wanted]) if run is not None else cl.shipped_summary()
         if run is None:
