@@ -249,7 +249,6 @@ class NestedLM(nn.Module):
         weights = tuple(c.weights for c in cms)
         if outer and self.cfg.cms_grad == "segment":  # a tensor of its own per segment: its uses only
             weights = tuple(tuple((u.view_as(u), w.view_as(w)) for u, w in layer) for layer in weights)
-
         seg = Segment(start=state.pos, weights=weights, mixers=None if outer else state.mixers)
         return replace(state, cms=cms, window=state.window + (seg,))
 
