@@ -118,8 +118,8 @@ def shipped_summary() -> dict | None:
 def build_preset() -> dict:
     """Run the default setup and schedule on CPU and write the shipped summary."""
     lab = new_lab(DEFAULT_SETUP, model_for=lambda name: build_frozen(name, 0, device="cpu"))
-    lab.replay(Schedule.parse(f"{DEFAULT_SCHEDULE}", lab.tasks, DEFAULT_SEGMENT))
-    summary = lab.summary() | {"schedule": str(Schedule(tuple((t, b - a) for t, a, b in lab.segments)))}
+    lab.replay(Schedule.parse(DEFAULT_SCHEDULE, lab.tasks, DEFAULT_SEGMENT))
+    summary = lab.summary() | {"schedule": run_string(lab)}
     PRESET_DIR.mkdir(parents=True, exist_ok=True)
     PRESET_FILE.write_text(json.dumps(summary))
     return summary
@@ -130,13 +130,18 @@ def run_string(lab: ContinualLab) -> str:
     return str(Schedule(tuple((t, b - a) for t, a, b in lab.segments))) if lab.segments else ""
 
 
+def kept(setup: Setup) -> ContinualLab | None:
+    """The session's live lab if it was made for `setup`."""
+    return st.session_state.get("cl_lab") if st.session_state.get("cl_setup") == setup else None
+
+
 def current_lab(setup: Setup, text: str) -> ContinualLab | None:
     """The session's live lab for `setup`, restored from the URL's run on a fresh session; None while
     the default setup still shows its shipped run (nothing streamed live yet)."""
-    lab = st.session_state.get("cl_lab")
-    if lab is not None and st.session_state.get("cl_setup") == setup:
+    if (lab := kept(setup)) is not None:
         lab.text = text
         return lab
+    lab = st.session_state.get("cl_lab")
     if lab is not None and lab.segments:  # a new setup streams the same schedule (a new seed: a new stream)
         fresh = new_lab(setup)
         fresh.text = text
@@ -169,8 +174,7 @@ def _keep(setup: Setup, lab: ContinualLab, text: str) -> ContinualLab:
 
 def materialise(setup: Setup, text: str) -> ContinualLab:
     """The live lab, starting from the shipped default run when the page still shows it."""
-    lab = st.session_state.get("cl_lab")
-    if lab is not None and st.session_state.get("cl_setup") == setup:
+    if (lab := kept(setup)) is not None:
         return lab
     shipped = shipped_summary()
     lab = replayed(setup, shipped["schedule"]).fork() if setup == DEFAULT_SETUP and shipped else new_lab(setup)

@@ -81,18 +81,15 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
             raise ValueError(f"{run} was not trained by the {name} recipe ({spec['preset']}, {cfg.steps} steps)")
         summary = {k: done[k] for k in ("tokens_seen", "train_seconds")} | {"threads": done.get("threads", "?")}
         history = json.loads((run / "history.json").read_text())
-        if dest.exists():
-            shutil.rmtree(dest)
-        nested.save(model, dest)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             cfg.out_dir = tmp
             summary = train(cfg, progress=progress)
             model = summary.pop("model").cpu().eval()
-            if dest.exists():
-                shutil.rmtree(dest)
-            nested.save(model, dest)
             history = json.loads((Path(tmp) / "history.json").read_text())
+    if dest.exists():
+        shutil.rmtree(dest)
+    nested.save(model, dest)
     ev = card_eval(model, json.loads(json.dumps(vars(cfg))))
     tail = history[-20:]
     meta = {

@@ -96,15 +96,22 @@ def level_names(model) -> list[str]:
     return model.freeze_options()
 
 
+def memory_keys(mixer_state: dict) -> list[str]:
+    """The learned state in a mixer's state dict: every tensor but the convolution window (local context)
+    and an attention cache (k, v: the tokens themselves, not something learned)."""
+    return [
+        k for k, v in mixer_state.items() if isinstance(v, Tensor) and not k.startswith("conv") and k not in ("k", "v")
+    ]
+
+
 def reset_level(model, state: StreamState, fresh: StreamState, name: str) -> StreamState:
     """`state` with one level back at its learned initial value (from `fresh`, a new init_state):
     "layer i memories" resets the memory tensors (not the convolution window: local context, not memory);
     "layer i cms[l]" resets level l's weights in the stream state and in the open segment."""
     layer = int(name.split()[1])
     if name.endswith("memories"):
-        keep = {k for k in state.mixers[layer] if k == "pos" or k.startswith("conv") or not isinstance(
-            state.mixers[layer][k], Tensor)}  # fmt: skip
-        mix = {k: (v if k in keep else fresh.mixers[layer][k]) for k, v in state.mixers[layer].items()}
+        reset = set(memory_keys(state.mixers[layer]))
+        mix = {k: (fresh.mixers[layer][k] if k in reset else v) for k, v in state.mixers[layer].items()}
         mixers = state.mixers[:layer] + (mix,) + state.mixers[layer + 1 :]
         return replace(state, mixers=mixers)
     level = int(name[name.index("[") + 1 : name.index("]")])
@@ -126,8 +133,7 @@ def level_change(a: StreamState, b: StreamState) -> dict[str, float]:
     tensors (memories: every memory matrix of the layer; CMS level: both weight matrices)."""
     out = {}
     for i, (ma, mb) in enumerate(zip(a.mixers, b.mixers, strict=True)):
-        keys = [k for k in ma if isinstance(ma[k], Tensor) and not k.startswith("conv") and k in mb]
-        keys = [k for k in keys if k not in ("k", "v")]  # attention caches are not learned state
+        keys = memory_keys(ma)
         if keys:
             out[f"layer {i} memories"] = math.sqrt(sum(float((mb[k] - ma[k]).pow(2).sum()) for k in keys))
     for i, (ca, cb) in enumerate(zip(a.cms or (), b.cms or (), strict=True)):
@@ -144,22 +150,24 @@ class ProbeResult:
     loss: dict[str, float]  # task -> mean nats of the right successor (full byte vocabulary)
 
 
-def score_queries(logits: Tensor, task: SuccessorLanguages, rules: dict, tasks: list[str]) -> ProbeResult:
-    """Score the (n_tasks * alphabet, context, V) logits of `probe_tokens` task by task (the last position)."""
+def score_queries(logits: Tensor, task: SuccessorLanguages, answers: Tensor, tasks: list[str]) -> ProbeResult:
+    """Score the (n_tasks * alphabet, context, V) logits of `probe_tokens` task by task (the last position)
+    against its `answers` (n_tasks * alphabet,)."""
     acc, loss, k = {}, {}, task.alphabet
     logp = torch.log_softmax(logits[:, -1].float(), -1)
     for j, t in enumerate(tasks):
-        _, answers = task.queries(t, rules)
-        lp = logp[j * k : (j + 1) * k]
+        lp, ans = logp[j * k : (j + 1) * k], answers[j * k : (j + 1) * k]
         allowed = torch.tensor(task.restrict(t))
         pred = allowed[lp[:, allowed].argmax(-1)]
-        acc[t] = float((pred == answers).float().mean())
-        loss[t] = float(-lp.gather(1, answers[:, None]).mean())
+        acc[t] = float((pred == ans).float().mean())
+        loss[t] = float(-lp.gather(1, ans[:, None]).mean())
     return ProbeResult(acc, loss)
 
 
-def probe_tokens(task: SuccessorLanguages, rules: dict, tasks: list[str]) -> Tensor:
-    return torch.cat([task.queries(t, rules)[0] for t in tasks])
+def probe_tokens(task: SuccessorLanguages, rules: dict, tasks: list[str]) -> tuple[Tensor, Tensor]:
+    """Every task's probe fragments, stacked (n_tasks * alphabet, context), and their answers."""
+    frags, answers = zip(*(task.queries(t, rules) for t in tasks), strict=True)
+    return torch.cat(frags), torch.cat(answers)
 
 
 @dataclass
@@ -187,7 +195,7 @@ class ContinualLab:
         self._generated: dict[tuple[int, str], str] = {}
         self._reset_cache: dict = {}
         self.tasks = self.task.task_names
-        self._probe = probe_tokens(self.task, self.rules, self.tasks)
+        self._probe, self._answers = probe_tokens(self.task, self.rules, self.tasks)
         for lr in self.learners:
             self.curves[lr.name], self.losses[lr.name], self.changes[lr.name], self.online[lr.name] = [], [], [], []
         self._measure()
@@ -261,15 +269,19 @@ class ContinualLab:
     @torch.no_grad()
     def _measure(self) -> None:
         self.positions.append(self.pos)
-        n = self._probe.shape[0]
         for lr in self.learners:
-            view = probe_view(lr.state)
-            res = score_queries(lr.model.probe(self._probe.to(lr.model.device), repeat_state(view, n)).cpu(),
-                                self.task, self.rules, self.tasks)  # fmt: skip
+            res = self._probe_state(lr.model, probe_view(lr.state))
             self.curves[lr.name].append(res.accuracy)
             self.losses[lr.name].append(res.loss)
             self.changes[lr.name].append(level_change(lr.measured, lr.state) if lr.measured is not None else {})
             lr.measured = lr.state
+
+    def _probe_state(self, model, view: StreamState) -> ProbeResult:
+        """Every task's probe read from one batch-1 state (a probe_view), in one batched call."""
+        state = repeat_state(view, self._probe.shape[0])
+        return score_queries(
+            model.probe(self._probe.to(model.device), state).cpu(), self.task, self._answers, self.tasks
+        )
 
     @torch.no_grad()
     def reset_probe(self, learner: str) -> dict[str, dict[str, float]]:
@@ -278,11 +290,9 @@ class ContinualLab:
         pos, value = self._reset_cache.get(learner, (None, None))
         if pos != self.pos:
             lr = next(x for x in self.learners if x.name == learner)
-            view, n, out = probe_view(lr.state), self._probe.shape[0], {}
-            for name in level_names(lr.model):
-                st = repeat_state(reset_level(lr.model, view, lr.fresh, name), n)
-                out[name] = score_queries(lr.model.probe(self._probe.to(lr.model.device), st).cpu(),
-                                          self.task, self.rules, self.tasks).accuracy  # fmt: skip
+            view = probe_view(lr.state)
+            out = {name: self._probe_state(lr.model, reset_level(lr.model, view, lr.fresh, name)).accuracy
+                   for name in level_names(lr.model)}  # fmt: skip
             self._reset_cache[learner] = (self.pos, out)
             value = out
         return value

@@ -77,7 +77,7 @@ with in_context:
             col.button("Feed your text" if t == TEXT_TASK else f"Feed {t}", key=f"cl_feed_{t}", on_click=switch,
                        args=(t,), type="primary" if t == current else "secondary", width="stretch",
                        help=f"Switch the stream to {'your text' if t == TEXT_TASK else 'language ' + t} now and stream {step} tokens")  # fmt: skip
-        run = st.session_state.get("cl_lab") if st.session_state.get("cl_setup") == setup else lab
+        run = cl.kept(setup) or lab
         clicked, full = st.session_state.pop("_cl_feed", None), st.session_state.pop("_cl_full_run", False)
         if clicked or (playing and not full):
             run = cl.feed(cl.materialise(setup, text), clicked or current, step) or run
