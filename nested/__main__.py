@@ -1,6 +1,7 @@
 """The command line: `python -m nested {models,levels,stream,train,eval} ...`.
 
 python -m nested train --preset text-hope --steps 400 --out runs/hope
+python -m nested train --preset text-hope --init assets/checkpoints/hope-text --text notes.txt --steps 50
 torchrun --nproc_per_node 2 -m nested train --preset smoke --out runs/ddp
 python -m nested eval runs/hope/model --per-position --recall --forgetting --out runs/hope/eval
 """
@@ -11,6 +12,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
 import torch
 
@@ -86,6 +88,18 @@ def cmd_train(a) -> int:
         overrides["seed"] = a.seed
     if a.compile:
         overrides["compile"] = True
+    if a.init:
+        overrides["init"] = a.init
+    if a.text:
+        try:
+            text = Path(a.text).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: cannot read --text {a.text}: {exc}", file=sys.stderr)
+            return 2
+        chosen = PRESETS.get(a.preset or "", {})
+        base = chosen.get("task_args", {}) if chosen.get("task", "text") == "text" else {}
+        overrides["task"] = "text"
+        overrides["task_args"] = {**base, **overrides.get("task_args", {}), "text": text}
     cfg = preset(a.preset, **overrides) if a.preset else TrainConfig.from_dict(overrides)
     if a.preset is None and not overrides:
         print(f"presets: {', '.join(PRESETS)}")
@@ -150,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output directory (checkpoints, history, final model)")
     p.add_argument("--set", action="append", help="override a config field: key=value (JSON values)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last exactly")
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from this checkpoint's weights and config (adapt, e.g. assets/checkpoints/hope-text)",
+    )
+    p.add_argument("--text", default=None, metavar="FILE", help="train on this UTF-8 text file (the text task)")
     p.add_argument(
         "--compile",
         action="store_true",

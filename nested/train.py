@@ -8,6 +8,10 @@
   gloo on CPU, nccl on CUDA): each rank takes its slice of the global batch, the loss is normalised by
   the global number of scored tokens and gradients are summed, so N processes equal one with the same
   global batch.
+- Hooks for a caller that drives training (the app's Train page): `should_stop()` is asked before every
+  step (a stopped run writes its last checkpoint at the stop, so resume continues exactly), `on_step(record)`
+  sees every step's record; `init` starts from a checkpoint's weights (adapt / fine-tune a shipped model).
+  The hooks are for single-process runs (every rank would have to agree on a stop).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -80,6 +85,7 @@ class TrainConfig:
     out_dir: str = "runs/default"
     device: str | None = None
     compile: bool = False  # torch.compile the step (nested.compile_model(model, "train")): same function, minutes cold
+    init: str | None = None  # a checkpoint directory to start from (its config replaces model / model_args)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -150,32 +156,49 @@ def eval_task(cfg: TrainConfig):
     return make_task(cfg.task, **args)
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> dict:
+def build_start(cfg: TrainConfig, device) -> nested.NestedLM:
+    """The model a run starts from: the `init` checkpoint's weights (adapt), else a fresh seeded one."""
+    if cfg.init:
+        return checkpoint.load(cfg.init, device=device)
+    return nested.build_model(cfg.model, seed=cfg.seed, device=device, **cfg.model_args)
+
+
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    log=print,
+    should_stop: Callable[[], bool] | None = None,
+    on_step: Callable[[dict], None] | None = None,
+) -> dict:
+    """Run (or resume) `cfg`. Returns the summary and the trained model; `stopped` is True when
+    `should_stop` ended the run early (its summary counts the steps actually taken). A non-finite loss
+    raises FloatingPointError before the optimizer step, so the weights stay those of the last finite one."""
     rank, world = _dist()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
     device = nested.pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = nested.build_model(cfg.model, seed=cfg.seed, device=device, **cfg.model_args)
+    model = build_start(cfg, device)
     forward = nested.compile_model(model, "train") if cfg.compile else model
     opt = make_optimizer(cfg.optimizer, model.named_parameters(), cfg.lr, cfg.weight_decay, **cfg.opt_args)
     task = make_task(cfg.task, **cfg.task_args)
     out = Path(cfg.out_dir)
     last = out / "last"
-    start, history, tokens_seen, elapsed = 0, [], 0, 0.0
+    start, history, tokens_seen, elapsed, saved_at = 0, [], 0, 0.0, -1
     if resume and (last / "trainer.json").is_file():
         st = json.loads((last / "trainer.json").read_text())
         # the step count may grow and compilation may be switched (or predate the option): neither
         # changes the function
         free = ("steps", "compile")
-        if {k: v for k, v in st["config"].items() if k not in free} != {
-            k: v for k, v in asdict(cfg).items() if k not in free
-        }:
+        saved = {"init": None, **st["config"]}  # written before `init` existed: a fresh start
+        if {k: v for k, v in saved.items() if k not in free} != {k: v for k, v in asdict(cfg).items() if k not in free}:
             raise CheckpointError(f"{last}: the checkpoint was written with a different training config")
         loaded = checkpoint.load(last, device=device)
         model.load_state_dict(loaded.state_dict())
         opt.load_state_dict(checkpoint.load_state(last, "optimizer"))
         start, history, tokens_seen, elapsed = st["step"], st["history"], st["tokens_seen"], st["elapsed_s"]
+        saved_at = start
     per = cfg.batch_size // world
     bar = None
     if progress and rank == 0:
@@ -184,7 +207,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.model} on {cfg.task}", unit="step")
     t0 = time.perf_counter()
     model.train()
+    at, stopped = start, False
     for step in range(start, cfg.steps):
+        if should_stop is not None and should_stop():
+            stopped = True
+            break
         batch = task.sample(cfg.batch_size, step_seed(cfg.seed, step))
         n_scored = int(batch.scored.sum())
         mine = type(batch)(batch.inputs[rank * per : (rank + 1) * per].to(device),
@@ -198,6 +225,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                     p.grad = torch.zeros_like(p)
                 dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
             dist.all_reduce(loss := loss.detach().clone(), op=dist.ReduceOp.SUM)
+        if not math.isfinite(float(loss.detach())):
+            raise FloatingPointError(f"training loss is {float(loss.detach())} at step {step + 1}")
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
@@ -211,17 +240,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
             bar.set_postfix(
                 loss=f"{float(loss):.3f}", **({"eval": f"{rec['eval']['loss']:.3f}"} if "eval" in rec else {})
             )
-        if not math.isfinite(float(loss.detach())):
-            raise FloatingPointError(f"training loss is {float(loss.detach())} at step {step + 1}")
-        done = step + 1 == cfg.steps
-        if rank == 0 and (cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0 or done):
-            _write_training_checkpoint(last, model, opt, cfg, step + 1, history, tokens_seen,
+        at = step + 1
+        if on_step is not None:
+            on_step(rec)
+        if rank == 0 and (cfg.ckpt_every and at % cfg.ckpt_every == 0 or at == cfg.steps):
+            _write_training_checkpoint(last, model, opt, cfg, at, history, tokens_seen,
                                        elapsed + time.perf_counter() - t0)  # fmt: skip
+            saved_at = at
+    if stopped and rank == 0 and saved_at != at:  # a stopped run keeps its last step
+        _write_training_checkpoint(last, model, opt, cfg, at, history, tokens_seen, elapsed + time.perf_counter() - t0)
     if bar is not None:
         bar.close()
     elapsed += time.perf_counter() - t0
     final_eval = next((h["eval"] for h in reversed(history) if "eval" in h), None)
-    summary = {"steps": cfg.steps, "tokens_seen": tokens_seen, "train_seconds": round(elapsed, 1),
+    summary = {"steps": at, "stopped": stopped, "tokens_seen": tokens_seen, "train_seconds": round(elapsed, 1),
                "final_loss": history[-1]["loss"] if history else None, "eval": final_eval}  # fmt: skip
     if rank == 0:
         meta = {"preset": None, "train": asdict(cfg), **summary, "threads": torch.get_num_threads(),

@@ -117,3 +117,59 @@ def test_configs_refuse_unknown_keys():
     with pytest.raises(ValueError, match=r"unknown training options: \['lrr'\]"):
         TrainConfig.from_dict({"lrr": 0.1})
     assert TrainConfig.from_dict({"lr": 0.1}).lr == 0.1
+
+
+def test_a_stopped_run_keeps_its_last_step_and_resumes_exactly(tmp_path):
+    """should_stop ends the run early with `last` written at the stop; resume continues to the same weights
+    as an uninterrupted run. on_step sees every step."""
+    cfg = preset("smoke", steps=8, eval_every=0, ckpt_every=0)
+    full = train(preset("smoke", steps=8, eval_every=0, ckpt_every=0, out_dir=str(tmp_path / "full")), progress=False)
+    seen = []
+    half = train(preset("smoke", steps=8, eval_every=0, ckpt_every=0, out_dir=str(tmp_path / "half")), progress=False,
+                 should_stop=lambda: len(seen) >= 3, on_step=seen.append)  # fmt: skip
+    assert half["stopped"] and half["steps"] == 3 and [r["step"] for r in seen] == [1, 2, 3]
+    assert json.loads((tmp_path / "half" / "last" / "trainer.json").read_text())["step"] == 3
+    back = train(preset("smoke", steps=8, eval_every=0, ckpt_every=0, out_dir=str(tmp_path / "half")), resume=True,
+                 progress=False)  # fmt: skip
+    assert not back["stopped"] and back["steps"] == cfg.steps
+    a, b = _weights(tmp_path / "full" / "model"), _weights(tmp_path / "half" / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert full["final_loss"] == back["final_loss"]
+
+
+def test_init_starts_from_a_checkpoint_and_text_trains_on_a_user_string(tmp_path):
+    start = nested.build_model("transformer", d_model=32, n_layers=1, seed=5)
+    ck = nested.save(start, tmp_path / "start")
+    text = "the quick brown fox jumps over the lazy dog. " * 20
+    cfg = preset("smoke", steps=1, eval_every=0, lr=0.0, init=str(ck), task_args={"seq_len": 32, "text": text},
+                 out_dir=str(tmp_path / "run"))  # fmt: skip
+    out = train(cfg, progress=False)
+    after = out["model"].state_dict()
+    assert all(torch.equal(after[k], v) for k, v in start.state_dict().items())  # lr 0: the start's weights
+    assert out["eval"]["loss"] < 6.0  # scored on the user's text
+    from nested.tasks import TextTask
+
+    for bad, match in [("", "empty"), ("   ", "empty"), ("short", "at least 34 bytes"), ("x" * 1_000_001, "at most")]:
+        with pytest.raises(ValueError, match=match):
+            TextTask(seq_len=32, text=bad)
+
+
+def test_a_diverging_run_raises_before_the_step_and_keeps_finite_weights(tmp_path):
+    seen = []
+    with pytest.raises(FloatingPointError):
+        train(preset("smoke", steps=20, lr=1e3, eval_every=0, out_dir=str(tmp_path / "d")), progress=False,
+              on_step=seen.append)  # fmt: skip
+    assert seen and all(r["loss"] == r["loss"] for r in seen)  # every recorded step was finite
+
+
+def test_the_cli_trains_on_a_text_file_from_a_checkpoint(tmp_path, capsys):
+    from nested.__main__ import main
+
+    ck = nested.save(nested.build_model("transformer", d_model=32, n_layers=1), tmp_path / "start")
+    (tmp_path / "notes.txt").write_text("a user's own notes, repeated. " * 10)
+    args = ["train", "--preset", "smoke", "--steps", "2", "--quiet", "--init", str(ck), "--text",
+            str(tmp_path / "notes.txt"), "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(args) == 0
+    meta = nested.load(tmp_path / "run" / "model").checkpoint_meta
+    assert meta["train"]["init"] == str(ck) and meta["train"]["task_args"]["text"].startswith("a user's own")
+    assert json.loads(capsys.readouterr().out)["steps"] == 2

@@ -25,16 +25,28 @@ def split_corpus(data: bytes, split: str, val_fraction: float = 0.1) -> bytes:
     return data[:cut] if split == "train" else data[cut:]
 
 
+MAX_TEXT_BYTES = 1_000_000  # a user text larger than this is refused (the app cuts to less, with a note)
+
+
 class TextTask(Task):
-    """Random windows of a byte corpus; every position is scored (next byte)."""
+    """Random windows of a byte corpus; every position is scored (next byte). `text`: train on this text
+    instead (all of it; no held-out split), validated: non-empty, long enough for one window, at most
+    MAX_TEXT_BYTES."""
 
     name = "text"
 
     def __init__(self, seq_len: int = 128, split: str = "train", text: str | bytes | None = None):
         data = pydoc_corpus() if text is None else (text.encode("utf-8") if isinstance(text, str) else text)
         self.data = split_corpus(data, split) if text is None else data
+        if text is not None and not data.strip():
+            raise ValueError("the text is empty")
+        if len(self.data) > MAX_TEXT_BYTES:
+            raise ValueError(f"the text is {len(self.data):,} bytes; training takes at most {MAX_TEXT_BYTES:,}")
         if len(self.data) < seq_len + 2:
-            raise ValueError(f"the text is too short ({len(self.data)} bytes) for sequences of {seq_len}")
+            raise ValueError(
+                f"the text is too short ({len(self.data)} bytes) for sequences of {seq_len}: "
+                f"it needs at least {seq_len + 2} bytes"
+            )
         self.seq_len = seq_len
         self._tensor = torch.tensor(list(self.data), dtype=torch.long)
 
