@@ -31,6 +31,7 @@ PAGES: list[PageSpec] = [
     PageSpec("stepper.py", "Token stepper", ":material/step:", "stepper"),
     PageSpec("continual.py", "Continual learning", ":material/swap_horiz:", "continual"),
     PageSpec("optimizers.py", "Optimizers as memories", ":material/moving:", "optimizers"),
+    PageSpec("race.py", "M3 live", ":material/sprint:", "race"),
     PageSpec("workshop.py", "Workshop", ":material/school:", "workshop"),
 ]
 
