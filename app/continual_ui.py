@@ -73,7 +73,7 @@ def learners(setup: Setup, model_for=None) -> list[Learner]:
         if label == FROZEN_HOPE:
             out.append(Learner(f"Hope, {setup.frozen} frozen", model_for(LAB_MODELS["Hope"]), freeze=setup.frozen))
         else:
-            out.append(Learner(label, model_for(LAB_MODELS[label]), resets=label == "Hope"))
+            out.append(Learner(label, model_for(LAB_MODELS.get(label, label)), resets=label == "Hope"))  # or yours
     return out
 
 
@@ -85,6 +85,8 @@ def unlearned(setup: Setup) -> dict[str, float]:
     mean probe alone, None when untrained): their curves are shown with that said."""
     out = {}
     for label in setup.models:
+        if label not in LAB_MODELS and label != FROZEN_HOPE:  # a model trained in this session: its own run
+            continue
         model = frozen_model(LAB_MODELS["Hope" if label == FROZEN_HOPE else label], 0)
         ev = (getattr(model, "checkpoint_meta", None) or {}).get("continual_eval")
         score = ev["probe_mean"] if ev else None

@@ -1,17 +1,68 @@
-"""Per-session helpers shared by pages: the read-only model cache and the error boundary."""
+"""Per-session helpers shared by pages: the read-only model cache, the session's own trained models, and
+the error boundary.
+
+A model trained on the Train page belongs to its session only: it is kept in st.session_state under
+SESSION_MODELS (never in a cache shared by sessions), listed by the model pickers as "yours: ..." with a
+random suffix (names never collide across sessions, so caches keyed by a model's name stay correct), and
+`frozen_model` returns it like any other model."""
 
 from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
 
 import streamlit as st
 
 import nested
-from app.models import build_frozen
+from app.models import APP_MODELS, build_frozen, describe_model
+
+SESSION_MODELS = "session_models"  # st.session_state key: {name: SessionModel}, oldest first
+YOURS = "yours: "
+MAX_SESSION_MODELS = 3  # a session keeps its last few results (memory stays bounded)
+
+
+@dataclass
+class SessionModel:
+    model: nested.NestedLM  # read-only: no parameter requires grad, eval mode
+    description: str
+    meta: dict = field(default_factory=dict)  # what the checkpoint download carries
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def frozen_model(name: str, seed: int) -> nested.NestedLM:
+def _shared_model(name: str, seed: int) -> nested.NestedLM:
     """Read-only weights shared by all sessions (nothing ever writes to them: state lives per session)."""
     return build_frozen(name, seed)
+
+
+def session_models() -> dict[str, SessionModel]:
+    return st.session_state.setdefault(SESSION_MODELS, {})
+
+
+def add_session_model(base: str, entry: SessionModel) -> str:
+    """Keep a trained model for this session; returns its picker name. The oldest beyond
+    MAX_SESSION_MODELS is dropped."""
+    models = session_models()
+    name = f"{YOURS}{base} ({secrets.token_hex(2)})"
+    models[name] = entry
+    while len(models) > MAX_SESSION_MODELS:
+        models.pop(next(iter(models)))
+    return name
+
+
+def model_names() -> list[str]:
+    """Every model a picker offers this session: the app's, then the session's own."""
+    return [*APP_MODELS, *session_models()]
+
+
+def model_description(name: str) -> str:
+    entry = session_models().get(name)
+    return entry.description if entry is not None else describe_model(name)
+
+
+def frozen_model(name: str, seed: int) -> nested.NestedLM:
+    """The model a page runs: this session's own by that name, else the shared read-only one."""
+    entry = session_models().get(name)
+    return entry.model if entry is not None else _shared_model(name, seed)
 
 
 def show_error(exc: Exception, what: str) -> None:

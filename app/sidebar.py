@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.models import APP_MODELS, DEFAULT_MODEL, describe_model
+from app.models import DEFAULT_MODEL
+from app.session import model_description, model_names
 from app.urlstate import choice, is_hidden
 from nested.device import describe, pick_device
 
@@ -20,7 +21,7 @@ def _seed_from_url() -> int | None:
 def _clean_query_params() -> None:
     """Garbage in the URL must never raise: drop values the widgets would reject."""
     qp = st.query_params
-    if qp.get("model") not in (None, *APP_MODELS):
+    if qp.get("model") not in (None, *model_names()):
         del qp["model"]
     if qp.get("seed") is not None and _seed_from_url() is None:
         del qp["seed"]
@@ -30,9 +31,10 @@ def global_sidebar() -> dict:
     _clean_query_params()
     with st.sidebar:
         st.markdown("### Nested Learning Lab")
-        model = choice(st.selectbox, "Model", list(APP_MODELS), key="model", default=DEFAULT_MODEL,
-                       help="The model every page runs. Its weights are shared read-only; your stream state is yours.")  # fmt: skip
-        st.caption(describe_model(model))
+        model = choice(st.selectbox, "Model", model_names(), key="model", default=DEFAULT_MODEL,
+                       help="The model every page runs. Its weights are shared read-only; your stream state is yours. "
+                       "Models you train on the Train page are listed as 'yours: …' (this session only).")  # fmt: skip
+        st.caption(model_description(model))
         if is_hidden("seed"):
             seed = _seed_from_url() or 0
         else:

@@ -7,7 +7,7 @@ from app import continual_ui as cl
 from app.continual_figures import forgetting_curves, forgetting_matrix, level_changes, level_resets, summary_rows
 from app.continual_train_ui import across_training_tab
 from app.exports import PLOTLY_CONFIG
-from app.session import frozen_model
+from app.session import frozen_model, session_models
 from app.textinput import TextInputError, clean_text
 from app.urlstate import choice, multichoice
 from nested.continual import MAX_TOKENS, TEXT_TASK
@@ -25,7 +25,11 @@ with in_context:
     )
     c1, c2, c3 = st.columns([3, 2, 2])
     models = multichoice(
-        "Models", [*cl.LAB_MODELS, cl.FROZEN_HOPE], key="cl_models", default=cl.DEFAULT_MODELS, container=c1
+        "Models",
+        [*cl.LAB_MODELS, cl.FROZEN_HOPE, *session_models()],
+        key="cl_models",
+        default=cl.DEFAULT_MODELS,
+        container=c1,
     )
     regime = choice(c2.radio, "Languages", list(cl.REGIMES), key="cl_regime")
     levels = frozen_model(cl.LAB_MODELS["Hope"], 0).freeze_options()
