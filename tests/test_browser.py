@@ -176,3 +176,39 @@ def test_continual_streams_switches_and_every_curve_extends(server, browser):
     page.get_by_text("Play", exact=True).click()
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()
+
+
+LOSS_LINES = ("() => { const p = document.querySelector(\"[data-testid='stPlotlyChart'] .js-plotly-plot\");"
+              " return p && p.data ? p.data.map(d => d.x.length) : []; }")  # fmt: skip
+
+
+def _loss_curve_lengths(page) -> list[int]:
+    """Points per line of the race's loss chart (it redraws every tick, so read it in one evaluate)."""
+    page.wait_for_function(f"({LOSS_LINES})().length > 0", timeout=60_000)
+    return page.evaluate(LOSS_LINES)
+
+
+def _race_step(page) -> int:
+    m = re.search(r"Step ([0-9,]+)\.", page.inner_text("body"))
+    return int(m.group(1).replace(",", "")) if m else -1
+
+
+def test_a_race_plays_live_and_its_curves_extend(server, browser):
+    page = _open(browser, f"{server}/race", "text=/precomputed race/", 1000)
+    assert _race_step(page) == 300  # the shipped race, drawn before anything trains
+    page.get_by_text("Play", exact=True).click()  # live from step 0, a tick a second
+    page.wait_for_function("(() => { const m = document.body.innerText.match(/Step ([0-9,]+)\\./);"
+                           " return m && !document.body.innerText.includes('precomputed race'); })()", timeout=90_000)  # fmt: skip
+    page.wait_for_function(
+        f"(() => {{ const d = ({LOSS_LINES})(); return d.length && d[0] < 300; }})()", timeout=60_000
+    )
+    first = _race_step(page)
+    lengths = _loss_curve_lengths(page)
+    page.wait_for_function(f"(() => {{ const m = document.body.innerText.match(/Step ([0-9,]+)\\./);"
+                           f" return m && parseInt(m[1].replace(/,/g, '')) >= {first + 10}; }})()", timeout=120_000)  # fmt: skip
+    page.wait_for_timeout(1500)
+    later = _loss_curve_lengths(page)
+    page.get_by_text("Play", exact=True).click()
+    assert 0 < first < 300 and len(later) == len(lengths) and all(b > a for a, b in zip(lengths, later, strict=True))
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
