@@ -95,6 +95,12 @@ PRESETS: dict[str, Preset] = {
             "optimizers",
             {"opt_surface": "fig4", "opt_optimizers": ["adam", "muon", "m3"], "opt_lr": 0.05},
         ),
+        Preset(
+            "race-m3",
+            "M3 trains a network",
+            "race",
+            {"race_task": "digits", "race_optimizers": ["adamw", "muon", "m3"], "race_detail": "m3"},
+        ),
     ]  # fmt: skip
 }
 

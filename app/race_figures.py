@@ -117,6 +117,6 @@ def spectrum_figure(record: dict) -> go.Figure:
                                      hovertemplate=f"{LABELS[name]}, {what}: σ%{{x}} / σ1 = %{{y:.3g}}<extra></extra>"))  # fmt: skip
     fig.update_yaxes(type="log", title="σ_i / σ_1", range=[-4, 0.1])
     fig.update_xaxes(title="singular value index")
-    fig.update_layout(title="all directions equal? singular values of one hidden matrix's step", height=360,
-                      margin=MARGIN, legend={"orientation": "h", "y": -0.25})  # fmt: skip
+    fig.update_layout(title="all directions equal? singular values of one hidden matrix's step", height=420,
+                      margin=MARGIN, legend={"orientation": "h", "y": -0.35})  # fmt: skip
     return fig

@@ -46,6 +46,8 @@ HIDEABLE = {
     "opt_surface": "optimizer surface",
     "opt_optimizers": "optimizer picker",
     "opt_lr": "optimizer learning rate",
+    "race_task": "race task",
+    "race_optimizers": "racing optimizers",
 }
 
 
