@@ -113,6 +113,12 @@ PRESETS: dict[str, dict] = {
        # Titans learns at first, but by step 500 its gradient is 3.6e7 (layer 1's memory) and the loss diverges
        for m, extra in (("hope", {"cms_periods": [16, 64], "inner_clip": 1.0}), ("titans", {"inner_clip": 1.0}),
                         ("transformer-swa", {"window": 64}), ("transformer", {}))},
+    # The recall lab (issue 15): MQAR over 4-32 pairs (contexts of 25-121 bytes), four models of matched size
+    **{f"recall-mixed-{m}": {"model": m, "model_args": {"d_model": 64, "n_layers": 2, **extra}, "task": "recall",
+                             "task_args": {"n_pairs": 32, "min_pairs": 4, "n_queries": 8}, "lr": 3e-3,
+                             "batch_size": 32, "eval_every": 200, "ckpt_every": 100}
+       for m, extra in (("hope", {"cms_periods": [16, 64], "inner_clip": 1.0}), ("titans", {"inner_clip": 1.0}),
+                        ("transformer-swa", {"window": 24}), ("transformer", {}))},
 }  # fmt: skip
 
 

@@ -90,3 +90,16 @@ def test_unknown_task_and_bad_arguments_are_refused():
         AssociativeRecall(n_pairs=2, n_queries=5)
     with pytest.raises(ValueError, match="too short"):
         TextTask(seq_len=64, text="tiny")
+
+
+def test_recall_with_min_pairs_draws_a_context_length_per_batch_and_stays_solvable():
+    from nested.tasks import make_task
+
+    task = make_task("recall", n_pairs=32, min_pairs=4, n_queries=8)
+    lengths = {task.sample(2, seed).inputs.shape[1] for seed in range(12)}
+    assert len(lengths) > 3 and min(lengths) >= 3 * (4 + 4) and max(lengths) < task.context_len  # inputs: seq[:-1]
+    for seed in range(4):
+        b = task.sample(3, seed)
+        assert torch.equal(task.solve(b.inputs), b.targets)  # every scored digit is recoverable from the pairs
+    with pytest.raises(ValueError, match="min_pairs"):
+        make_task("recall", n_pairs=8, min_pairs=9, n_queries=4)

@@ -26,12 +26,16 @@ class AssociativeRecall(Task):
     name = "recall"
     answers = DIGITS
 
-    def __init__(self, n_pairs: int = 16, n_queries: int = 8, key_len: int = 2):
+    def __init__(self, n_pairs: int = 16, n_queries: int = 8, key_len: int = 2, min_pairs: int | None = None):
+        """`min_pairs`: each batch draws its number of pairs from [min_pairs, n_pairs] (its queries capped at
+        that number), so one model trains over a range of context lengths; None: always n_pairs."""
         if n_queries > n_pairs:
             raise ValueError("n_queries must be <= n_pairs")
         if n_pairs > 26**key_len:
             raise ValueError(f"at most {26**key_len} distinct keys of length {key_len}")
-        self.n_pairs, self.n_queries, self.key_len = n_pairs, n_queries, key_len
+        if min_pairs is not None and not 1 <= min_pairs <= n_pairs:
+            raise ValueError("min_pairs must be in [1, n_pairs]")
+        self.n_pairs, self.n_queries, self.key_len, self.min_pairs = n_pairs, n_queries, key_len, min_pairs
 
     @property
     def context_len(self) -> int:
@@ -42,12 +46,16 @@ class AssociativeRecall(Task):
 
     def sample(self, batch_size: int, seed: int) -> Batch:
         g = rng(seed)
+        n_pairs = self.n_pairs
+        if self.min_pairs is not None:
+            n_pairs = int(torch.randint(self.min_pairs, self.n_pairs + 1, (1,), generator=g))
+        n_queries = min(self.n_queries, n_pairs)
         seqs, starts = [], []
         for _ in range(batch_size):
-            keys = torch.randperm(26**self.key_len, generator=g)[: self.n_pairs].tolist()
-            vals = torch.randint(0, 10, (self.n_pairs,), generator=g).tolist()
+            keys = torch.randperm(26**self.key_len, generator=g)[:n_pairs].tolist()
+            vals = torch.randint(0, 10, (n_pairs,), generator=g).tolist()
             pairs = "".join(f"{self._key(k)}{v}" for k, v in zip(keys, vals, strict=True))
-            qs = torch.randperm(self.n_pairs, generator=g)[: self.n_queries].tolist()
+            qs = torch.randperm(n_pairs, generator=g)[:n_queries].tolist()
             queries = "".join(f"{self._key(keys[q])}{vals[q]}" for q in qs)
             seq = encode(pairs + "|" + queries)
             seqs.append(seq)
@@ -57,7 +65,7 @@ class AssociativeRecall(Task):
         for i, st in enumerate(starts):
             t = batch.targets[i]
             keep = torch.zeros_like(t, dtype=torch.bool)
-            for q in range(self.n_queries):
+            for q in range(n_queries):
                 keep[st + q * (self.key_len + 1) + self.key_len - 1] = True
             t[~keep] = IGNORE
         return batch
