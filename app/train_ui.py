@@ -32,8 +32,9 @@ from nested.train import TrainConfig
 
 POLL_S = 0.5  # the progress view's refresh while a run is going
 JOB, RESULT, MESSAGE, WORKSPACE = "train_job", "train_result", "train_message", "train_workspace"
-SOURCES = {"corpus": "Shipped text", "task": "A task", "text": "Your text"}
-STARTS = {"new": "A new model", "adapt": "A shipped model (adapt)"}
+RECIPE = "train_recipe"  # the run the controls describe now (read by tests)
+SOURCES = {"Shipped text": "corpus", "A task": "task", "Your text": "text"}  # label (and URL value) -> kind
+STARTS = {"A new model": "new", "A shipped model (adapt)": "adapt"}
 
 
 def device_caps() -> tuple[str, Caps]:
@@ -78,6 +79,7 @@ def recipe(start: str, base: str, size: tuple[int, int], optimizer: str, lr_raw:
         task, task_args = data_for(source, pick, text, seq_len)
     except (TextInputError, ValueError) as exc:
         st.error(f"Cannot train on this: {exc}.")
+        st.session_state[RECIPE] = None
         return None
     if start == "adapt":
         ckpt, reg, settings = APP_MODELS[base]
@@ -87,6 +89,7 @@ def recipe(start: str, base: str, size: tuple[int, int], optimizer: str, lr_raw:
     label = {"corpus": pick, "task": pick, "text": f"your text ({len(text.encode()):,} bytes)"}[source]
     cfg = TrainConfig(**model, task=task, task_args=task_args, optimizer=optimizer, lr=lr, steps=int(steps),
                       batch_size=int(batch), seed=int(seed), eval_every=0, eval_samples=32, ckpt_every=0)  # fmt: skip
+    st.session_state[RECIPE] = cfg
     return cfg, label
 
 

@@ -19,6 +19,7 @@ import weakref
 import zipfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import nested
 from nested.tasks import make_task
@@ -51,19 +52,27 @@ def tokens_per_step(cfg: TrainConfig) -> int:
     return cfg.batch_size * int(make_task(cfg.task, **cfg.task_args).sample(1, 0).inputs.shape[1])
 
 
-def measure_step_seconds(cfg: TrainConfig, n: int = 3) -> float:
-    """The seconds one training step of `cfg` takes on this device now: `n` real steps of the same
-    function (learning rate 0: the same work, and a timing never diverges) in a throwaway directory, the
-    first (warm-up) left out, the median of the rest."""
+class Timing(NamedTuple):
+    setup_s: float  # building the model, optimizer and task, and the first (warm-up) step beyond a step
+    step_s: float  # one training step
+
+
+def measure_step_seconds(cfg: TrainConfig, n: int = 3) -> Timing:
+    """What `cfg` costs on this device now: `n` real steps of the same function (learning rate 0: the same
+    work, and a timing never diverges) in a throwaway directory. The step time is the median of the steps
+    after the first; the setup is the time to the first step's end less one step."""
+    n = max(n, 2)
     stamps: list[float] = []
     with tempfile.TemporaryDirectory(prefix="nested-time-") as tmp:
-        probe = replace(cfg, lr=0.0, steps=max(n, 2) + 1, eval_every=0, ckpt_every=0, out_dir=tmp)
-        train(probe, progress=False, should_stop=lambda: len(stamps) >= max(n, 2),
+        probe = replace(cfg, lr=0.0, steps=n + 1, eval_every=0, ckpt_every=0, out_dir=tmp)
+        t0 = time.perf_counter()
+        train(probe, progress=False, should_stop=lambda: len(stamps) >= n,
               on_step=lambda _r: stamps.append(time.perf_counter()))  # fmt: skip
-    return statistics.median(b - a for a, b in zip(stamps, stamps[1:], strict=False))
+    step = statistics.median(b - a for a, b in zip(stamps, stamps[1:], strict=False))
+    return Timing(max(stamps[0] - t0 - step, 0.0), step)
 
 
-_TIMES: dict[str, float] = {}  # process-wide: a step time is a number about this device, not a session's
+_TIMES: dict[str, Timing] = {}  # process-wide: a timing is about this device, not a session's
 
 
 def timing_key(cfg: TrainConfig) -> str:
@@ -75,7 +84,7 @@ def timing_key(cfg: TrainConfig) -> str:
     return json.dumps(d, sort_keys=True, default=str)
 
 
-def cached_step_seconds(cfg: TrainConfig) -> float:
+def cached_timing(cfg: TrainConfig) -> Timing:
     key = timing_key(cfg)
     if key not in _TIMES:
         if len(_TIMES) >= 64:
@@ -88,8 +97,8 @@ def cached_step_seconds(cfg: TrainConfig) -> float:
 class Estimate:
     steps: int
     tokens: int
-    step_seconds: float
-    seconds: float  # expected wall time of the whole run (before the time cap)
+    timing: Timing
+    seconds: float  # expected wall time of the whole run (setup + steps; before the time cap)
     capped: bool  # the time cap ends the run before its last step
 
     def line(self, cap: Caps) -> str:
@@ -97,15 +106,16 @@ class Estimate:
             f": over the {cap.seconds:.0f} s cap, it stops early" if self.capped else ""
         )
         return (f"{self.steps} steps x {self.tokens // self.steps:,} tokens = **{self.tokens:,} tokens**; "
-                f"{self.step_seconds * 1000:.0f} ms a step measured on this device, so {runs}.")  # fmt: skip
+                f"{self.timing.step_s * 1000:.0f} ms a step and {self.timing.setup_s:.1f} s to set up, measured on "
+                f"this device, so {runs}.")  # fmt: skip
 
 
-def estimate(cfg: TrainConfig, cap: Caps, timer=cached_step_seconds) -> Estimate:
-    """The cost of `cfg` before it starts: tokens = steps x batch x sequence length; time = steps x a
-    measured step time (`timer(cfg)`, injectable)."""
-    step_s = float(timer(cfg))
-    seconds = step_s * cfg.steps
-    return Estimate(cfg.steps, cfg.steps * tokens_per_step(cfg), step_s, seconds, seconds > cap.seconds)
+def estimate(cfg: TrainConfig, cap: Caps, timer=cached_timing) -> Estimate:
+    """The cost of `cfg` before it starts: tokens = steps x batch x sequence length; time = setup + steps
+    x one step, as measured by `timer(cfg)` (injectable; a Timing)."""
+    timing = Timing(*timer(cfg))
+    seconds = timing.setup_s + timing.step_s * cfg.steps
+    return Estimate(cfg.steps, cfg.steps * tokens_per_step(cfg), timing, seconds, seconds > cap.seconds)
 
 
 class Workspace:

@@ -16,7 +16,7 @@ st.caption(
     "One run at a time per session; the training runs beside the app, so other pages and visitors are not held up."
 )
 c1, c2, c3 = st.columns(3)
-start = choice(c1.radio, "Start from", list(tu.STARTS), key="train_start", format_func=tu.STARTS.get)
+start = tu.STARTS[choice(c1.radio, "Start from", list(tu.STARTS), key="train_start")]
 if start == "adapt":
     base = choice(c1.selectbox, "Shipped model", tu.shipped_models(), key="train_base")
     size = (0, 0)
@@ -30,7 +30,7 @@ lr_raw = c2.text_input("Learning rate", "3e-3", key="train_lr", max_chars=24,
 seed = c2.number_input("Seed", 0, 10**6, 0, key="train_seed")
 steps = c3.number_input(f"Steps (at most {cap.steps})", 1, cap.steps, min(100, cap.steps), key="train_steps")
 batch = choice(c3.select_slider, "Batch", [4, 8, 16, 32], key="train_batch", default=8)
-source = choice(st.radio, "Data", list(tu.SOURCES), key="train_source", format_func=tu.SOURCES.get, horizontal=True)
+source = tu.SOURCES[choice(st.radio, "Data", list(tu.SOURCES), key="train_source", horizontal=True)]
 seq_len = 64
 if source == "task":
     pick = choice(st.selectbox, "Task", list(TASK_CHOICES), key="train_task")

@@ -212,3 +212,39 @@ def test_a_race_plays_live_and_its_curves_extend(server, browser):
     assert 0 < first < 300 and len(later) == len(lengths) and all(b > a for a, b in zip(lengths, later, strict=True))
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()
+
+
+def test_train_a_few_steps_then_step_the_result(server, browser):
+    """The Train page trains a tiny model; the result is picked in the sidebar and streamed by the stepper."""
+    tiny = "train_model=transformer&train_width=32&train_layers=1&train_batch=4&train_seq=32"
+    page = _open(browser, f"{server}/train?{tiny}", "text=/Cost: /", 500)
+    steps = page.get_by_label(re.compile("Steps"))
+    steps.fill("5")
+    steps.press("Enter")
+    page.wait_for_function("document.body.innerText.includes('Cost: 5 steps')", timeout=90_000)
+    page.wait_for_function(IDLE, timeout=90_000)
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_function("document.body.innerText.includes('Training finished')", timeout=180_000)
+    page.wait_for_function(IDLE, timeout=90_000)
+    page.get_by_role("button", name=re.compile("on every page")).click()
+    page.wait_for_function(IDLE, timeout=90_000)
+    page.wait_for_timeout(500)
+    sidebar = page.locator("[data-testid='stSidebar']")
+    assert "transformer trained 5 steps" in sidebar.inner_text() and "model=yours" in page.url
+    page.locator("[data-testid='stSidebarNav'] a[href$='/stepper']").click(timeout=60_000)
+    page.wait_for_selector("text=Step", timeout=60_000)
+    page.wait_for_function(IDLE, timeout=90_000)
+    assert "transformer trained 5 steps" in sidebar.inner_text()  # the session's model is the stepper's
+    assert "model=yours" in page.url
+    for attempt in range(3):  # a click racing a rerun on a loaded machine can be lost: retry, never twice
+        page.get_by_role("button", name="Step").click()
+        try:
+            page.wait_for_function("document.body.innerText.includes('Token 1:')", timeout=20_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+    assert "yours: transformer-text-5" in page.inner_text("body")  # the stepper's heading names the model it streams
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert "Traceback" not in page.inner_text("body")
+    page.close()
