@@ -57,7 +57,7 @@ class Timing(NamedTuple):
     step_s: float  # one training step
 
 
-def measure_step_seconds(cfg: TrainConfig, n: int = 3) -> Timing:
+def measure_step_seconds(cfg: TrainConfig, n: int = 5) -> Timing:
     """What `cfg` costs on this device now: `n` real steps of the same function (learning rate 0: the same
     work, and a timing never diverges) in a throwaway directory. The step time is the median of the steps
     after the first; the setup is the time to the first step's end less one step."""
@@ -207,6 +207,7 @@ class TrainJob:
         self.history.append((rec["step"], rec["loss"]))
 
     def _run(self) -> None:
+        status = "failed"
         try:
             summary = train(self.cfg, resume=self.resume, progress=False, should_stop=self._should_stop,
                             on_step=self._on_step)  # fmt: skip
@@ -214,16 +215,17 @@ class TrainJob:
             for p in model.parameters():
                 p.requires_grad_(False)
             self.result = summary | {"model": model, "config": asdict(self.cfg)}
-            self.status = "stopped" if summary["stopped"] else "done"
+            status = "stopped" if summary["stopped"] else "done"
         except FloatingPointError as exc:  # nested.NonFiniteMemoryError is one too
-            self.error, self.status = f"the run diverged ({exc})", "diverged"
+            self.error, status = f"the run diverged ({exc})", "diverged"
         except Exception as exc:  # noqa: BLE001 - shown on the page, never raised into the app
-            self.error, self.status = f"{type(exc).__name__}: {exc}", "failed"
+            self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self.seconds = time.perf_counter() - self.started
             _SLOTS.release()
             if self._closed.is_set():  # the session went away while this ran
                 shutil.rmtree(self.cfg.out_dir, ignore_errors=True)
+            self.status = status  # last: whoever sees the run ended sees all of it
 
 
 def checkpoint_zip(model: nested.NestedLM, meta: dict) -> bytes:
