@@ -116,12 +116,16 @@ def start(cfg: TrainConfig, label: str, cap: Caps, resume_from: TrainJob | None 
         return
     ws = workspace()
     cfg = resume_from.cfg if resume_from else replace(cfg, out_dir=str(ws.new_run_dir()))
-    new = TrainJob(
-        cfg, cap, resume=resume_from is not None, workspace=ws, label=resume_from.label if resume_from else label
-    )
+    try:
+        new = TrainJob(cfg, cap, resume=resume_from is not None, workspace=ws,
+                       label=resume_from.label if resume_from else label)  # fmt: skip
+    except ValueError as exc:
+        st.error(f"Cannot start: {exc}.")
+        return
     try:
         st.session_state[JOB] = new.start()
         st.session_state.pop(MESSAGE, None)
+        ws.prune(keep=cfg.out_dir)
     except Busy as exc:
         st.warning(f"Please wait: {exc}. Your earlier result is kept.")
 

@@ -131,9 +131,13 @@ class Workspace:
 
     def new_run_dir(self) -> Path:
         self.runs += 1
-        for old in self.root.glob("run-*"):  # keep one run on disk: the results live in memory
-            shutil.rmtree(old, ignore_errors=True)
         return self.root / f"run-{self.runs}"
+
+    def prune(self, keep: str | Path) -> None:
+        """Remove every run but `keep` (one run on disk: the results live in memory)."""
+        for old in self.root.glob("run-*"):
+            if old != Path(keep):
+                shutil.rmtree(old, ignore_errors=True)
 
     def track(self, job: TrainJob) -> None:
         self._jobs.add(job)
@@ -157,6 +161,8 @@ class TrainJob:
                  label: str = ""):  # fmt: skip
         if cfg.steps > cap.steps:
             raise ValueError(f"{cfg.steps} steps is over this device's cap of {cap.steps}")
+        if resume and not (Path(cfg.out_dir) / "last" / "trainer.json").is_file():
+            raise ValueError(f"there is no stopped run in {cfg.out_dir} to resume")
         self.cfg, self.cap, self.resume, self.label = cfg, cap, resume, label  # label: what it trains on, in words
         self.collected = False  # the page has taken the result
         self.status = "new"  # new -> running -> done | stopped | diverged | failed

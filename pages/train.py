@@ -63,8 +63,8 @@ live()
 tu.result_panel(cap)
 with st.expander("What am I looking at?"):
     st.markdown(
-        "- **Cost**: tokens = steps x batch x sequence length; the time is the steps times one step of this very "
-        "recipe, timed on this device just now (a few real steps at learning rate 0).\n"
+        "- **Cost**: tokens = steps x batch x sequence length; the time is the setup plus the steps times one step "
+        "of this very recipe, both timed on this device (five real steps at learning rate 0).\n"
         "- **Adapt** starts from a shipped checkpoint's weights and fine-tunes all of them.\n"
         "- **Loss**: the next-byte cross-entropy of each step's batch (nats/token). A run whose loss turns "
         "non-finite or passes 50 nats has diverged: it is stopped and your earlier result is kept.\n"

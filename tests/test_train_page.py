@@ -7,6 +7,7 @@ import json
 import time
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -93,6 +94,8 @@ def test_the_time_cap_stops_a_run_and_the_step_cap_refuses_one(tmp_path):
     assert job.status == "stopped" and "time cap" in job.stop_reason and job.result["steps"] < 50
     with pytest.raises(ValueError, match="over this device's cap of 10"):
         TrainJob(tiny(tmp_path, steps=11), Caps(10, 60.0))
+    with pytest.raises(ValueError, match="no stopped run"):  # never a silent fresh start
+        TrainJob(tiny(tmp_path, out_dir=str(tmp_path / "none")), Caps(400, 60.0), resume=True)
 
 
 def test_divergence_is_caught_as_a_message(tmp_path):
@@ -121,7 +124,10 @@ def test_a_dropped_workspace_removes_its_runs():
     ws = Workspace()
     root, run = ws.root, ws.new_run_dir()
     run.mkdir()
-    assert ws.new_run_dir().name == "run-2" and not run.exists()  # one run on disk at a time
+    second = ws.new_run_dir()
+    second.mkdir()
+    ws.prune(keep=second)
+    assert second.name == "run-2" and second.exists() and not run.exists()  # one run on disk at a time
     del ws
     gc.collect()
     assert not root.exists()
@@ -164,10 +170,6 @@ def finish(at) -> AppTest:
     """Wait for the session's run, then rerun the page (what the polling fragment does)."""
     at.session_state["train_job"].join(120)
     return at.run()
-
-
-def state(at, key, default=None):
-    return at.session_state[key] if key in at.session_state else default  # noqa: SIM401 (no .get)
 
 
 def test_every_recipe_control_shapes_the_run():
@@ -316,6 +318,10 @@ def test_bad_input_gets_a_message_and_keeps_the_session():
 
 def test_a_third_session_is_told_to_wait():
     at = open_page()
+    at.number_input(key="train_steps").set_value(2).run()
+    at.button(key="train_go").click().run()
+    at = finish(at)
+    earlier = at.session_state["train_job"]
     taken = [trainer._SLOTS.acquire(blocking=False) for _ in range(trainer.MAX_CONCURRENT)]
     try:
         at.button(key="train_go").click().run()
@@ -323,4 +329,4 @@ def test_a_third_session_is_told_to_wait():
         for _ in taken:
             trainer._SLOTS.release()
     assert not at.exception and any("Please wait" in w.value for w in at.warning)
-    assert state(at, "train_job") is None
+    assert at.session_state["train_job"] is earlier and Path(earlier.cfg.out_dir, "last").is_dir()  # nothing lost
