@@ -8,6 +8,8 @@
 "memories" scales the write strength of a layer's in-context memories (Hope: eta_t of every memory;
 Titans: theta_t; DeltaNet: beta_t): 0 stops the writes but not the decay (M <- alpha M, Eq. 88).
 "cms[l]" scales level l's learning rate in Eq. 71: 0 keeps the level bit-for-bit fixed.
+A spec parsed from text (a URL) takes gains >= 0 only; a Freeze built in code may hold a negative gain,
+which flips the sign of the writes (the recall lab's "ascent" switch, nested.recall_lab).
 """
 
 from __future__ import annotations
@@ -30,9 +32,15 @@ class Freeze:
         must be one of `Freeze.options(model)`. Raises ValueError naming the bad item."""
         if spec is None:
             return cls()
-        if isinstance(spec, Freeze):
-            items = [f"{n}={g}" for n, g in spec.gains]
-        elif isinstance(spec, str):
+        if isinstance(spec, Freeze):  # built in code: names are checked, and a negative gain is allowed
+            allowed = set(cls.options(model)) if model is not None else None
+            for name, gain in spec.gains:
+                if not _ITEM.match(name) or (allowed is not None and name not in allowed):
+                    raise ValueError(f"this model has no level {name!r} to freeze; choose from {sorted(allowed or [])}")
+                if not math.isfinite(gain):
+                    raise ValueError(f"the gain of {name!r} must be finite, got {gain}")
+            return spec
+        if isinstance(spec, str):
             items = [s.strip() for s in spec.split(",") if s.strip()]
         else:
             items = [str(s).strip() for s in spec]

@@ -54,6 +54,7 @@ def test_the_shipped_race_is_the_default_race_and_it_learned(task):
     setup = race_ui.default_setup(task)
     assert rec["config"]["optimizers"] == list(setup.optimizers) and rec["config"]["lrs"] == dict(setup.lrs)
     assert rec["config"]["lrs"] == {n: BEST_LR[task][n] for n in setup.optimizers}  # presets follow the grid
+    assert set(BEST_LR[task].values()) <= set(race_ui.LR_CHOICES)  # every best rate can be picked
     chance = {"digits": 0.1, "bytes": 1 / 256}[task]
     for name, r in rec["runners"].items():
         assert len(r["history"]) == race_ui.PRESET_STEPS and r["diverged"] is None
