@@ -90,7 +90,7 @@ def recall_curve(model, family: str, sizes=None, n: int = 64, seed: int = 0, swi
                  progress=None) -> list[dict]:  # fmt: skip
     """Accuracy at every size: the fraction of scored answer symbols whose argmax over the task's answer
     alphabet is right (nested.tasks.Task.probe), with the exact-match rate and the count it rests on."""
-    fam = FAMILIES[family] if family in FAMILIES else None
+    fam = FAMILIES.get(family)
     if fam is None:
         raise ValueError(f"unknown recall task {family!r}; choose one of {', '.join(FAMILIES)}")
     predict, out = predictor(model, switch), []
