@@ -7,6 +7,7 @@ import streamlit as st
 
 from app.models import DEFAULT_MODEL
 from app.session import model_description, model_names
+from app.train_ui import collect_pending
 from app.urlstate import choice, is_hidden
 from nested.device import describe, pick_device
 
@@ -28,6 +29,7 @@ def _clean_query_params() -> None:
 
 
 def global_sidebar() -> dict:
+    collect_pending()  # a training that ended while this session was elsewhere joins the pickers now
     _clean_query_params()
     with st.sidebar:
         st.markdown("### Nested Learning Lab")

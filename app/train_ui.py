@@ -154,6 +154,14 @@ def collect(job: TrainJob) -> bool:
     return True
 
 
+def collect_pending() -> None:
+    """Take a run that ended while this session was on another page (the sidebar calls this on every
+    page, so the result is listed everywhere at once)."""
+    job = current_job()
+    if job is not None:
+        collect(job)
+
+
 def use_result() -> None:
     st.session_state["model"] = st.session_state[RESULT]
 

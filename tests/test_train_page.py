@@ -235,6 +235,18 @@ def test_train_then_the_stepper_and_continual_pages_run_the_result():
     assert not at.exception and [lr.name for lr in at.session_state["cl_lab"].learners] == [name]
 
 
+def test_a_run_that_ends_while_the_session_is_elsewhere_is_listed_there():
+    at = open_page()
+    at.number_input(key="train_steps").set_value(3).run()
+    at.button(key="train_go").click().run()
+    at.switch_page(str(page_for("stepper").path)).run()
+    at.session_state["train_job"].join(120)
+    at.run()
+    assert not at.exception and at.session_state["train_result"] in at.sidebar.selectbox(key="model").options
+    at.switch_page(str(page_for("train").path)).run()
+    assert any("Training finished" in s.value for s in at.success)  # the page says so when you come back
+
+
 def test_the_downloaded_checkpoint_holds_the_trained_weights(tmp_path):
     at = open_page()
     at.number_input(key="train_steps").set_value(3).run()
