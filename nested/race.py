@@ -38,7 +38,7 @@ LABELS = {
 # The best learning rate of each optimizer per task: bench/optimizer_grid.py, 3 seeds (docs/RESULTS.md).
 BEST_LR = {
     "digits": {"adamw": 0.01, "sgd": 0.3, "muon": 0.03, "m3": 0.01, "m3-paper": 1e-3, "delta-momentum": 0.1},
-    "bytes": {"adamw": 3e-3, "sgd": 0.3, "muon": 0.03, "m3": 0.03, "m3-paper": 1e-5, "delta-momentum": 0.1},
+    "bytes": {"adamw": 3e-3, "sgd": 0.1, "muon": 0.03, "m3": 0.01, "m3-paper": 0.01, "delta-momentum": 0.1},
 }
 # Muon and M3 train what is outside their scope with AdamW at a tenth of their rate (Muon's convention)
 OPT_ARGS = {name: (lambda lr: {"adamw_lr": lr / 10}) for name in ("muon", "m3", "m3-paper")}

@@ -151,6 +151,7 @@ def example(model, family: str, size: int, seed: int = 0, switch: str = "on") ->
     return {
         "family": family, "size": size, "seed": seed, "switch": switch, "text": text,
         "needles": _needles(family, text, FAMILIES[family].args(size)),
+        "question": text.rindex(" #") if family.startswith("niah") else text.index("|"),  # where the asking starts
         "scored": scored, "answer": [chr(int(batch.targets[0, t])) for t in scored],
         "predicted": [chr(int(pred[t])) for t in scored],
         "correct": [bool(pred[t] == batch.targets[0, t]) for t in scored],
@@ -161,15 +162,15 @@ def example(model, family: str, size: int, seed: int = 0, switch: str = "on") ->
 
 
 def write_ratio(ex: dict, what: str = "memory_change", layer: int = 0) -> float:
-    """Mean of `what` on the needle tokens over its mean on the rest of the context before the question:
-    above 1 when the model writes harder where the needle is."""
+    """Mean of `what` on the needle tokens over its mean on the rest of the context before the question
+    (MQAR: the pairs never asked): above 1 when the model writes harder where the needle is."""
     values = np.asarray(ex[what][layer], dtype=float) if ex[what] else np.zeros(0)
     if not len(values):
         return math.nan
     inside = np.zeros(len(values), bool)
     for a, b in ex["needles"]:
         inside[a : min(b, len(values))] = True
-    before = np.arange(len(values)) < (min(ex["scored"]) if ex["scored"] else len(values))
+    before = np.arange(len(values)) < ex["question"]
     hay = values[before & ~inside & np.isfinite(values)]
     needle = values[inside & np.isfinite(values)]
     return float(needle.mean() / hay.mean()) if len(hay) and len(needle) and hay.mean() > 0 else math.nan

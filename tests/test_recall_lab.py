@@ -96,6 +96,7 @@ def test_an_example_marks_its_needles_and_scores_its_answers(family):
         assert len(ex["needles"]) == size and all(b <= len(pairs) for _, b in ex["needles"])  # every pair is asked
     else:
         assert all(NEEDLE.fullmatch(ex["text"][a:b]) for a, b in ex["needles"])
+    assert all(b <= ex["question"] < min(ex["scored"]) for _, b in ex["needles"])
     assert len(ex["scored"]) == len(ex["answer"]) == len(ex["predicted"]) == len(ex["correct"]) > 0
     assert all(c == (a == p) for a, p, c in zip(ex["answer"], ex["predicted"], ex["correct"], strict=True))
     assert len(ex["memory_change"]) == 2 and len(ex["memory_change"][0]) == len(ex["text"])
@@ -103,7 +104,7 @@ def test_an_example_marks_its_needles_and_scores_its_answers(family):
 
 
 def test_write_ratio_is_needle_mean_over_haystack_mean():
-    ex = {"needles": [(2, 4)], "scored": [6], "memory_change": [[1.0, 1.0, 4.0, 6.0, 1.0, 3.0, 100.0]]}
+    ex = {"needles": [(2, 4)], "question": 6, "memory_change": [[1.0, 1.0, 4.0, 6.0, 1.0, 3.0, 100.0]]}
     assert write_ratio(ex) == pytest.approx(5.0 / 1.5)  # needle (4, 6) over the haystack before the question
 
 

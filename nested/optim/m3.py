@@ -12,7 +12,7 @@
 must be read): M1 <- b1 M1 + (1-b1) g, V <- b2 V + (1-b2) g^2 with bias correction, M2 <- b3 M2 +
 (1-b3) * chunk sum; `rms_match` (on by default for "ema") rescales each step to RMS 0.2 (AdamW's typical
 update RMS, Moonlight). "ema" + rms_match is the default: it trains best of the three readings on our byte
-LM (bench/m3_variants.py; numbers in docs/FIDELITY.md); the literal Algorithm 1 does not train there.
+LM (bench/optimizer_grid.py; numbers in docs/RESULTS.md); the literal Algorithm 1 does not train there.
 
 NS is the quintic (3.4445, -4.7750, 2.0315) with `ns_steps` steps; 1-D tensors pass through NS unchanged.
 A param group with `use_ns=False` (nested.optim.scope.scoped_groups: the paper's default keeps embeddings,
@@ -43,7 +43,7 @@ class M3(torch.optim.Optimizer):
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if slow_every < 1:
             raise ValueError("slow_every must be >= 1")
-        if rms_match is None:  # the default reading: EMA with RMS matching (docs/FIDELITY.md, bench/m3_variants.py)
+        if rms_match is None:  # the default reading: EMA with RMS matching (docs/FIDELITY.md, bench/optimizer_grid.py)
             rms_match = variant == "ema"
         if variant == "paper" and (weight_decay or rms_match):
             raise ValueError('variant="paper" is Algorithm 1 to the letter: no weight decay or rms_match')
