@@ -141,6 +141,9 @@ def collect(job: TrainJob) -> bool:
         st.session_state[MESSAGE] = ("error", f"Training failed: {job.error}.{kept}")
         return True
     r, cfg = job.result, job.cfg
+    if r["final_loss"] is None:  # stopped before its first step: nothing new to keep
+        st.session_state[MESSAGE] = ("info", f"Stopped before the first step ({job.stop_reason}); nothing new to keep.")
+        return True
     base = f"{cfg.model}-{cfg.task}-{r['steps']}"
     desc = (f"{cfg.model} trained {r['steps']} steps on {job.label} with {cfg.optimizer} (lr {cfg.lr:g}): "
             f"loss {r['final_loss']:.3f}. Yours, this session only.")  # fmt: skip

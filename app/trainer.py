@@ -165,6 +165,8 @@ class TrainJob:
             raise ValueError(f"there is no stopped run in {cfg.out_dir} to resume")
         self.cfg, self.cap, self.resume, self.label = cfg, cap, resume, label  # label: what it trains on, in words
         self.collected = False  # the page has taken the result
+        last = Path(cfg.out_dir) / "last" / "trainer.json"
+        self.start_step = json.loads(last.read_text())["step"] if resume else 0
         self.status = "new"  # new -> running -> done | stopped | diverged | failed
         self.stop_reason = ""
         self.history: list[tuple[int, float]] = []
@@ -184,7 +186,8 @@ class TrainJob:
 
     @property
     def step(self) -> int:
-        return self.history[-1][0] if self.history else 0
+        """The run's step count now (a resumed run starts at its checkpoint's step)."""
+        return self.history[-1][0] if self.history else self.start_step
 
     def start(self) -> TrainJob:
         if not _SLOTS.acquire(blocking=False):

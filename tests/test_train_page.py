@@ -91,7 +91,7 @@ def test_stop_keeps_the_last_step_and_resume_continues_exactly(tmp_path):
 def test_the_time_cap_stops_a_run_and_the_step_cap_refuses_one(tmp_path):
     job = TrainJob(tiny(tmp_path, steps=50), Caps(400, 0.0)).start()
     job.join(60)
-    assert job.status == "stopped" and "time cap" in job.stop_reason and job.result["steps"] < 50
+    assert job.status == "stopped" and "time cap" in job.stop_reason and job.result["steps"] == job.step == 0
     with pytest.raises(ValueError, match="over this device's cap of 10"):
         TrainJob(tiny(tmp_path, steps=11), Caps(10, 60.0))
     with pytest.raises(ValueError, match="no stopped run"):  # never a silent fresh start
@@ -266,6 +266,8 @@ def test_stop_then_resume_on_the_page():
     at = open_page(train_batch="16", train_seq="128")
     at.number_input(key="train_steps").set_value(400).run()
     at.button(key="train_go").click().run()
+    while at.session_state["train_job"].running and at.session_state["train_job"].step < 2:
+        time.sleep(0.05)
     at.button(key="train_stop").click().run()
     at = finish(at)
     job = at.session_state["train_job"]
@@ -274,7 +276,7 @@ def test_stop_then_resume_on_the_page():
     stopped_name = at.session_state["train_result"]
     at.button(key="train_resume").click().run()
     again = at.session_state["train_job"]
-    assert again is not job and again.resume and again.cfg == job.cfg
+    assert again is not job and again.resume and again.cfg == job.cfg and again.start_step == job.step
     while again.running and again.step <= job.step:
         time.sleep(0.05)
     at.button(key="train_stop").click().run()
@@ -342,3 +344,14 @@ def test_a_third_session_is_told_to_wait():
             trainer._SLOTS.release()
     assert not at.exception and any("Please wait" in w.value for w in at.warning)
     assert at.session_state["train_job"] is earlier and Path(earlier.cfg.out_dir, "last").is_dir()  # nothing lost
+
+
+def test_the_time_cap_on_the_page_stops_the_run_with_a_message(monkeypatch):
+    monkeypatch.setitem(trainer.CAPS, "cpu", Caps(400, 0.0))  # every start stops at once
+    at = open_page()
+    assert any("at most **0 s**" in c.value for c in at.caption)
+    at.button(key="train_go").click().run()
+    at = finish(at)
+    assert not at.exception and any("Stopped before the first step (the 0 s time cap)" in i.value for i in at.info)
+    assert "train_result" not in at.session_state  # nothing kept from a run of no steps
+    assert at.button(key="train_resume")  # the stopped run can go on
