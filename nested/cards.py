@@ -30,7 +30,7 @@ SHIPPED: dict[str, dict] = {
                        "what": "Hope trained on task switching with conflicting key->value maps (in context)"},
     # continual learning in context (pages/continual.py): one recipe, matched size
     # learned partly: alone, about half of its probes right at this budget (the others all); the page says so
-    "hope-languages": {"preset": "languages-hope", "steps": 1400, "partly": True,
+    "hope-languages": {"preset": "languages-hope", "steps": 1750, "partly": True,
                        "what": "Hope trained to learn successor languages in context (continual-learning page); "
                                "at this budget it learns them only partly"},
     "titans-languages": {"preset": "languages-titans", "steps": 1200,

@@ -23,7 +23,7 @@ st.markdown(
 )
 
 
-@st.cache_data(show_spinner="Streaming a sample through the model…")
+@st.cache_data(max_entries=32, show_spinner="Streaming a sample through the model…")
 def sample_trace(name: str, seed: int, n_tokens: int = 96) -> nested.Trace:
     """The first tokens of the first sample: from the shipped precomputed run when there is one. The
     raster needs no memory snapshots, and st.cache_data copies its value on every rerun: drop them."""
