@@ -32,6 +32,8 @@ PAGES: list[PageSpec] = [
     PageSpec("continual.py", "Continual learning", ":material/swap_horiz:", "continual"),
     PageSpec("optimizers.py", "Optimizers as memories", ":material/moving:", "optimizers"),
     PageSpec("race.py", "M3 live", ":material/sprint:", "race"),
+    PageSpec("recall.py", "Recall lab", ":material/search:", "recall"),
+    PageSpec("attribution.py", "Attribution", ":material/highlight:", "attribution"),
     PageSpec("train.py", "Train", ":material/model_training:", "train"),
     PageSpec("workshop.py", "Workshop", ":material/school:", "workshop"),
 ]

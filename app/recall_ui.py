@@ -1,0 +1,131 @@
+"""The recall lab's state and work (pages/recall.py): precomputed curves, live curves, cached examples.
+
+The shipped curves (assets/presets/recall-curves.json, `python -m app.recall_ui`) cover every recall model
+on every family with each switch, so the page draws at once. Other seeds are computed live, one size at a
+time, each finished size kept in the session: a rerun (any click, "Stop") interrupts the run and keeps what
+it has. Examples are cached per (model, family, size, seed, switch) for every session (they are pure
+functions of those and the read-only weights).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import streamlit as st
+
+from app.models import build_frozen, is_trained
+from app.session import frozen_model
+from nested.recall_lab import FAMILIES, SWITCHES, example, recall_curve
+
+PRESET_FILE = Path(__file__).resolve().parent.parent / "assets" / "presets" / "recall-curves.json"
+RECALL_MODELS = {"Hope": "hope-recall", "Titans": "titans-recall", "Transformer": "transformer-recall",
+                 "Transformer, window 24": "swa-recall"}  # fmt: skip
+DEFAULT_MODELS = list(RECALL_MODELS)
+SAMPLES = 64  # sequences per size: the curve's accuracy rests on SAMPLES x queries answers
+SWITCH_LABELS = {"on": "on (as trained)", "off": "off (memories frozen)", "ascent": "sign flipped (ascent)"}
+SWITCH_STATUS = {
+    "on": "Test-time learning is **ON**: every memory and CMS level learns from the context as it streams.",
+    "off": "Test-time learning is **OFF**: no memory is written and no CMS level learns (memories keep their "
+    "trained initial values, decaying); the outer weights are the same. The drop from ON is what the "
+    "memories learned in context.",
+    "ascent": "The inner update's **sign is flipped**: every memory write climbs its inner loss instead of "
+    "descending it (CMS unchanged). A model that memorises by gradient descent should lose its recall.",
+}
+EXAMPLE_SIZES = {"mqar": [4, 8, 16, 24, 32], "niah-single": [64, 128, 256], "niah-multikey": [64, 128, 256],
+                 "niah-passkey": [64, 128, 256]}  # fmt: skip
+
+EXPLAINER = """
+- **Accuracy vs context**: the fraction of answer symbols each model gets right (its most likely answer
+  symbol: a digit), over 64 sequences per size. MQAR: pairs like `ab3` then queries `ab` → `3`; the
+  context grows with the number of pairs. Needle in a haystack: `#KEY=1234.` hidden in Python's docs (or in
+  repeated filler for the passkey), then ` #KEY=` asked at the end. Chance is 1 in 10.
+- **Test-time learning switch**: the same trained weights with every inner update off, or with its sign
+  flipped. For a Transformer the three runs are identical (it has no inner learner): its line is the control.
+- **One example**: the sequence as a strip; needles (or the pairs that will be asked) are boxed, each
+  answer is marked green when the model got it, red otherwise. Below, where each memory model wrote: the
+  size of its memory's change at every token (layer by layer), with the needles shaded. "Write ratio" is the
+  mean change on the needle tokens over the mean change on the rest of the context before the question.
+"""
+
+
+def label_of(model_name: str) -> str:
+    return next(k for k, v in RECALL_MODELS.items() if v == model_name)
+
+
+def untrained(labels: list[str]) -> list[str]:
+    return [lb for lb in labels if not is_trained(RECALL_MODELS[lb])]
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_curves() -> dict | None:
+    """The shipped curves and examples (read once per process; never mutated)."""
+    try:
+        data = json.loads(PRESET_FILE.read_text())
+        return data if isinstance(data, dict) and "curves" in data else None
+    except (OSError, ValueError):
+        return None
+
+
+def build_presets() -> dict:
+    curves = {}
+    for family in FAMILIES:
+        for label, name in RECALL_MODELS.items():
+            model = build_frozen(name, 0, device="cpu")
+            for switch in SWITCHES:
+                curves.setdefault(family, {}).setdefault(label, {})[switch] = recall_curve(
+                    model, family, n=SAMPLES, seed=0, switch=switch
+                )
+    examples = {f"{name}|{family}|{EXAMPLE_SIZES[family][0]}|0|{switch}": example(
+        build_frozen(name, 0, device="cpu"), family, EXAMPLE_SIZES[family][0], seed=0, switch=switch)
+        for family in FAMILIES for name in RECALL_MODELS.values() for switch in SWITCHES}  # fmt: skip
+    data = {"seed": 0, "samples": SAMPLES, "curves": curves, "examples": examples}
+    PRESET_FILE.write_text(json.dumps(data))
+    return data
+
+
+def curves_for(family: str, labels: list[str], switches: list[str], seed: int) -> dict:
+    """{label: {switch: rows}} from the shipped file (seed 0) and this session's live runs; missing ones
+    are absent (the page offers to compute them)."""
+    shipped = (shipped_curves() or {"curves": {}})["curves"].get(family, {}) if seed == 0 else {}
+    live = st.session_state.setdefault("recall_live", {})
+    out = {}
+    for lb in labels:
+        for sw in switches:
+            rows = shipped.get(lb, {}).get(sw) or live.get((family, lb, sw, seed))
+            if rows and len(rows) == len(FAMILIES[family].sizes):
+                out.setdefault(lb, {})[sw] = rows
+    return out
+
+
+def run_live(family: str, labels: list[str], switches: list[str], seed: int, bar) -> None:
+    """Compute the missing curves, one size at a time, each kept as soon as it is done."""
+    live = st.session_state.setdefault("recall_live", {})
+    jobs = [(lb, sw) for lb in labels for sw in switches]
+    sizes = FAMILIES[family].sizes
+    total, done = len(jobs) * len(sizes), 0
+    for lb, sw in jobs:
+        rows = live.setdefault((family, lb, sw, seed), [])
+        model = frozen_model(RECALL_MODELS[lb], 0)
+        for size in sizes[len(rows) :]:
+            rows += recall_curve(model, family, sizes=[size], n=SAMPLES, seed=seed, switch=sw)
+            done += 1
+            bar.progress(min(done / total, 1.0), text=f"{lb}, inner updates {sw}: size {size} done")
+        done = max(done, (jobs.index((lb, sw)) + 1) * len(sizes))
+
+
+def cached_example(model_name: str, family: str, size: int, seed: int, switch: str) -> dict:
+    """The shipped example (each family's first size, seed 0) or a live one, cached."""
+    shipped = (shipped_curves() or {}).get("examples", {}).get(f"{model_name}|{family}|{size}|{seed}|{switch}")
+    return shipped or _live_example(model_name, family, size, seed, switch)
+
+
+@st.cache_data(max_entries=64, show_spinner="Streaming the example through the model…")
+def _live_example(model_name: str, family: str, size: int, seed: int, switch: str) -> dict:
+    return example(frozen_model(model_name, 0), family, size, seed=seed, switch=switch)
+
+
+if __name__ == "__main__":
+    build_presets()
+    print("wrote", PRESET_FILE)

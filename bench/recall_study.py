@@ -1,0 +1,50 @@
+"""Is it memorising? Recall of the shipped recall models with test-time learning on, off and sign-flipped.
+
+    python bench/recall_study.py [--family mqar] [--seeds 3] [--n 64]
+
+For each shipped recall model (app.recall_ui.RECALL_MODELS) and each switch (nested.recall_lab.SWITCHES),
+the accuracy at every context size, mean ± sd over `seeds` evaluation seeds (fresh sequences; the
+weights are the shipped ones, one training run each). arXiv 2602.21204 reports that flipping the inner
+gradient of test-time-training layers to ascent barely hurts; here is what our models do. Results:
+docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app.models import build_frozen, is_trained  # noqa: E402
+from app.recall_ui import RECALL_MODELS  # noqa: E402
+from nested.recall_lab import FAMILIES, SWITCHES, recall_curve  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--family", default="mqar", choices=list(FAMILIES))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--n", type=int, default=64)
+    a = ap.parse_args()
+    sizes = FAMILIES[a.family].sizes
+    print(f"{a.family}: accuracy (mean ± sd over {a.seeds} evaluation seeds, {a.n} sequences each); chance 10%")
+    print("| model | inner updates | " + " | ".join(f"{FAMILIES[a.family].size_label} {s}" for s in sizes) + " |")
+    print("|---|---|" + "---|" * len(sizes))
+    for label, name in RECALL_MODELS.items():
+        model = build_frozen(name, 0, device="cpu")
+        trained = "" if is_trained(name) else " (untrained)"
+        for switch in SWITCHES:
+            runs = [recall_curve(model, a.family, n=a.n, seed=100 + s, switch=switch) for s in range(a.seeds)]
+            cells = []
+            for i in range(len(sizes)):
+                acc = [r[i]["accuracy"] for r in runs]
+                sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
+                cells.append(f"{statistics.mean(acc):.1%} ± {sd:.1%}")
+            print(f"| {label}{trained} | {switch} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The recall lab: what each memory kept, where the needle was written, and what test-time learning adds."""
+
+import pandas as pd
+import streamlit as st
+
+from app import recall_figures as rf
+from app import recall_ui as ru
+from app.exports import PLOTLY_CONFIG
+from app.urlstate import choice, multichoice
+from nested.recall_lab import FAMILIES, write_ratio
+
+st.title("Recall lab: what each memory kept")
+st.markdown(
+    "Hide facts in a context and ask for them at the end. Memory models must **write** each fact into their "
+    "memory while reading (test-time learning, PAPER.md §8.4–8.5); a Transformer looks back with attention, "
+    "a sliding window only as far as its window. Switch the inner updates off, or flip their sign, to see what "
+    "the memories contribute."
+)
+c1, c2, c3 = st.columns([2, 3, 2])
+family = choice(c1.selectbox, "Task", list(FAMILIES), key="recall_family")
+labels = multichoice("Models", list(ru.RECALL_MODELS), key="recall_models", default=ru.DEFAULT_MODELS, container=c2)
+switches = multichoice("Inner updates", list(ru.SWITCH_LABELS), key="recall_switches", default=["on", "off"],
+                       container=c3, help="on: as trained; off: no memory write, no CMS step; ascent: sign flipped")  # fmt: skip
+seed = int(c1.number_input("Seed", 0, 10**6, 0, key="recall_seed", bind="query-params"))
+if not labels or not switches:
+    st.info("Pick at least one model and one setting of the inner updates.")
+    st.stop()
+for sw in switches:
+    st.caption(ru.SWITCH_STATUS[sw])
+for lb in ru.untrained(labels):
+    st.warning(f"**{lb}** has no shipped recall checkpoint here: it is untrained (seeded), its curve is noise.")
+colours = rf.model_colours(ru.RECALL_MODELS)
+curves = ru.curves_for(family, labels, switches, seed)
+missing = [(lb, sw) for lb in labels for sw in switches if sw not in curves.get(lb, {})]
+if missing:
+    b1, b2 = st.columns([1, 4], vertical_alignment="center")
+    if b1.button("Run live", icon=":material/play_arrow:", key="recall_run", help="Any other click stops the run"):
+        ru.run_live(family, labels, switches, seed, b2.progress(0.0, text="starting…"))
+        st.rerun()
+    b2.caption(f"Not precomputed: {', '.join(f'{lb} ({sw})' for lb, sw in missing)}. Press Run live "
+               f"({ru.SAMPLES} sequences per size; any other click stops it and keeps the sizes done).")  # fmt: skip
+if curves:
+    st.plotly_chart(rf.curve_figure(curves, family, colours), key="recall_curves", config=PLOTLY_CONFIG)
+    table = pd.DataFrame([{"model": lb, "inner updates": sw, **{str(r["size"]): f"{r['accuracy']:.0%}" for r in rows}}
+                          for lb, by in curves.items() for sw, rows in by.items()])  # fmt: skip
+    st.dataframe(table, hide_index=True, key="recall_table")
+
+st.subheader("One example")
+e1, e2, e3 = st.columns(3)
+size = choice(e1.select_slider, FAMILIES[family].size_label, ru.EXAMPLE_SIZES[family], key="recall_size")
+ex_seed = int(e2.number_input("Example", 0, 10**6, 0, key="recall_example", bind="query-params"))
+ex_switch = choice(e3.radio, "Inner updates in the example", switches, key="recall_ex_switch", horizontal=True)
+examples = {lb: ru.cached_example(ru.RECALL_MODELS[lb], family, size, ex_seed, ex_switch) for lb in labels}
+st.plotly_chart(rf.strip_figure(examples[labels[0]]), key="recall_strip", config=PLOTLY_CONFIG)
+st.caption(f"Coloured by {labels[0]}'s answers. Every model's answers:")
+rows = [{"model": lb, "answer": "".join(ex["answer"]), "predicted": "".join(ex["predicted"]),
+         "right": f"{sum(ex['correct'])}/{len(ex['correct'])}",
+         "write ratio (needle / rest)": f"{write_ratio(ex):.2f}" if ex["memory_change"] else "no memory"}
+        for lb, ex in examples.items()]  # fmt: skip
+st.dataframe(pd.DataFrame(rows), hide_index=True, key="recall_answers")
+memory = {lb: ex for lb, ex in examples.items() if ex["memory_change"]}
+if memory:
+    what = choice(st.radio, "Show", ["memory_change", "surprise", "eta"], key="recall_what", horizontal=True)
+    st.plotly_chart(rf.write_figure(memory, colours, what), key="recall_writes", config=PLOTLY_CONFIG)
+with st.expander("What am I looking at?"):
+    st.markdown(ru.EXPLAINER)

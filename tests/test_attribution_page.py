@@ -1,0 +1,97 @@
+"""AppTest of the attribution page (pages/attribution.py): every control, the URL, bad input."""
+
+import json
+
+import torch
+from streamlit.testing.v1 import AppTest
+
+from app import attribution_ui as au
+from app.registry import ROOT, page_for
+
+MAIN = str(ROOT / "app" / "main.py")
+TIMEOUT = 300
+
+
+def open_page(**params) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page(str(page_for("attribution").path))
+    return at.run()
+
+
+def strip(at) -> dict:
+    return json.loads(next(c for c in at.get("plotly_chart") if "attr_strip" in c.proto.id).proto.spec)
+
+
+def test_first_paint_attributes_the_next_byte_with_saliency_and_levels():
+    at = open_page()
+    assert not at.exception, [e.value for e in at.exception]
+    spec = strip(at)
+    scores = [v for row in spec["data"][0]["z"] for v in row if v is not None]
+    assert len(scores) == au.DEFAULT_POSITION + 1 and min(scores) >= 0  # saliency: one size per byte, none negative
+    assert f"after byte {au.DEFAULT_POSITION}" in spec["layout"]["title"]["text"]
+    levels = json.loads(next(c for c in at.get("plotly_chart") if "attr_levels" in c.proto.id).proto.spec)
+    assert len(levels["data"][0]["y"]) == 6  # hope, 2 layers: memories + 2 CMS levels each
+
+
+def test_the_url_restores_position_and_method_and_moving_redraws():
+    at = open_page(attr_position="40", attr_method="input_x_gradient")
+    assert not at.exception and at.slider(key="attr_slider").value == 40
+    spec = strip(at)
+    scores = [v for row in spec["data"][0]["z"] for v in row if v is not None]
+    assert len(scores) == 41 and min(scores) < 0 < max(scores)  # signed
+    at.slider(key="attr_slider").set_value(60).run()
+    assert len([v for row in strip(at)["data"][0]["z"] for v in row if v is not None]) == 61
+    assert at.query_params["attr_position"] == ["60"] or at.query_params["attr_position"] == "60"
+
+
+def test_the_top_guess_target_is_the_models_argmax():
+    from app.models import decode_token
+    from app.samples import sample_texts
+
+    at = open_page(attr_position="30")
+    at.radio(key="attr_target").set_value("the model's top guess").run()
+    assert not at.exception
+    text = next(iter(sample_texts().values()))
+    guess = au.top_guess("hope", 0, text, 30)
+    assert f"log p({decode_token(guess)!r})" in strip(at)["layout"]["title"]["text"]
+
+
+def test_integrated_gradients_run_on_demand_and_show_their_completeness_gap():
+    at = open_page(attr_position="20", attr_method="integrated_gradients")
+    assert any("on demand" in i.value for i in at.info)
+    assert not [c for c in at.get("plotly_chart") if "attr_strip" in c.proto.id]  # nothing computed yet
+    at.toggle(key="attr_run_ig").set_value(True).run()
+    assert not at.exception and len(at.metric) == 1 and "nats" in at.metric[0].value
+
+
+def test_occlusion_equals_the_drop_of_log_p_when_a_byte_is_replaced():
+    from app.samples import sample_texts
+    from app.session import frozen_model
+
+    at = open_page(attr_position="12", attr_method="occlusion")
+    assert not at.exception
+    spec = strip(at)
+    scores = [v for row in spec["data"][0]["z"] for v in row if v is not None]
+    model = frozen_model("hope", 0)
+    text = next(iter(sample_texts().values()))
+    toks = torch.tensor([list(text.encode())[:13]])
+    target = list(text.encode())[13]
+    with torch.no_grad():
+        full = float(model(toks)[0, -1].log_softmax(-1)[target])
+        emb = model.embed(toks)
+        emb[0, 5] = model.embed.weight.mean(0)
+        masked = float(model.from_embeddings(emb, toks, exact_cms=False)[0, -1].log_softmax(-1)[target])
+    assert abs(scores[5] - (full - masked)) < 1e-4
+
+
+def test_your_text_is_validated_and_a_transformer_has_no_levels():
+    at = open_page(attr_source="your text")
+    at.text_area(key="attr_text").input("").run()
+    assert not at.exception and (at.warning or at.info)
+    at.text_area(key="attr_text").input("The cat sat on the mat. The cat sat on the").run()
+    assert not at.exception and strip(at)
+    at.sidebar.selectbox(key="model").set_value("transformer").run()
+    assert not at.exception and any("no inner levels" in c.value for c in at.caption)
