@@ -16,7 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.models import build_frozen, is_trained
-from app.session import frozen_model
+from app.session import frozen_model, session_models
 from nested.recall_lab import FAMILIES, SWITCHES, example, recall_curve
 
 PRESET_FILE = Path(__file__).resolve().parent.parent / "assets" / "presets" / "recall-curves.json"
@@ -50,12 +50,13 @@ EXPLAINER = """
 """
 
 
-def label_of(model_name: str) -> str:
-    return next(k for k, v in RECALL_MODELS.items() if v == model_name)
+def lab_models() -> dict[str, str]:
+    """Picker label -> model name: the shipped recall models, then the ones this session trained (Train page)."""
+    return RECALL_MODELS | {name: name for name in session_models()}
 
 
 def untrained(labels: list[str]) -> list[str]:
-    return [lb for lb in labels if not is_trained(RECALL_MODELS[lb])]
+    return [lb for lb in labels if lb in RECALL_MODELS and not is_trained(RECALL_MODELS[lb])]
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,7 +108,7 @@ def run_live(family: str, labels: list[str], switches: list[str], seed: int, bar
     total, done = len(jobs) * len(sizes), 0
     for lb, sw in jobs:
         rows = live.setdefault((family, lb, sw, seed), [])
-        model = frozen_model(RECALL_MODELS[lb], 0)
+        model = frozen_model(lab_models()[lb], 0)
         for size in sizes[len(rows) :]:
             rows += recall_curve(model, family, sizes=[size], n=SAMPLES, seed=seed, switch=sw)
             done += 1

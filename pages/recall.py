@@ -18,7 +18,8 @@ st.markdown(
 )
 c1, c2, c3 = st.columns([2, 3, 2])
 family = choice(c1.selectbox, "Task", list(FAMILIES), key="recall_family")
-labels = multichoice("Models", list(ru.RECALL_MODELS), key="recall_models", default=ru.DEFAULT_MODELS, container=c2)
+models = ru.lab_models()
+labels = multichoice("Models", list(models), key="recall_models", default=ru.DEFAULT_MODELS, container=c2)
 switches = multichoice("Inner updates", list(ru.SWITCH_LABELS), key="recall_switches", default=["on", "off"],
                        container=c3, help="on: as trained; off: no memory write, no CMS step; ascent: sign flipped")  # fmt: skip
 seed = int(c1.number_input("Seed", 0, 10**6, 0, key="recall_seed", bind="query-params"))
@@ -29,7 +30,7 @@ for sw in switches:
     st.caption(ru.SWITCH_STATUS[sw])
 for lb in ru.untrained(labels):
     st.warning(f"**{lb}** has no shipped recall checkpoint here: it is untrained (seeded), its curve is noise.")
-colours = rf.model_colours(ru.RECALL_MODELS)
+colours = rf.model_colours(models)
 curves = ru.curves_for(family, labels, switches, seed)
 missing = [(lb, sw) for lb in labels for sw in switches if sw not in curves.get(lb, {})]
 if missing:
@@ -50,7 +51,7 @@ e1, e2, e3 = st.columns(3)
 size = choice(e1.select_slider, FAMILIES[family].size_label, ru.EXAMPLE_SIZES[family], key="recall_size")
 ex_seed = int(e2.number_input("Example", 0, 10**6, 0, key="recall_example", bind="query-params"))
 ex_switch = choice(e3.radio, "Inner updates in the example", switches, key="recall_ex_switch", horizontal=True)
-examples = {lb: ru.cached_example(ru.RECALL_MODELS[lb], family, size, ex_seed, ex_switch) for lb in labels}
+examples = {lb: ru.cached_example(models[lb], family, size, ex_seed, ex_switch) for lb in labels}
 st.plotly_chart(rf.strip_figure(examples[labels[0]]), key="recall_strip", config=PLOTLY_CONFIG)
 st.caption(f"Coloured by {labels[0]}'s answers. Every model's answers:")
 rows = [{"model": lb, "answer": "".join(ex["answer"]), "predicted": "".join(ex["predicted"]),
