@@ -23,7 +23,7 @@ def curve_figure(curves: dict, family: str, colours: dict[str, str]) -> go.Figur
             chance = rows[0]["chance"]
             fig.add_trace(go.Scatter(x=[r["size"] for r in rows], y=[r["accuracy"] for r in rows], mode="lines+markers",
                                      name=f"{label} (inner updates {switch})", line={"color": colours[label],
-                                     "dash": SWITCH_DASH[switch]}, customdata=[[r["scored"]] for r in rows],
+                                     "dash": SWITCH_DASH[switch]}, customdata=[[r["scored"]] for r in rows], connectgaps=False,
                                      hovertemplate=f"{label}, inner updates {switch}<br>{fam.size_label} %{{x}}: "
                                                    "%{y:.1%} of %{customdata[0]} answers<extra></extra>"))  # fmt: skip
     if chance is not None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from nested.errors import NonFiniteMemoryError
 from nested.freeze import Freeze
 from nested.tasks import make_task
 from nested.tasks.recall import NEEDLE
@@ -89,16 +90,22 @@ def predictor(model, switch: str = "on"):
 def recall_curve(model, family: str, sizes=None, n: int = 64, seed: int = 0, switch: str = "on",
                  progress=None) -> list[dict]:  # fmt: skip
     """Accuracy at every size: the fraction of scored answer symbols whose argmax over the task's answer
-    alphabet is right (nested.tasks.Task.probe), with the exact-match rate and the count it rests on."""
+    alphabet is right (nested.tasks.Task.probe), with the exact-match rate and the count it rests on. A size
+    whose inner loop diverges (a memory or CMS level not finite) gets accuracy None and the error."""
     fam = FAMILIES.get(family)
     if fam is None:
         raise ValueError(f"unknown recall task {family!r}; choose one of {', '.join(FAMILIES)}")
     predict, out = predictor(model, switch), []
     for i, size in enumerate(sizes or fam.sizes):
         task = make(family, int(size))
-        r = task.probe(predict, n=n, seed=seed + 1000 * int(size), batch_size=min(32, n))
-        out.append({"size": int(size), "accuracy": r["accuracy"], "exact_match": r["exact_match"],
-                    "scored": r["scored"], "chance": r["chance"]})  # fmt: skip
+        try:
+            r = task.probe(predict, n=n, seed=seed + 1000 * int(size), batch_size=min(32, n))
+        except NonFiniteMemoryError as exc:  # e.g. ascent: the inner loop blows up; a result, not a crash
+            out.append({"size": int(size), "accuracy": None, "exact_match": None, "scored": 0,
+                        "chance": task.chance, "diverged": str(exc)})  # fmt: skip
+        else:
+            out.append({"size": int(size), "accuracy": r["accuracy"], "exact_match": r["exact_match"],
+                        "scored": r["scored"], "chance": r["chance"]})  # fmt: skip
         if progress is not None:
             progress((i + 1) / len(sizes or fam.sizes))
     return out
@@ -150,7 +157,7 @@ def example(model, family: str, size: int, seed: int = 0, switch: str = "on") ->
     layers = range(model.cfg.n_layers)
     return {
         "family": family, "size": size, "seed": seed, "switch": switch, "text": text,
-        "needles": _needles(family, text, FAMILIES[family].args(size)),
+        "needles": [list(span) for span in _needles(family, text, FAMILIES[family].args(size))],
         "question": text.rindex(" #") if family.startswith("niah") else text.index("|"),  # where the asking starts
         "scored": scored, "answer": [chr(int(batch.targets[0, t])) for t in scored],
         "predicted": [chr(int(pred[t])) for t in scored],

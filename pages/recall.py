@@ -7,6 +7,7 @@ from app import recall_figures as rf
 from app import recall_ui as ru
 from app.exports import PLOTLY_CONFIG
 from app.urlstate import choice, multichoice
+from nested.errors import NonFiniteMemoryError
 from nested.recall_lab import FAMILIES, write_ratio
 
 st.title("Recall lab: what each memory kept")
@@ -42,7 +43,13 @@ if missing:
                f"({ru.SAMPLES} sequences per size; any other click stops it and keeps the sizes done).")  # fmt: skip
 if curves:
     st.plotly_chart(rf.curve_figure(curves, family, colours), key="recall_curves", config=PLOTLY_CONFIG)
-    table = pd.DataFrame([{"model": lb, "inner updates": sw, **{str(r["size"]): f"{r['accuracy']:.0%}" for r in rows}}
+    diverged = sorted({f"{lb} ({sw})" for lb, by in curves.items() for sw, rows in by.items()
+                       if any(r["accuracy"] is None for r in rows)})  # fmt: skip
+    if diverged:
+        st.caption(f"The inner loop diverged (a memory went non-finite) for {', '.join(diverged)} at some sizes: "
+                   "those points are gaps.")  # fmt: skip
+    table = pd.DataFrame([{"model": lb, "inner updates": sw, **{str(r["size"]): "diverged" if r["accuracy"] is None
+                                                                 else f"{r['accuracy']:.0%}" for r in rows}}
                           for lb, by in curves.items() for sw, rows in by.items()])  # fmt: skip
     st.dataframe(table, hide_index=True, key="recall_table")
 
@@ -51,7 +58,15 @@ e1, e2, e3 = st.columns(3)
 size = choice(e1.select_slider, FAMILIES[family].size_label, ru.EXAMPLE_SIZES[family], key="recall_size")
 ex_seed = int(e2.number_input("Example", 0, 10**6, 0, key="recall_example", bind="query-params"))
 ex_switch = choice(e3.radio, "Inner updates in the example", switches, key="recall_ex_switch", horizontal=True)
-examples = {lb: ru.cached_example(models[lb], family, size, ex_seed, ex_switch) for lb in labels}
+examples = {}
+for lb in labels:
+    try:
+        examples[lb] = ru.cached_example(models[lb], family, size, ex_seed, ex_switch)
+    except NonFiniteMemoryError as exc:
+        st.warning(f"**{lb}**: the inner loop diverged on this example ({exc}); it is left out.")
+if not examples:
+    st.stop()
+labels = list(examples)
 st.plotly_chart(rf.strip_figure(examples[labels[0]]), key="recall_strip", config=PLOTLY_CONFIG)
 st.caption(f"Coloured by {labels[0]}'s answers. Every model's answers:")
 rows = [{"model": lb, "answer": "".join(ex["answer"]), "predicted": "".join(ex["predicted"]),

@@ -248,3 +248,44 @@ def test_train_a_few_steps_then_step_the_result(server, browser):
     assert page.locator("[data-testid='stException']").count() == 0
     assert "Traceback" not in page.inner_text("body")
     page.close()
+
+
+def _chart_data(page, title_part: str) -> list:
+    """The traces of the chart whose title contains `title_part` (read in one evaluate: charts redraw)."""
+    js = ("(t) => { for (const p of document.querySelectorAll(\"[data-testid='stPlotlyChart'] .js-plotly-plot\")) {"
+          " const title = p.layout && p.layout.title && (p.layout.title.text || p.layout.title);"
+          " if (title && String(title).includes(t)) return p.data.map(d => ({x: d.x ? d.x.length : 0, z: d.z || null})); }"
+          " return null; }")  # fmt: skip
+    page.wait_for_function(f"({js})({title_part!r}) !== null", timeout=90_000)
+    return page.evaluate(js, title_part)
+
+
+def test_the_recall_lab_draws_every_model_and_the_example_follows_its_control(server, browser):
+    page = _open(browser, f"{server}/recall", "text=/Test-time learning is/", 1500)
+    curves = _chart_data(page, "recall vs context length")
+    assert len(curves) == 8 and all(c["x"] == 5 for c in curves)  # 4 models x (on, off), 5 sizes of MQAR
+    strip = _chart_data(page, "the example")
+    box = page.get_by_role("spinbutton", name="Example")
+    box.fill("1")
+    box.press("Enter")
+    page.wait_for_timeout(1000)
+    page.wait_for_function(IDLE, timeout=120_000)
+    page.wait_for_timeout(1500)
+    assert _chart_data(page, "the example") != strip
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+def test_attribution_redraws_when_the_method_changes(server, browser):
+    page = _open(browser, f"{server}/attribution?attr_position=60", "text=/which bytes drove/", 1500)
+    saliency = _chart_data(page, "which bytes drove")
+    cells = [v for row in saliency[0]["z"] for v in row if v is not None]
+    assert len(cells) == 61 and min(cells) >= 0
+    page.goto(f"{server}/attribution?attr_position=60&attr_method=input_x_gradient")
+    page.wait_for_selector("text=/which bytes drove/", timeout=90_000)
+    page.wait_for_function(IDLE, timeout=120_000)
+    page.wait_for_timeout(1500)
+    signed = [v for row in _chart_data(page, "which bytes drove")[0]["z"] for v in row if v is not None]
+    assert len(signed) == 61 and min(signed) < 0 < max(signed)
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()

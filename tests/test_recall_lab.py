@@ -117,3 +117,17 @@ def test_bad_requests_get_clear_messages():
         make("niah-single", 10**6)
     with pytest.raises(ValueError, match="switch"):
         inner_spec(_model("titans"), "sideways")
+
+
+def test_a_diverging_inner_loop_is_a_recorded_result_not_a_crash(monkeypatch):
+    import nested.recall_lab as lab
+
+    def blows_up(model, switch="on"):
+        def predict(tokens):
+            raise nested.NonFiniteMemoryError(layer=0, memory="cms.level0.up")
+
+        return predict
+
+    monkeypatch.setattr(lab, "predictor", blows_up)
+    rows = lab.recall_curve(_model("titans"), "mqar", sizes=[4, 8], n=4, switch="ascent")
+    assert [r["accuracy"] for r in rows] == [None, None] and all("diverged" in r["diverged"] for r in rows)
