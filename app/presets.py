@@ -101,6 +101,28 @@ PRESETS: dict[str, Preset] = {
             "race",
             {"race_task": "digits", "race_optimizers": ["adamw", "muon", "m3"], "race_detail": "m3"},
         ),
+        Preset(
+            "recall-memory-off",
+            "Switch the memories off",
+            "recall",
+            {
+                "recall_family": "mqar",
+                "recall_models": ["Titans", "Transformer"],
+                "recall_switches": ["on", "off", "ascent"],
+            },
+        ),
+        Preset(
+            "attribution-recall",
+            "Where was the needle read?",
+            "attribution",
+            {
+                "model": "titans-recall",
+                "attr_source": "your text",
+                "attr_text": "kq7ab3xd9cd4ef5gh6mn2|cd4",
+                "attr_position": 23,
+                "attr_method": "occlusion",
+            },
+        ),
     ]  # fmt: skip
 }
 

@@ -87,14 +87,15 @@ def test_instructor_hides_controls_but_keeps_their_url_values():
 
 def test_every_lesson_opens_its_page_in_its_state():
     assert set(lessons()) >= {"levels-and-frequencies", "memory-as-optimisation", "self-generated-learning-rates",
-                              "cms-and-forgetting", "optimizers-as-memories", "m3"}  # fmt: skip
+                              "cms-and-forgetting", "optimizers-as-memories", "m3", "m3-live", "recall-memory-off",
+                              "attribution-recall"}  # fmt: skip
     for lesson in lessons().values():
         at = open_page(lesson.preset.page, **lesson.query())
         assert not at.exception, (lesson.name, [e.value for e in at.exception])
         assert any(e.label == f"Lesson: {lesson.title}" for e in at.expander), lesson.name
         for key, value in lesson.preset.params.items():
-            if key == "stepper_index":  # the position is plain session state, shown by the slider
-                assert at.session_state[key] == value == at.slider(key="stepper_slider").value
+            if key in POSITIONS:  # a position is plain session state, shown by its slider
+                assert at.session_state[key] == value == at.slider(key=POSITIONS[key]).value
                 continue
             if key in ("model", "seed"):
                 widget = at.sidebar.selectbox(key=key) if key == "model" else at.sidebar.number_input(key=key)
@@ -105,8 +106,11 @@ def test_every_lesson_opens_its_page_in_its_state():
             assert f"**{what}.**" in lesson.body, (lesson.name, what)
 
 
+POSITIONS = {"stepper_index": "stepper_slider", "attr_position": "attr_slider"}
+
+
 def _kind_of(at: AppTest, key: str) -> str:
-    for kind in ("slider", "select_slider", "selectbox", "radio", "multiselect"):
+    for kind in ("slider", "select_slider", "selectbox", "radio", "multiselect", "text_area"):
         if any(getattr(w, "key", None) == key for w in at.get(kind)):
             return kind
     raise AssertionError(f"no widget with key {key}")
@@ -237,7 +241,9 @@ def test_the_instructor_link_builder_writes_a_link_that_opens_that_view():
     from urllib.parse import parse_qs, urlsplit
 
     at = open_page("workshop")
-    assert not at.exception and len([c for c in at.get("page_link") if c.proto.label.startswith("Start:")]) == 6
+    assert not at.exception and len([c for c in at.get("page_link") if c.proto.label.startswith("Start:")]) == len(
+        lessons()
+    )
     at.selectbox(key="ws_preset").set_value("continual-forgetting").run()
     at.selectbox(key="ws_lesson").set_value("cms-and-forgetting").run()
     at.multiselect(key="ws_hide").set_value(["model", "cl_models"]).run()
