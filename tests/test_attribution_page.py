@@ -1,43 +1,28 @@
 """AppTest of the attribution page (pages/attribution.py): every control, the URL, bad input."""
 
-import json
-
 import torch
-from streamlit.testing.v1 import AppTest
 
 from app import attribution_ui as au
-from app.registry import ROOT, page_for
-
-MAIN = str(ROOT / "app" / "main.py")
-TIMEOUT = 300
-
-
-def open_page(**params) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page(str(page_for("attribution").path))
-    return at.run()
+from tests.apptest import chart, open_page
 
 
 def strip(at) -> dict:
-    return json.loads(next(c for c in at.get("plotly_chart") if "attr_strip" in c.proto.id).proto.spec)
+    return chart(at, "attr_strip")
 
 
 def test_first_paint_attributes_the_next_byte_with_saliency_and_levels():
-    at = open_page()
+    at = open_page("attribution")
     assert not at.exception, [e.value for e in at.exception]
     spec = strip(at)
     scores = [v for row in spec["data"][0]["z"] for v in row if v is not None]
     assert len(scores) == au.DEFAULT_POSITION + 1 and min(scores) >= 0  # saliency: one size per byte, none negative
     assert f"after byte {au.DEFAULT_POSITION}" in spec["layout"]["title"]["text"]
-    levels = json.loads(next(c for c in at.get("plotly_chart") if "attr_levels" in c.proto.id).proto.spec)
+    levels = chart(at, "attr_levels")
     assert len(levels["data"][0]["y"]) == 6  # hope, 2 layers: memories + 2 CMS levels each
 
 
 def test_the_url_restores_position_and_method_and_moving_redraws():
-    at = open_page(attr_position="40", attr_method="input_x_gradient")
+    at = open_page("attribution", attr_position="40", attr_method="input_x_gradient")
     assert not at.exception and at.slider(key="attr_slider").value == 40
     spec = strip(at)
     scores = [v for row in spec["data"][0]["z"] for v in row if v is not None]
@@ -51,7 +36,7 @@ def test_the_top_guess_target_is_the_models_argmax():
     from app.models import decode_token
     from app.samples import sample_texts
 
-    at = open_page(attr_position="30")
+    at = open_page("attribution", attr_position="30")
     at.radio(key="attr_target").set_value("the model's top guess").run()
     assert not at.exception
     text = next(iter(sample_texts().values()))
@@ -60,7 +45,7 @@ def test_the_top_guess_target_is_the_models_argmax():
 
 
 def test_integrated_gradients_run_on_demand_and_show_their_completeness_gap():
-    at = open_page(attr_position="20", attr_method="integrated_gradients")
+    at = open_page("attribution", attr_position="20", attr_method="integrated_gradients")
     assert any("on demand" in i.value for i in at.info)
     assert not [c for c in at.get("plotly_chart") if "attr_strip" in c.proto.id]  # nothing computed yet
     at.toggle(key="attr_run_ig").set_value(True).run()
@@ -71,7 +56,7 @@ def test_occlusion_equals_the_drop_of_log_p_when_a_byte_is_replaced():
     from app.samples import sample_texts
     from app.session import frozen_model
 
-    at = open_page(attr_position="12", attr_method="occlusion")
+    at = open_page("attribution", attr_position="12", attr_method="occlusion")
     assert not at.exception
     spec = strip(at)
     scores = [v for row in spec["data"][0]["z"] for v in row if v is not None]
@@ -88,7 +73,7 @@ def test_occlusion_equals_the_drop_of_log_p_when_a_byte_is_replaced():
 
 
 def test_your_text_is_validated_and_a_transformer_has_no_levels():
-    at = open_page(attr_source="your text")
+    at = open_page("attribution", attr_source="your text")
     at.text_area(key="attr_text").input("").run()
     assert not at.exception and (at.warning or at.info)
     at.text_area(key="attr_text").input("The cat sat on the mat. The cat sat on the").run()

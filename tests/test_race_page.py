@@ -1,9 +1,6 @@
 """AppTest of the M3-live page (pages/race.py): the precomputed race, every control, divergence, isolation."""
 
-import json
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from app import race_ui
 from app.race_figures import (
@@ -14,11 +11,8 @@ from app.race_figures import (
     spectrum_figure,
     step_time_figure,
 )
-from app.registry import ROOT, page_for
 from nested.race import BEST_LR, Race, RaceConfig
-
-MAIN = str(ROOT / "app" / "main.py")
-TIMEOUT = 300
+from tests.apptest import chart, open_page
 
 
 @pytest.fixture(autouse=True)
@@ -28,23 +22,8 @@ def unhurried(monkeypatch):
     monkeypatch.setattr(race_ui, "STEP_SECONDS", 120.0)
 
 
-def open_page(**params) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page(str(page_for("race").path))
-    return at.run()
-
-
 def live(at):
     return at.session_state["race_live"] if "race_live" in at.session_state else None  # noqa: SIM401
-
-
-def chart(at, key):
-    return json.loads(
-        next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id).proto.spec
-    )
 
 
 @pytest.mark.parametrize("task", list(race_ui.TASKS))
@@ -63,7 +42,7 @@ def test_the_shipped_race_is_the_default_race_and_it_learned(task):
 
 
 def test_first_paint_is_precomputed_and_step_goes_live_from_step_zero():
-    at = open_page()
+    at = open_page("race")
     assert not at.exception, [e.value for e in at.exception]
     assert any("precomputed race" in c.value for c in at.caption) and live(at) is None
     assert len(at.get("plotly_chart")) == 6
@@ -83,7 +62,7 @@ def test_first_paint_is_precomputed_and_step_goes_live_from_step_zero():
 
 
 def test_play_advances_only_on_its_timed_ticks_and_step_still_works():
-    at = open_page(race_optimizers=["sgd", "m3"])
+    at = open_page("race", race_optimizers=["sgd", "m3"])
     assert any("Press **Step**" in m.value for m in at.info)  # not the default race: nothing precomputed
     at.toggle(key="race_play").set_value(True).run()
     # a full rerun (any control) never trains: only the fragment's timed reruns do (tests/test_browser.py)
@@ -94,7 +73,7 @@ def test_play_advances_only_on_its_timed_ticks_and_step_still_works():
 
 
 def test_an_absurd_learning_rate_diverges_is_reported_and_the_rest_goes_on():
-    at = open_page(race_optimizers=["sgd", "adamw"])
+    at = open_page("race", race_optimizers=["sgd", "adamw"])
     at.select_slider(key="race_lr_digits_sgd").set_value(100.0).run()
     for _ in range(3):
         at.button(key="race_step").click().run()
@@ -105,7 +84,7 @@ def test_an_absurd_learning_rate_diverges_is_reported_and_the_rest_goes_on():
 
 
 def test_controls_change_the_race():
-    at = open_page()
+    at = open_page("race")
     at.radio(key="race_task").set_value("bytes").run()
     assert not at.exception and any("precomputed race" in c.value for c in at.caption)
     at.number_input(key="race_seed").set_value(3).run()
@@ -117,7 +96,7 @@ def test_controls_change_the_race():
 
 
 def test_the_detail_picker_draws_that_optimizers_layers():
-    at = open_page()
+    at = open_page("race")
     at.selectbox(key="race_detail").set_value("muon").run()
     assert not at.exception
     spec = chart(at, "race_layers")
@@ -125,7 +104,7 @@ def test_the_detail_picker_draws_that_optimizers_layers():
 
 
 def test_two_sessions_never_share_a_race():
-    a, b = open_page(), open_page()
+    a, b = open_page("race"), open_page("race")
     a.button(key="race_step").click().run()
     assert live(a).steps == 5 and live(b) is None
     b.button(key="race_step").click().run()

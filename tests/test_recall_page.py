@@ -1,31 +1,12 @@
 """AppTest of the recall lab (pages/recall.py): shipped curves first and reproducible, switches, live runs."""
 
-import json
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from app import recall_figures as rf
 from app import recall_ui as ru
 from app.models import build_frozen, is_trained
-from app.registry import ROOT, page_for
 from nested.recall_lab import FAMILIES, SWITCHES, example, recall_curve
-
-MAIN = str(ROOT / "app" / "main.py")
-TIMEOUT = 300
-
-
-def open_page(**params) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page(str(page_for("recall").path))
-    return at.run()
-
-
-def chart(at, key):
-    return json.loads(next(c for c in at.get("plotly_chart") if key in c.proto.id).proto.spec)
+from tests.apptest import chart, open_page
 
 
 def test_the_shipped_curves_cover_every_model_family_and_switch_and_reproduce():
@@ -57,7 +38,7 @@ def test_the_shipped_memory_models_learned_recall_and_their_memories_matter():
 
 
 def test_first_paint_is_precomputed_with_the_switch_state_on_screen():
-    at = open_page()
+    at = open_page("recall")
     assert not at.exception, [e.value for e in at.exception]
     assert not [b for b in at.button if b.key == "recall_run"]  # seed 0, default models: nothing to compute
     captions = " ".join(c.value for c in at.caption)
@@ -71,7 +52,7 @@ def test_first_paint_is_precomputed_with_the_switch_state_on_screen():
 
 
 def test_ascent_switch_is_explained_and_drawn_dotted():
-    at = open_page(recall_models=["Titans"])
+    at = open_page("recall", recall_models=["Titans"])
     at.multiselect(key="recall_switches").set_value(["on", "ascent"]).run()
     assert not at.exception
     assert any("sign is flipped" in c.value for c in at.caption)
@@ -79,7 +60,7 @@ def test_ascent_switch_is_explained_and_drawn_dotted():
 
 
 def test_another_seed_runs_live_and_keeps_what_it_computed():
-    at = open_page(recall_models=["Transformer"], recall_family="mqar")
+    at = open_page("recall", recall_models=["Transformer"], recall_family="mqar")
     at.number_input(key="recall_seed").set_value(3).run()
     assert any("Not precomputed" in c.value for c in at.caption)
     at.button(key="recall_run").click().run()
@@ -91,7 +72,7 @@ def test_another_seed_runs_live_and_keeps_what_it_computed():
 
 
 def test_the_example_controls_redraw_the_strip_and_the_writes():
-    at = open_page(recall_models=["Hope", "Transformer"])
+    at = open_page("recall", recall_models=["Hope", "Transformer"])
     strip = chart(at, "recall_strip")
     at.number_input(key="recall_example").set_value(1).run()
     assert not at.exception and chart(at, "recall_strip") != strip
@@ -104,7 +85,7 @@ def test_the_example_controls_redraw_the_strip_and_the_writes():
 
 
 def test_empty_choices_get_a_message():
-    at = open_page()
+    at = open_page("recall")
     at.multiselect(key="recall_models").set_value([]).run()
     assert not at.exception and any("at least one model" in m.value for m in at.info)
 
