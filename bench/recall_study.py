@@ -4,7 +4,8 @@
 
 For each shipped recall model (app.recall_ui.RECALL_MODELS) and each switch (nested.recall_lab.SWITCHES),
 the accuracy at every context size, mean ± sd over `seeds` evaluation seeds (fresh sequences; the
-weights are the shipped ones, one training run each). arXiv 2602.21204 reports that flipping the inner
+weights are the shipped ones, one training run each). A seed whose inner loop diverges (a memory went
+non-finite: ascent can do that) is counted, not averaged. arXiv 2602.21204 reports that flipping the inner
 gradient of test-time-training layers to ascent barely hurts; here is what our models do. Results:
 docs/RESULTS.md.
 """
@@ -40,9 +41,13 @@ def main() -> None:
             runs = [recall_curve(model, a.family, n=a.n, seed=100 + s, switch=switch) for s in range(a.seeds)]
             cells = []
             for i in range(len(sizes)):
-                acc = [r[i]["accuracy"] for r in runs]
+                acc = [r[i]["accuracy"] for r in runs if r[i]["accuracy"] is not None]
+                diverged = f" ({len(runs) - len(acc)}/{len(runs)} diverged)" if len(acc) < len(runs) else ""
+                if not acc:
+                    cells.append(f"diverged{diverged}")
+                    continue
                 sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
-                cells.append(f"{statistics.mean(acc):.1%} ± {sd:.1%}")
+                cells.append(f"{statistics.mean(acc):.1%} ± {sd:.1%}{diverged}")
             print(f"| {label}{trained} | {switch} | " + " | ".join(cells) + " |", flush=True)
 
 
