@@ -115,7 +115,9 @@ def assoc(optimizer: str, orthogonal: bool, exponent: float) -> dict:
     stream = assoc_stream(orthogonal, exponent)
     lr = ASSOC_LR[orthogonal][optimizer]
     run = write_memory(stream, optimizer, lr)
-    return {"lr": lr, "errors": run.errors.tolist(), "counts": run.counts.tolist(), "diverged": run.diverged}
+    return {"lr": lr, "errors": run.errors.tolist(), "counts": run.counts.tolist(), "diverged": run.diverged,
+            "memory": run.memory, "contents": None if run.contents is None else run.contents.tolist(),
+            "presented": None if run.presented is None else run.presented.tolist()}  # fmt: skip
 
 
 def assoc_figure(runs: dict[str, dict]) -> go.Figure:
@@ -129,4 +131,22 @@ def assoc_figure(runs: dict[str, dict]) -> go.Figure:
     fig.update_yaxes(type="log", title_text="recall error ‖W k − v‖")
     fig.update_layout(title="Each optimizer writes W: which pairs does it keep?", height=380,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    return fig
+
+
+def stream_figure(run: dict, name: str) -> go.Figure:
+    """What one optimizer's memory holds about each pair over the last steps of the stream: the signed share
+    <M, v_i k_i^T> / ||M|| per step (columns) and pair (rows, most frequent key first); x marks the pair
+    each step wrote."""
+    contents = np.asarray(run["contents"])  # (window, n_pairs)
+    steps = list(range(len(contents)))
+    fig = go.Figure(go.Heatmap(z=contents.T, x=steps, y=list(range(contents.shape[1])), colorscale="RdBu", zmid=0,
+                               colorbar={"title": "share", "thickness": 12},
+                               hovertemplate="step %{x} of the window: pair %{y}, share %{z:+.2f}<extra></extra>"))  # fmt: skip
+    fig.add_trace(go.Scatter(x=steps, y=run["presented"], mode="markers", name="the pair this step wrote",
+                             marker={"symbol": "x", "size": 7, "color": "black"}))  # fmt: skip
+    fig.update_yaxes(title="pair (0 = most frequent key)", autorange="reversed")
+    fig.update_xaxes(title=f"the last {len(contents)} steps of the stream")
+    fig.update_layout(title=f"the gradient stream {name}'s {run['memory']} is compressing", height=380,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25})  # fmt: skip
     return fig

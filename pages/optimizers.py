@@ -4,7 +4,17 @@ import pandas as pd
 import streamlit as st
 
 from app.exports import PLOTLY_CONFIG, figures_html
-from app.opt_figures import assoc, assoc_figure, loss_figure, memory_figure, probe, probe_figure, race, race_figure
+from app.opt_figures import (
+    assoc,
+    assoc_figure,
+    loss_figure,
+    memory_figure,
+    probe,
+    probe_figure,
+    race,
+    race_figure,
+    stream_figure,
+)
 from app.urlstate import choice, is_hidden, multichoice
 from nested.optim import OPTIMIZERS, SURFACES
 
@@ -61,6 +71,11 @@ zipf = choice(a2.select_slider, "Zipf exponent", [0.5, 1.0, 1.5], key="opt_assoc
 written = {n: assoc(n, keys == "orthogonal", zipf) for n in names}
 figs["assoc"] = assoc_figure(written)
 st.plotly_chart(figs["assoc"], key="opt_assoc", config=PLOTLY_CONFIG)
+with_memory = [n for n, r in written.items() if r["contents"] is not None]
+if with_memory:
+    held = choice(st.selectbox, "Gradient stream held by", with_memory, key="opt_assoc_stream")
+    figs["stream"] = stream_figure(written[held], held)
+    st.plotly_chart(figs["stream"], key="opt_stream", config=PLOTLY_CONFIG)
 if not is_hidden("exports"):
     st.download_button("Figures (.html)", lambda: figures_html(figs, "Optimizers as memories"), "optimizers.html",
                        "text/html", on_click="ignore", key="opt_dl_html")  # fmt: skip
@@ -77,5 +92,11 @@ with st.expander("What am I looking at?"):
         "from v after the stream. With orthogonal keys plain SGD stores each pair independently (error (1 − lr)^n, "
         "tested); rules whose state mixes the pairs' gradients (momentum, Adam, Muon's orthogonalisation, M3) "
         "trade the rare pairs against the common ones. Overcomplete keys cannot all be stored: which ones are kept "
-        "is the optimizer's choice."
+        "is the optimizer's choice.\n"
+        "- **Gradient stream**: what the optimizer's memory (its momentum, Adam's first moment, M3's fast "
+        "momentum) holds about each pair over the last 64 steps: the signed share ⟨M, v k^T⟩ / ‖M‖ (with "
+        "orthogonal keys the squared shares add up to at most 1; a pair's gradient has no share on another pair). "
+        "The x marks which pair each step wrote: a heavy-ball momentum holds the pairs written in the last few "
+        "steps, the latest largest, each fading by its β per step (tested against the closed form); a pair "
+        "already stored leaves no gradient to remember, so late in the stream the memory is about the rare pairs."
     )

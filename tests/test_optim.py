@@ -354,3 +354,20 @@ def test_assoc_rejects_bad_settings():
         zipf_stream(n_pairs=40, d_key=32)  # 40 orthogonal keys do not fit in 32 dims
     with pytest.raises(ValueError):
         write_memory(zipf_stream(steps=10), "sgd", float("inf"))
+
+
+def test_momentum_holds_the_gradient_stream_in_closed_form():
+    """Orthonormal keys, pairs 0, 1, 2 written once each from W = 0: every gradient is -v_i k_i^T, so the
+    momentum is -(v2 k2^T + mu v1 k1^T + mu^2 v0 k0^T) and its shares are -(mu^2, mu, 1) / norm."""
+    from nested.optim.assoc import AssocStream, write_memory, zipf_stream
+
+    base = zipf_stream(n_pairs=8, steps=3)
+    run = write_memory(AssocStream(base.keys, base.values, torch.tensor([0, 1, 2])), "momentum", 0.1, window=3)
+    mu = 0.9
+    expected = -np.array([mu**2, mu, 1.0]) / np.sqrt(1 + mu**2 + mu**4)
+    assert run.memory == "momentum_buffer" and run.presented.tolist() == [0, 1, 2]
+    np.testing.assert_allclose(run.contents[-1][:3], expected, atol=1e-12)
+    np.testing.assert_allclose(run.contents[-1][3:], 0.0, atol=1e-12)
+    long = write_memory(zipf_stream(), "adam", 0.01)
+    assert long.contents.shape == (64, 32) and ((long.contents**2).sum(1) <= 1 + 1e-9).all()
+    assert write_memory(zipf_stream(), "sgd", 0.1).contents is None  # plain SGD keeps no memory

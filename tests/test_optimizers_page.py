@@ -66,14 +66,23 @@ def test_the_url_restores_the_race():
 def test_the_associative_memory_section_draws_one_dot_per_pair_and_follows_its_controls():
     import json
 
+    def chart(key):
+        return json.loads(next(c for c in at.get("plotly_chart") if key in c.proto.id).proto.spec)
+
     at = _at()
-    spec = json.loads(at.get("plotly_chart")[-1].proto.spec)  # the last chart: the associative memory
+    spec = chart("opt_assoc")
     assert spec["layout"]["title"]["text"].startswith("Each optimizer writes W")
     assert [d["name"].split(" ")[0] for d in spec["data"]] == ["sgd", "momentum", "adam"]
     assert all(len(d["x"]) == 32 and sum(d["x"]) == 600 for d in spec["data"])  # every pair, every step counted
+    # the gradient stream: plain SGD keeps no memory, so only momentum and adam are offered
+    assert at.selectbox(key="opt_assoc_stream").options == ["momentum", "adam"]
+    stream = chart("opt_stream")
+    assert "momentum_buffer" in stream["layout"]["title"]["text"] and stream["data"][0]["z"]["shape"] == "32, 64"
+    at.selectbox(key="opt_assoc_stream").set_value("adam").run()
+    assert "exp_avg" in chart("opt_stream")["layout"]["title"]["text"]
     at.radio(key="opt_assoc_keys").set_value("overcomplete (64 keys in 32 dims)").run()
     assert not at.exception
-    spec = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    spec = chart("opt_assoc")
     assert all(len(d["x"]) == 64 for d in spec["data"])
 
 

@@ -58,10 +58,19 @@ class AssocRun:
     counts: np.ndarray  # (n_pairs,) presentations of each pair
     memory_norms: dict[str, list[float]]  # optimizer memory -> norm per step
     diverged: bool = False
+    # the gradient stream the first memory is compressing, over the last `window` steps: (window, n_pairs)
+    # c_i = <M, v_i k_i^T> / ||M||, the signed share of the memory that is about pair i (None: no memory)
+    contents: np.ndarray | None = None
+    presented: np.ndarray | None = None  # (window,) the pair each of those steps wrote
+    memory: str | None = None  # which memory `contents` reads (momentum_buffer, exp_avg, M1, m)
 
 
-def write_memory(stream: AssocStream, optimizer: str = "sgd", lr: float = 0.1, record_every: int = 10) -> AssocRun:
-    """Write W from zero with `optimizer`, one pair per step; the recall error of every pair at the end."""
+def write_memory(stream: AssocStream, optimizer: str = "sgd", lr: float = 0.1, record_every: int = 10,
+                 window: int = 64) -> AssocRun:  # fmt: skip
+    """Write W from zero with `optimizer`, one pair per step; the recall error of every pair at the end, and
+    what the optimizer's first memory holds about each pair over the last `window` steps. With orthonormal
+    keys the directions v_i k_i^T are orthonormal, so the squared shares of a memory add up to at most 1, and
+    a gradient of pair i's loss, (W k_i - v_i) k_i^T, has no share on any other pair."""
     from nested.optim import memory_view
 
     if optimizer not in OPTIMIZERS:
@@ -73,6 +82,8 @@ def write_memory(stream: AssocStream, optimizer: str = "sgd", lr: float = 0.1, r
     keys, values = stream.keys.double(), stream.values.double()
     norms: dict[str, list[float]] = {}
     diverged = False
+    directions = torch.einsum("pv,pk->pvk", values, keys).reshape(len(keys), -1)  # v_i k_i^T, flattened
+    contents, memory, start = [], None, len(stream.order) - window
     for t, i in enumerate(stream.order.tolist()):
         loss = 0.5 * (W @ keys[i] - values[i]).pow(2).sum()
         opt.zero_grad(set_to_none=True)
@@ -81,6 +92,12 @@ def write_memory(stream: AssocStream, optimizer: str = "sgd", lr: float = 0.1, r
         if not torch.isfinite(W).all():
             diverged = True
             break
+        if t >= start:
+            mem = next((m for m in memory_view(opt) if m.tensors and m.tensors[0].shape == W.shape), None)
+            if mem is not None:
+                flat = mem.tensors[0].double().reshape(-1)
+                memory = mem.name
+                contents.append((directions @ flat / flat.norm().clamp_min(1e-30)).numpy())
         if t % record_every == 0:
             for mem in memory_view(opt):
                 if mem.tensors:
@@ -89,6 +106,9 @@ def write_memory(stream: AssocStream, optimizer: str = "sgd", lr: float = 0.1, r
                     )
     with torch.no_grad():
         errors = (keys @ W.T - values).norm(dim=1).numpy() if not diverged else np.full(len(keys), np.inf)
+    shown = stream.order[max(start, 0) :].numpy()
+    if contents and len(contents) == len(shown):
+        return AssocRun(optimizer, lr, errors, stream.counts, norms, diverged, np.stack(contents), shown, memory)
     return AssocRun(optimizer, lr, errors, stream.counts, norms, diverged)
 
 
