@@ -77,3 +77,13 @@ def figures_html(figures: dict[str, go.Figure], title: str) -> str:
     title = html.escape(title)
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title></head>\n"
             f"<body style='font-family:sans-serif'><h1>{title}</h1>\n{body}\n</body></html>\n")  # fmt: skip
+
+
+def rows_csv(rows: list[dict]) -> str:
+    """Any list of flat dicts as CSV (the union of their keys, in first-seen order)."""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()

@@ -1,9 +1,11 @@
 """Attribution: which earlier bytes, and which levels, drove one prediction (Captum on the embeddings)."""
 
+import json
+
 import streamlit as st
 
 from app import attribution_ui as au
-from app.exports import PLOTLY_CONFIG
+from app.exports import PLOTLY_CONFIG, rows_csv
 from app.models import decode_token
 from app.samples import sample_texts
 from app.textinput import TextInputError, clean_text
@@ -54,6 +56,11 @@ except (ValueError, FloatingPointError) as exc:
     st.error(f"This attribution cannot be computed: {exc}.")
     st.stop()
 st.plotly_chart(au.strip_figure(data, attr), key="attr_strip", config=PLOTLY_CONFIG)
+rows = [{"byte": i, "char": decode_token(data[i]), "attribution": a} for i, a in enumerate(attr["scores"])]
+d1, d2 = st.columns(2)
+d1.download_button("Attributions (.csv)", rows_csv(rows), f"attribution-{method}.csv", "text/csv", key="attr_dl_csv")
+d2.download_button("Attributions (.json)", json.dumps({**attr, "text": text[: position + 1]}, indent=1),
+                   f"attribution-{method}.json", "application/json", key="attr_dl_json")  # fmt: skip
 if attr.get("fallback"):
     st.warning("The exact gradient through the CMS updates was not finite here: these attributions use the "
                "first-order gradient, which leaves out how each byte changed the CMS levels.")  # fmt: skip

@@ -1,11 +1,13 @@
 """The recall lab: what each memory kept, where the needle was written, and what test-time learning adds."""
 
+import json
+
 import pandas as pd
 import streamlit as st
 
 from app import recall_figures as rf
 from app import recall_ui as ru
-from app.exports import PLOTLY_CONFIG
+from app.exports import PLOTLY_CONFIG, figures_html, rows_csv
 from app.urlstate import choice, multichoice
 from nested.errors import NonFiniteMemoryError
 from nested.recall_lab import FAMILIES, write_ratio
@@ -52,6 +54,14 @@ if curves:
                                                                  else f"{r['accuracy']:.0%}" for r in rows}}
                           for lb, by in curves.items() for sw, rows in by.items()])  # fmt: skip
     st.dataframe(table, hide_index=True, key="recall_table")
+    flat = [{"task": family, "model": lb, "inner_updates": sw, "seed": seed, **r}
+            for lb, by in curves.items() for sw, rows in by.items() for r in rows]  # fmt: skip
+    d1, d2, d3 = st.columns(3)
+    d1.download_button("Curves (.csv)", rows_csv(flat), f"recall-{family}.csv", "text/csv", key="recall_dl_csv")
+    d2.download_button("Curves (.json)", json.dumps(flat, indent=1), f"recall-{family}.json", "application/json",
+                       key="recall_dl_json")  # fmt: skip
+    d3.download_button("Figure (.html)", lambda: figures_html({"curves": rf.curve_figure(curves, family, colours)},
+                       "Recall lab"), f"recall-{family}.html", "text/html", on_click="ignore", key="recall_dl_html")  # fmt: skip
 
 st.subheader("One example")
 e1, e2, e3 = st.columns(3)

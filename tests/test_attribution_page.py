@@ -80,3 +80,16 @@ def test_your_text_is_validated_and_a_transformer_has_no_levels():
     assert not at.exception and strip(at)
     at.sidebar.selectbox(key="model").set_value("transformer").run()
     assert not at.exception and any("no inner levels" in c.value for c in at.caption)
+
+
+def test_the_attributions_download_as_csv_and_json():
+    import csv
+    import io
+
+    at = open_page("attribution", attr_position="20")
+    buttons = {b.proto.label: b for b in at.get("download_button")}
+    assert {"Attributions (.csv)", "Attributions (.json)"} <= set(buttons)
+    from app.exports import rows_csv
+
+    rows = list(csv.DictReader(io.StringIO(rows_csv([{"byte": 0, "char": "T", "attribution": 0.5}]))))
+    assert rows == [{"byte": "0", "char": "T", "attribution": "0.5"}]

@@ -131,3 +131,15 @@ def test_a_diverging_inner_loop_is_a_recorded_result_not_a_crash(monkeypatch):
     monkeypatch.setattr(lab, "predictor", blows_up)
     rows = lab.recall_curve(_model("titans"), "mqar", sizes=[4, 8], n=4, switch="ascent")
     assert [r["accuracy"] for r in rows] == [None, None] and all("diverged" in r["diverged"] for r in rows)
+
+
+def test_memories_keep_writing_under_eval_and_inference_mode():
+    """A known pitfall elsewhere: inner updates that silently stop under model.eval() or inference_mode."""
+    model = _model("titans").eval()
+    tokens = torch.tensor([list(b"ab3cd4|ab")])
+    with torch.inference_mode():
+        res = model.stream(tokens, model.init_state(1))
+    first, last = res.trace.snapshots[0][0][1], res.trace.snapshots[0][-1][1]
+    assert any(not np.allclose(first[k], last[k]) for k in first)  # the memory moved while reading
+    off = predictor(model, "off")(tokens)
+    assert not torch.allclose(predictor(model, "on")(tokens), off)  # and its writes change the prediction
