@@ -140,14 +140,17 @@ def test_a_lesson_link_opens_its_view(server, browser):
     page.close()
 
 
+FIRST_VISIBLE_PLOT = ("[...document.querySelectorAll(\"[data-testid='stPlotlyChart'] .js-plotly-plot\")]"
+                      ".find(p => p.offsetParent !== null && p.data && p.data.length > 0)")  # fmt: skip
+
+
 def _curve_lengths(page) -> list[int]:
-    """The number of points of every line of the first chart (the forgetting curves), read from Plotly."""
-    page.locator("[data-testid='stPlotlyChart']").first.scroll_into_view_if_needed(timeout=60_000)
-    page.wait_for_function("(() => { const p = document.querySelector(\"[data-testid='stPlotlyChart'] .js-plotly-plot\");"
-                           " return p && p.data && p.data.length > 0; })()", timeout=60_000)  # fmt: skip
+    """The number of points of every line of the first visible chart (the forgetting curves; the other
+    tab's charts are in the page too, hidden), read from Plotly."""
+    page.wait_for_function(f"!!({FIRST_VISIBLE_PLOT})", timeout=90_000)
     return page.evaluate(
-        "() => { const p = document.querySelector(\"[data-testid='stPlotlyChart'] .js-plotly-plot\");"
-        " return p && p.data ? p.data.filter(d => d.type === 'scatter' && d.name !== 'chance').map(d => d.x.length) : []; }"
+        f"() => {{ const p = {FIRST_VISIBLE_PLOT};"
+        " return p ? p.data.filter(d => d.type === 'scatter' && d.name !== 'chance').map(d => d.x.length) : []; }"
     )
 
 
