@@ -42,7 +42,11 @@ st.session_state["attr_position"] = position
 set_url_position("attr_position", position)
 c1, c2 = st.columns(2)
 target_kind = choice(c1.radio, "Target", ["the next byte", "the model's top guess"], key="attr_target", horizontal=True)
-target = data[position + 1] if target_kind == "the next byte" else au.top_guess(name, seed, text, position)
+try:
+    target = data[position + 1] if target_kind == "the next byte" else au.top_guess(name, seed, text, position)
+except FloatingPointError as exc:  # a memory diverged on this text (NonFiniteMemoryError)
+    st.error(f"The model cannot read this text: {exc}.")
+    st.stop()
 method = choice(c2.selectbox, "Method", list(au.METHOD_LABELS), key="attr_method",
                 help="; ".join(f"{k}: {v}" for k, v in au.METHOD_LABELS.items()))  # fmt: skip
 st.caption(f"Context ends with {text[max(0, position - 30) : position + 1]!r}; target {decode_token(target)!r}.")
@@ -68,10 +72,14 @@ if attr["delta"] is not None:
     st.metric("Completeness gap of integrated gradients", f"{attr['delta']:+.3f} nats",
               help=f"Σ attributions − (F(text) − F(baseline)); F(text) − F(baseline) = {attr['gap_of']:+.3f} nats. "
               "Near 0: the attributions account for the whole change.")  # fmt: skip
-levels = au.cached_levels(name, seed, text, position, target)
+try:
+    levels = au.cached_levels(name, seed, text, position, target)
+except (ValueError, FloatingPointError) as exc:
+    levels = None
+    st.caption(f"The level contributions cannot be computed here: {exc}.")
 if levels:
     st.plotly_chart(au.levels_figure(levels), key="attr_levels", config=PLOTLY_CONFIG)
-else:
+elif levels is not None:
     st.caption("This model has no inner levels (no memories, no CMS): only the tokens can be attributed.")
 with st.expander("What am I looking at?"):
     st.markdown(au.EXPLAINER)

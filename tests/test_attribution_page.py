@@ -93,3 +93,17 @@ def test_the_attributions_download_as_csv_and_json():
 
     rows = list(csv.DictReader(io.StringIO(rows_csv([{"byte": 0, "char": "T", "attribution": 0.5}]))))
     assert rows == [{"byte": "0", "char": "T", "attribution": "0.5"}]
+
+
+def test_a_diverging_model_gets_a_message_not_a_traceback(monkeypatch):
+    import nested
+
+    def diverges(*args, **kwargs):
+        raise nested.NonFiniteMemoryError(layer=1, memory="M_memory")
+
+    monkeypatch.setattr(au, "cached_levels", diverges)
+    at = open_page("attribution", attr_position="20")
+    assert not at.exception and any("cannot be computed here" in c.value for c in at.caption)
+    monkeypatch.setattr(au, "cached_attribution", diverges)
+    at.slider(key="attr_slider").set_value(21).run()
+    assert not at.exception and any("cannot be computed" in e.value for e in at.error)
