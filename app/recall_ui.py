@@ -45,7 +45,8 @@ EXPLAINER = """
 - **Test-time learning switch**: the same trained weights with every inner update off, or with its sign
   flipped. For a Transformer the three runs are identical (it has no inner learner): its line is the control.
 - **One example**: the sequence as a strip; needles (or the pairs that will be asked) are boxed, each
-  answer is marked green when the model got it, red otherwise. Below, where each memory model wrote: the
+  answer is marked green when the model got it, red otherwise; the table gives, per query, the probability
+  the model's read returned for the stored answer (among the 10 digits). Below, where each memory model wrote: the
   size of its memory's change at every token (layer by layer), with the needles shaded. "Write ratio" is the
   mean change on the needle tokens over the mean change on the rest of the context before the question.
 """

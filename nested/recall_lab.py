@@ -140,7 +140,7 @@ def _memory_change(trace, layer: int) -> np.ndarray:
 @torch.no_grad()
 def example(model, family: str, size: int, seed: int = 0, switch: str = "on") -> dict:
     """One sequence of the task streamed token by token: the text, the needle spans, the scored positions
-    with the answer and the model's prediction, and per token the surprise, eta (mean over heads) and the
+    with the answer, the model's prediction and the probability it gave the answer, and per token the surprise, eta (mean over heads) and the
     change of each layer's memory (memory models; empty lists for a Transformer)."""
     task = make(family, size)
     batch = task.sample(1, seed)
@@ -151,6 +151,7 @@ def example(model, family: str, size: int, seed: int = 0, switch: str = "on") ->
     answers = torch.tensor(task.answers)
     scored = [int(t) for t in torch.nonzero(batch.targets[0] != -100).flatten()]
     pred = answers[logits[:, answers].argmax(-1)]
+    over_answers = logits[:, answers].softmax(-1)  # the read at each position, as a distribution over answers
     text = bytes(tokens[0].tolist()).decode("latin-1")
     tr = res.trace
     has_memory = any(n.endswith("memories") for n in model.freeze_options())
@@ -162,6 +163,8 @@ def example(model, family: str, size: int, seed: int = 0, switch: str = "on") ->
         "scored": scored, "answer": [chr(int(batch.targets[0, t])) for t in scored],
         "predicted": [chr(int(pred[t])) for t in scored],
         "correct": [bool(pred[t] == batch.targets[0, t]) for t in scored],
+        # what the read at each query returned: the probability of the stored answer among the answers
+        "p_answer": [float(over_answers[t, task.answers.index(int(batch.targets[0, t]))]) for t in scored],
         "surprise": [tr.array("surprise")[:, i].mean(-1).tolist() for i in layers] if has_memory else [],
         "eta": [tr.array("eta")[:, i].mean(-1).tolist() for i in layers] if has_memory else [],
         "memory_change": [_memory_change(tr, i).tolist() for i in layers] if has_memory else [],

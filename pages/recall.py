@@ -81,6 +81,7 @@ st.plotly_chart(rf.strip_figure(examples[labels[0]]), key="recall_strip", config
 st.caption(f"Coloured by {labels[0]}'s answers. Every model's answers:")
 rows = [{"model": lb, "answer": "".join(ex["answer"]), "predicted": "".join(ex["predicted"]),
          "right": f"{sum(ex['correct'])}/{len(ex['correct'])}",
+         "p(answer) at each query": " ".join(f"{p:.2f}" for p in ex.get("p_answer", [])),
          "write ratio (needle / rest)": f"{write_ratio(ex):.2f}" if ex["memory_change"] else "no memory"}
         for lb, ex in examples.items()]  # fmt: skip
 st.dataframe(pd.DataFrame(rows), hide_index=True, key="recall_answers")

@@ -99,6 +99,8 @@ def test_an_example_marks_its_needles_and_scores_its_answers(family):
     assert all(b <= ex["question"] < min(ex["scored"]) for _, b in ex["needles"])
     assert len(ex["scored"]) == len(ex["answer"]) == len(ex["predicted"]) == len(ex["correct"]) > 0
     assert all(c == (a == p) for a, p, c in zip(ex["answer"], ex["predicted"], ex["correct"], strict=True))
+    assert len(ex["p_answer"]) == len(ex["scored"]) and all(0 < p < 1 for p in ex["p_answer"])
+    assert all(p >= 0.1 for p, c in zip(ex["p_answer"], ex["correct"], strict=True) if c)  # a right argmax of 10
     assert len(ex["memory_change"]) == 2 and len(ex["memory_change"][0]) == len(ex["text"])
     assert all(math.isfinite(v) for v in ex["memory_change"][0][1:])
 
