@@ -65,7 +65,8 @@ if curves:
 
 st.subheader("One example")
 e1, e2, e3 = st.columns(3)
-size = choice(e1.select_slider, FAMILIES[family].size_label, ru.EXAMPLE_SIZES[family], key="recall_size")
+size = choice(e1.select_slider, FAMILIES[family].size_label, ru.EXAMPLE_SIZES[family], key="recall_size",
+              default=ru.EXAMPLE_DEFAULT[family])  # fmt: skip
 ex_seed = int(e2.number_input("Example", 0, 10**6, 0, key="recall_example", bind="query-params"))
 ex_switch = choice(e3.radio, "Inner updates in the example", switches, key="recall_ex_switch", horizontal=True)
 examples = {}
@@ -82,7 +83,7 @@ st.caption(f"Coloured by {labels[0]}'s answers. Every model's answers:")
 rows = [{"model": lb, "answer": "".join(ex["answer"]), "predicted": "".join(ex["predicted"]),
          "right": f"{sum(ex['correct'])}/{len(ex['correct'])}",
          "p(answer) at each query": " ".join(f"{p:.2f}" for p in ex.get("p_answer", [])),
-         "write ratio (needle / rest)": f"{write_ratio(ex):.2f}" if ex["memory_change"] else "no memory"}
+         "write ratio (needle / rest)": ru.ratio_text(write_ratio(ex)) if ex["memory_change"] else "no memory"}
         for lb, ex in examples.items()]  # fmt: skip
 st.dataframe(pd.DataFrame(rows), hide_index=True, key="recall_answers")
 memory = {lb: ex for lb, ex in examples.items() if ex["memory_change"]}
