@@ -14,12 +14,13 @@ from app.lessons import lessons  # noqa: E402
 from app.presets import preset_params  # noqa: E402
 from app.registry import PAGES  # noqa: E402
 from app.sidebar import global_sidebar  # noqa: E402
-from app.urlstate import LESSON_PARAM, apply_preset  # noqa: E402
+from app.urlstate import LESSON_PARAM, apply_preset, keep_instructor_mode  # noqa: E402
 
 st.set_page_config(page_title="Nested Learning Lab", page_icon=":material/account_tree:", layout="wide")
 pages = {p.url_path: st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path, default=i == 0)
          for i, p in enumerate(PAGES)}  # fmt: skip
 nav = st.navigation(list(pages.values()))
+keep_instructor_mode()
 apply_preset(preset_params())
 st.session_state["settings"] = global_sidebar()
 lesson = lessons().get(st.query_params.get(LESSON_PARAM, ""))

@@ -8,7 +8,7 @@ import streamlit as st
 from app.models import DEFAULT_MODEL
 from app.session import model_description, model_names
 from app.train_ui import collect_pending
-from app.urlstate import choice, is_hidden
+from app.urlstate import choice, is_hidden, remember_hidden
 from nested.device import describe, pick_device
 
 MAX_SEED = 2**31 - 1
@@ -39,6 +39,7 @@ def global_sidebar() -> dict:
         st.caption(model_description(model))
         if is_hidden("seed"):
             seed = _seed_from_url() or 0
+            remember_hidden("seed", seed)
         else:
             seed = st.number_input(
                 "Seed", min_value=0, max_value=MAX_SEED, value=None if "seed" in st.session_state else 0, step=1,

@@ -51,6 +51,30 @@ HIDEABLE = {
 }
 
 
+INSTRUCTOR_KEY = "_instructor_hide"
+HIDDEN_VALUES = "_instructor_values"
+
+
+def keep_instructor_mode() -> None:
+    """An instructor's `?hide=` holds for the whole visit: kept in the session the first time it is seen and
+    written back into the URL when navigating to another page drops it (with the hidden controls' values)."""
+    raw = st.query_params.get_all(HIDE_PARAM)
+    if raw:
+        st.session_state[INSTRUCTOR_KEY] = list(raw)
+        return
+    if INSTRUCTOR_KEY in st.session_state:
+        st.query_params[HIDE_PARAM] = st.session_state[INSTRUCTOR_KEY]
+        for key, value in st.session_state.get(HIDDEN_VALUES, {}).items():
+            if key not in st.query_params:
+                st.query_params[key] = value
+
+
+def remember_hidden(key: str, value) -> None:
+    """A hidden control's value, kept for the visit (the URL that carried it may be dropped by navigation)."""
+    if value is not None:
+        st.session_state.setdefault(HIDDEN_VALUES, {})[key] = value if isinstance(value, list) else str(value)
+
+
 def hidden_controls() -> set[str]:
     """The controls the URL's instructor parameter hides (unknown names are ignored)."""
     raw = st.query_params.get_all(HIDE_PARAM)
@@ -70,7 +94,9 @@ def choice(widget: Callable, label: str, options: Sequence, *, key: str, default
     if is_hidden(key):  # the URL's value, else a preset's, else the default
         by_text = {str(o): o for o in options}
         preset = st.session_state.get(key)
-        return by_text.get(st.query_params.get(key, ""), preset if preset in options else default)
+        value = by_text.get(st.query_params.get(key, ""), preset if preset in options else default)
+        remember_hidden(key, value)
+        return value
     if key in st.session_state:  # set by a preset or earlier run: passing a default too makes Streamlit warn
         if st.session_state[key] not in options:
             del st.session_state[key]
@@ -88,8 +114,11 @@ def multichoice(label: str, options: Sequence, *, key: str, default: Sequence = 
     if is_hidden(key):
         by_text = {str(o): o for o in options}
         if key in st.query_params:  # the URL's values, else a preset's, else the default
-            return [by_text[v] for v in st.query_params.get_all(key) if v in by_text]
-        return [o for o in st.session_state.get(key, default) if o in options]
+            values = [by_text[v] for v in st.query_params.get_all(key) if v in by_text]
+        else:
+            values = [o for o in st.session_state.get(key, default) if o in options]
+        remember_hidden(key, [str(v) for v in values])
+        return values
     if key in st.session_state:
         st.session_state[key] = [o for o in st.session_state[key] if o in options]
         return container.multiselect(label, options, key=key, bind="query-params", **kw)

@@ -292,3 +292,16 @@ def test_attribution_redraws_when_the_method_changes(server, browser):
     assert len(signed) == 61 and min(signed) < 0 < max(signed)
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()
+
+
+def test_instructor_mode_survives_a_click_in_the_page_list(server, browser):
+    page = _open(browser, f"{server}/?hide=model,seed&model=titans", "h1", 1000)
+    assert page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").count() == 0
+    page.locator("[data-testid='stSidebarNav'] a[href$='/race']").click(timeout=60_000)
+    page.wait_for_selector("text=/M3 live/", timeout=60_000)
+    page.wait_for_function(IDLE, timeout=90_000)
+    page.wait_for_timeout(1500)
+    assert "hide=model" in page.url.replace("%2C", ",") and "model=titans" in page.url, page.url
+    assert page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").count() == 0
+    assert "titans" in page.locator("[data-testid='stSidebar']").inner_text().lower()  # its description
+    page.close()
