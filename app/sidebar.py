@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.lessons import lessons
 from app.models import DEFAULT_MODEL
+from app.presets import PRESETS
 from app.session import model_description, model_names
 from app.train_ui import collect_pending
-from app.urlstate import choice, is_hidden, remember_hidden
+from app.urlstate import LESSON_PARAM, PRESET_PARAM, choice, is_hidden, remember_hidden
 from nested.device import describe, pick_device
 
 MAX_SEED = 2**31 - 1
@@ -19,20 +21,32 @@ def _seed_from_url() -> int | None:
     return int(raw) if raw is not None and raw.isdigit() and int(raw) <= MAX_SEED else None
 
 
-def _clean_query_params() -> None:
-    """Garbage in the URL must never raise: drop values the widgets would reject."""
-    qp = st.query_params
+def _clean_query_params() -> list[str]:
+    """Garbage in the URL must never raise: drop values the widgets would reject, and say which (a link
+    that silently shows something else is worse than one that says so)."""
+    qp, ignored = st.query_params, []
     if qp.get("model") not in (None, *model_names()):
+        ignored.append(f"model={qp.get('model')!r} (no such model)")
         del qp["model"]
     if qp.get("seed") is not None and _seed_from_url() is None:
+        ignored.append(f"seed={qp.get('seed')!r} (not a whole number up to {MAX_SEED})")
         del qp["seed"]
+    if qp.get(PRESET_PARAM) is not None and qp.get(PRESET_PARAM) not in PRESETS:
+        ignored.append(f"preset={qp.get(PRESET_PARAM)!r} (no such preset)")
+        del qp[PRESET_PARAM]
+    if qp.get(LESSON_PARAM) is not None and qp.get(LESSON_PARAM) not in lessons():
+        ignored.append(f"lesson={qp.get(LESSON_PARAM)!r} (no such lesson)")
+        del qp[LESSON_PARAM]
+    return ignored
 
 
 def global_sidebar() -> dict:
     collect_pending()  # a training that ended while this session was elsewhere joins the pickers now
-    _clean_query_params()
+    ignored = _clean_query_params()
     with st.sidebar:
         st.markdown("### Nested Learning Lab")
+        if ignored:
+            st.warning("Ignored from the link: " + "; ".join(ignored) + ".", icon=":material/link_off:")
         model = choice(st.selectbox, "Model", model_names(), key="model", default=DEFAULT_MODEL,
                        help="The model every page runs. Its weights are shared read-only; your stream state is yours. "
                        "Models you train on the Train page are listed as 'yours: …' (this session only).")  # fmt: skip

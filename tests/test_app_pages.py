@@ -43,6 +43,21 @@ def test_garbage_query_params_do_not_break_the_app():
     at.run()
     assert not at.exception
     assert at.sidebar.selectbox(key="model").value == "hope"
+    notice = " ".join(w.value for w in at.sidebar.warning)
+    assert "model='<script>' (no such model)" in notice and "seed='not-a-number'" in notice
+
+
+def test_an_unknown_preset_or_lesson_in_a_link_is_named_not_dropped_silently():
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.query_params["preset"] = "nope"
+    at.query_params["lesson"] = "nope-either"
+    at.run()
+    assert not at.exception
+    notice = " ".join(w.value for w in at.sidebar.warning)
+    assert "preset='nope' (no such preset)" in notice and "lesson='nope-either'" in notice
+    assert "preset" not in at.query_params
+    clean = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
+    assert not clean.sidebar.warning  # a plain visit: nothing to say
 
 
 def test_home_raster_covers_the_chosen_number_of_tokens():
