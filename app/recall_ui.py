@@ -79,21 +79,16 @@ def shipped_curves() -> dict | None:
 
 
 def build_presets() -> dict:
-    curves = {}
-    for family in FAMILIES:
-        for label, name in RECALL_MODELS.items():
-            model = build_frozen(name, 0, device="cpu")
-            for switch in SWITCHES:
-                curves.setdefault(family, {}).setdefault(label, {})[switch] = recall_curve(
-                    model, family, n=SAMPLES, seed=0, switch=switch
-                )
+    models = {name: build_frozen(name, 0, device="cpu") for name in RECALL_MODELS.values()}  # each loaded once
+    curves = {family: {label: {switch: recall_curve(models[name], family, n=SAMPLES, seed=0, switch=switch)
+                               for switch in SWITCHES} for label, name in RECALL_MODELS.items()}
+              for family in FAMILIES}  # fmt: skip
     examples = {}
     for family in FAMILIES:
-        for name in RECALL_MODELS.values():
+        for name, model in models.items():
             for switch in SWITCHES:
                 try:
-                    ex = example(build_frozen(name, 0, device="cpu"), family, EXAMPLE_DEFAULT[family], seed=0,
-                                 switch=switch)  # fmt: skip
+                    ex = example(model, family, EXAMPLE_DEFAULT[family], seed=0, switch=switch)
                 except NonFiniteMemoryError:  # left out: the page computes it live and says it diverged
                     continue
                 examples[f"{name}|{family}|{EXAMPLE_DEFAULT[family]}|0|{switch}"] = ex
@@ -116,20 +111,17 @@ def curves_for(family: str, labels: list[str], switches: list[str], seed: int) -
     return out
 
 
-def run_live(family: str, labels: list[str], switches: list[str], seed: int, bar) -> None:
-    """Compute the missing curves, one size at a time, each kept as soon as it is done."""
+def run_live(family: str, jobs: list[tuple[str, str]], seed: int, bar) -> None:
+    """Compute the missing (label, switch) curves, one size at a time, each kept as soon as it is done."""
     live = st.session_state.setdefault("recall_live", {})
-    jobs = [(lb, sw) for lb in labels for sw in switches]
     sizes = FAMILIES[family].sizes
-    total, done = len(jobs) * len(sizes), 0
-    for lb, sw in jobs:
+    for j, (lb, sw) in enumerate(jobs):
         rows = live.setdefault((family, lb, sw, seed), [])
         model = frozen_model(lab_models()[lb], 0)
         for size in sizes[len(rows) :]:
             rows += recall_curve(model, family, sizes=[size], n=SAMPLES, seed=seed, switch=sw)
-            done += 1
-            bar.progress(min(done / total, 1.0), text=f"{lb}, inner updates {sw}: size {size} done")
-        done = max(done, (jobs.index((lb, sw)) + 1) * len(sizes))
+            bar.progress((j * len(sizes) + len(rows)) / (len(jobs) * len(sizes)),
+                         text=f"{lb}, inner updates {sw}: size {size} done")  # fmt: skip
 
 
 def cached_example(model_name: str, family: str, size: int, seed: int, switch: str) -> dict:

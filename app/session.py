@@ -15,6 +15,7 @@ import streamlit as st
 
 import nested
 from app.models import APP_MODELS, build_frozen, describe_model
+from app.textinput import TextInputError, clean_text
 
 SESSION_MODELS = "session_models"  # st.session_state key: {name: SessionModel}, oldest first
 YOURS = "yours: "
@@ -69,3 +70,16 @@ def show_error(exc: Exception, what: str) -> None:
     """A clear message instead of a traceback; the session's earlier state is untouched."""
     hint = " You can freeze a level or pick another text." if isinstance(exc, nested.NonFiniteMemoryError) else ""
     st.error(f"{what}: {exc}.{hint}")
+
+
+def user_text(raw: str, what: str = "this page") -> str | None:
+    """Typed text cleaned for a page (app.textinput.clean_text), its notes shown; None with a warning when
+    it cannot be used."""
+    try:
+        text, notes = clean_text(raw, what=what)
+    except TextInputError as exc:
+        st.warning(f"Your text cannot be used: {exc}.")
+        return None
+    for note in notes:
+        st.caption(note)
+    return text

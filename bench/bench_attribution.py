@@ -10,9 +10,7 @@ The page's goal: a live saliency under a second for 256 tokens on this CPU.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -21,16 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.models import build_frozen  # noqa: E402
 from app.samples import sample_texts  # noqa: E402
+from bench.timing import median_ms  # noqa: E402
 from nested.attribution import METHODS, attribute, level_contributions  # noqa: E402
-
-
-def timed(fn, n: int = 3) -> float:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(out)
 
 
 def main() -> None:
@@ -47,7 +37,7 @@ def main() -> None:
     for name in ("hope", "titans", "transformer"):
         model = build_frozen(name, 0, device="cpu")
         with torch.no_grad():
-            fwd = timed(lambda m=model: m(tokens))
+            fwd = median_ms(lambda m=model: m(tokens))
         cells = []
         for method in METHODS:
             n = 1 if method in ("integrated_gradients", "occlusion") else 3
@@ -58,9 +48,9 @@ def main() -> None:
                 except FloatingPointError:  # the page's fallback: first order
                     attribute(m, tokens, pos, target, meth, exact_cms=False)
 
-            ms = timed(run, n)
+            ms = median_ms(run, n)
             cells.append(f"{ms:.0f} ({ms / fwd:.1f})")
-        lv = timed(lambda m=model: level_contributions(m, tokens, pos, target), 1)
+        lv = median_ms(lambda m=model: level_contributions(m, tokens, pos, target), 1)
         print(f"| {name} | {fwd:.0f} | " + " | ".join(cells) + f" | {lv:.0f} ({lv / fwd:.1f}) |", flush=True)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import race_figures as rf  # noqa: E402
+from bench.timing import median_ms  # noqa: E402
 from nested.race import LABELS, Race, RaceConfig  # noqa: E402
 from nested.race_tasks import PROBLEMS  # noqa: E402
 
@@ -31,15 +31,6 @@ def redraw(race: Race, task: str) -> None:
             rf.layer_figure(rec, next(iter(rec["runners"]))), rf.spectrum_figure(rec), rf.step_time_figure(rec)]  # fmt: skip
     for f in figs:
         f.to_json()
-
-
-def timed(fn, n: int = 5) -> float:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(out)
 
 
 def main() -> None:
@@ -60,7 +51,7 @@ def main() -> None:
             print(f"| {LABELS[n]} | {m['step_ms']:.2f} | {m['step_ms'] / base['step_ms']:.2f} | {m['opt_ms']:.2f} | "
                   f"{m['opt_ms'] / base['opt_ms']:.2f} |")  # fmt: skip
         tick = sum(m["step_ms"] for m in med.values())
-        print(f"one race step of all {len(med)}: {tick:.1f} ms; redraw (record + 6 figures): {timed(lambda r=race, t=task: redraw(r, t)):.1f} ms")  # fmt: skip
+        print(f"one race step of all {len(med)}: {tick:.1f} ms; redraw (record + 6 figures): {median_ms(lambda r=race, t=task: redraw(r, t), n=5):.1f} ms")  # fmt: skip
     from streamlit.testing.v1 import AppTest
 
     from app.registry import ROOT, page_for
@@ -69,8 +60,8 @@ def main() -> None:
     at.run()
     at.switch_page(str(page_for("race").path))
     at.run()
-    first = timed(lambda: at.button(key="race_step").click().run(), n=1)
-    press = timed(lambda: at.button(key="race_step").click().run(), n=5)
+    first = median_ms(lambda: at.button(key="race_step").click().run(), n=1)
+    press = median_ms(lambda: at.button(key="race_step").click().run(), n=5)
     print(
         f"\nthe page (AppTest, digits, 3 optimizers, 5 steps a press): first Step {first:.0f} ms, then median {press:.0f} ms a press"
     )

@@ -111,7 +111,7 @@ def recall_curve(model, family: str, sizes=None, n: int = 64, seed: int = 0, swi
     return out
 
 
-def _needles(family: str, text: str, size_args: dict) -> list[tuple[int, int]]:
+def _needles(family: str, text: str) -> list[tuple[int, int]]:
     """Byte spans of what the model must have written: the needles, or the queried key-value pairs."""
     if family.startswith("niah"):
         q = text.rindex(" #")
@@ -158,7 +158,7 @@ def example(model, family: str, size: int, seed: int = 0, switch: str = "on") ->
     layers = range(model.cfg.n_layers)
     return {
         "family": family, "size": size, "seed": seed, "switch": switch, "text": text,
-        "needles": [list(span) for span in _needles(family, text, FAMILIES[family].args(size))],
+        "needles": [list(span) for span in _needles(family, text)],
         "question": text.rindex(" #") if family.startswith("niah") else text.index("|"),  # where the asking starts
         "scored": scored, "answer": [chr(int(batch.targets[0, t])) for t in scored],
         "predicted": [chr(int(pred[t])) for t in scored],

@@ -8,7 +8,7 @@ from app import attribution_ui as au
 from app.exports import PLOTLY_CONFIG, rows_csv
 from app.models import decode_token
 from app.samples import sample_texts
-from app.textinput import TextInputError, clean_text
+from app.session import user_text
 from app.urlstate import choice, set_url_position, url_position
 
 settings = st.session_state["settings"]
@@ -20,13 +20,8 @@ source = choice(st.radio, "Text", ["sample", "your text"], key="attr_source", ho
 if source == "sample":
     text = samples[choice(st.selectbox, "Sample", list(samples), key="attr_sample")]
 else:
-    raw = st.text_area("Your text", key="attr_text", max_chars=4000, placeholder="Paste a sentence or two")
-    try:
-        text, notes = clean_text(raw, what="this page")
-        for note in notes:
-            st.caption(note)
-    except TextInputError as exc:
-        st.warning(f"Your text cannot be used: {exc}.")
+    text = user_text(st.text_area("Your text", key="attr_text", max_chars=4000, placeholder="Paste a sentence or two"))
+    if text is None:
         st.stop()
 data = list(text.encode("utf-8"))[: au.MAX_CHARS]
 text = bytes(data).decode("utf-8", "ignore")

@@ -7,8 +7,7 @@ from app import continual_ui as cl
 from app.continual_figures import forgetting_curves, forgetting_matrix, level_changes, level_resets, summary_rows
 from app.continual_train_ui import across_training_tab
 from app.exports import PLOTLY_CONFIG
-from app.session import frozen_model, session_models
-from app.textinput import TextInputError, clean_text
+from app.session import frozen_model, session_models, user_text
 from app.urlstate import choice, multichoice
 from nested.continual import MAX_TOKENS, TEXT_TASK
 
@@ -47,14 +46,7 @@ with in_context:
         raw = st.text_area(
             "Your text (task T): streamed as a segment like any language", key="cl_text", max_chars=20_000
         )
-        text = ""
-        if raw.strip():
-            try:
-                text, notes = clean_text(raw, what="this page")
-                for note in notes:
-                    st.caption(note)
-            except TextInputError as exc:
-                st.warning(f"Your text cannot be used: {exc}.")
+        text = (user_text(raw) or "") if raw.strip() else ""
         s1, s2, s3 = st.columns([3, 2, 1], vertical_alignment="bottom")
         schedule = s1.text_input("Schedule (letters, or A128 B64 …; T is your text)", cl.DEFAULT_SCHEDULE, key="cl_schedule",
                                  max_chars=400, bind="query-params")  # fmt: skip

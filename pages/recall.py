@@ -39,7 +39,7 @@ missing = [(lb, sw) for lb in labels for sw in switches if sw not in curves.get(
 if missing:
     b1, b2 = st.columns([1, 4], vertical_alignment="center")
     if b1.button("Run live", icon=":material/play_arrow:", key="recall_run", help="Any other click stops the run"):
-        ru.run_live(family, labels, switches, seed, b2.progress(0.0, text="starting…"))
+        ru.run_live(family, missing, seed, b2.progress(0.0, text="starting…"))
         st.rerun()
     b2.caption(f"Not precomputed: {', '.join(f'{lb} ({sw})' for lb, sw in missing)}. Press Run live "
                f"({ru.SAMPLES} sequences per size; any other click stops it and keeps the sizes done).")  # fmt: skip
