@@ -233,11 +233,11 @@ def train(
             dist.all_reduce(loss := loss.detach().clone(), op=dist.ReduceOp.SUM)
         if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(f"training loss is {float(loss.detach())} at step {step + 1}")
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        # the norm before the clip: how often the global clip fires is a stability measure (issue 13)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
         opt.step()
         tokens_seen += int(batch.inputs.numel())
-        rec = {"step": step + 1, "loss": float(loss.detach())}
+        rec = {"step": step + 1, "loss": float(loss.detach()), "grad_norm": float(grad_norm)}
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             rec["eval"] = evaluate(model, cfg)
         history.append(rec)
