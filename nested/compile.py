@@ -5,8 +5,8 @@ The wrapper has the model's API (`compiled(tokens)`, `.run`, `.stream`) and comp
 patched nor global flag flipped. What each mode compiles:
 
 - "stream": one token's step. Hope (every mixer self-modifying): the whole token (embedding, every
-  layer's `_token_core`, its CMS levels, the head, one "all memories finite" flag) as one graph; other
-  models: each self-modifying layer's `_token_core`. ~20 s cold on a 2-core CPU, then 3x eager.
+  layer's `_chunk_core` on one token, its CMS levels, the head, one "all memories finite" flag) as one
+  graph; other models: each self-modifying layer's `_chunk_core`. ~20 s cold on a 2-core CPU.
 - "chunks": each self-modifying layer's chunk step `_chunk_core`, forward and (AOTAutograd) backward.
 - "train": "chunks", plus, where the CMS gradient is per segment (`cms_grad="segment"`, or one period),
   each whole CMS segment of Hope as one graph: every layer's forward, the head, the segment's summed
@@ -61,9 +61,7 @@ class CompiledModel:
         for i, blk in enumerate(model.blocks):
             if not selfmod[i]:
                 continue
-            if mode == "stream" and not all(selfmod):
-                self.cores[i] = {"token": torch.compile(blk.mixer._token_core, dynamic=False)}
-            elif mode in ("chunks", "train"):
+            if mode in ("chunks", "train") or not all(selfmod):
                 self.cores[i] = {"chunk": _no_donation(torch.compile(blk.mixer._chunk_core, dynamic=False))}
         self.segment_graph = None
         if mode == "train" and supports_segments(model):
@@ -130,8 +128,8 @@ class CompiledModel:
         model = self.model
         x, outs = model.embed(tok), []
         for i, blk in enumerate(model.blocks):
-            out = SelfModifyingTitans._token_core(blk.mixer, blk.norm(x), *layer_args[i])
-            x = x + out[0]
+            y, out = blk.mixer.piece_core(blk.norm(x), layer_args[i], stepwise=True)
+            x = x + y
             x = blk.ffn(x, weights[i]) if weights[i] is not None else blk.ffn(x)
             outs.append(out)
         return model.head(model.norm_f(x)), outs, memories_finite(outs)

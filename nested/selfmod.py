@@ -48,7 +48,7 @@ def unfold_heads(x: Tensor, n_heads: int) -> Tensor:
 
 def memories_finite(outs: list) -> Tensor:
     """One flag, computed inside a compiled graph: every layer's new memories (outputs 1 and 2 of
-    `_token_core` / `_chunk_core`) are finite. NestedLM._advance_mixers names the layer when it is not."""
+    `_chunk_core`) are finite. nested.compile.advance_mixers names the layer when it is not."""
     return torch.isfinite(torch.stack([t.sum() for out in outs for t in (out[1], out[2])])).all()
 
 
@@ -134,15 +134,11 @@ class SelfModifyingTitans(nn.Module):
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0, core=None):
-        """(y, state, record) for x (B, T, d). `core` may hold compiled copies of the kernels
-        (nested.compile): {"token": of `_token_core`, "chunk": of `_chunk_core`}."""
+        """(y, state, record) for x (B, T, d), one token (streaming) or many. `core` may hold a compiled
+        copy of `_chunk_core` (nested.compile): {"chunk": ...}."""
         core = core or {}
         cfg = self.cfg
         B, H = x.shape[0], cfg.n_heads
-        if x.shape[1] == 1:  # streaming: the same function with the recurrences written for one token
-            y, state, record = self._token(x, state, core.get("token"))
-            check_finite({k: state[k] for k in ("W1", "W2")}, layer, "selfmod")
-            return y, state, record
         consts = self.chunk_consts(B)
         q_all = fold_heads(self.q_proj(x), H) if self.q_proj is not None else None
         xh_all = fold_heads(x, H)
@@ -169,12 +165,12 @@ class SelfModifyingTitans(nn.Module):
             "conv_w": self.conv_qkv.weight.view(H, 3 * dh, -1).repeat(batch, 1, 1),  # (N, 3dh, w)
         }
 
-    def piece_core(self, x: Tensor, args: list) -> tuple[Tensor, tuple]:
+    def piece_core(self, x: Tensor, args: list, stepwise: bool = False) -> tuple[Tensor, tuple]:
         """One piece x (B, n, d) that crosses no chunk boundary, as a pure function of tensors: the layer
         output (B, n, d) and the `_chunk_core` outputs (for `next_state`). `args` from `core_args`."""
         H = self.cfg.n_heads
         raw_q = fold_heads(self.q_proj(x), H) if self.q_proj is not None else None
-        out = self._chunk_core(fold_heads(x, H), raw_q, self.chunk_consts(x.shape[0]), False, *args)
+        out = self._chunk_core(fold_heads(x, H), raw_q, self.chunk_consts(x.shape[0]), stepwise, *args)
         return self.out_proj(self.out_norm(unfold_heads(out[0], H))), out
 
     def _refresh_frozen(self, state: dict) -> tuple[Tensor, Tensor]:
@@ -191,16 +187,8 @@ class SelfModifyingTitans(nn.Module):
             return torch.cat([F1[:, :m], W1[:, m:]], 1), torch.cat([F2[:, :m], W2[:, m:]], 1)
         return F1, F2
 
-    def _token(self, x: Tensor, state: dict, core=None):
-        """One token x (B, 1, d): `forward` + `_piece` with n = 1, where every recurrence is a single step
-        (Eq. 88) and no per-call constants are built (heads broadcast instead). Tested equal to the
-        chunk-parallel path by the stream == parallel tests."""
-        args = self.core_args(state)
-        out = self._token_core(x, *args) if core is None else core(x, *args)
-        return out[0], *self.next_state(state, 1, args, out)
-
     def core_args(self, state: dict) -> list:
-        """The state's tensor inputs of `_token_core` / `_chunk_core` (after the input): F1, F2, W1, W2,
+        """The state's tensor inputs of `_chunk_core` (after the input and constants): F1, F2, W1, W2,
         S1, S2 (None without momentum), the conv state, and the frozen flag. Positions stay here."""
         F1, F2 = self._refresh_frozen(state)
         mom = self.cfg.momentum > 0
@@ -216,66 +204,11 @@ class SelfModifyingTitans(nn.Module):
             new.update(S1=S1, S2=S2)
         return new, {"eta": eta, "alpha": alpha, "surprise": surprise, "clipped": clipped}
 
-    def _token_core(self, x, F1, F2, W1, W2, S1, S2, conv_state, gain: float):
-        """The tensor work of `_token`: a pure function of tensors (and the frozen flag `gain`), what
-        `nested.compile_model(model, "stream")` compiles. Returns the layer output (B, 1, d), the new memories, and eta,
-        alpha, surprise as (B, 1, H)."""
-        cfg, H = self.cfg, self.cfg.n_heads
-        B = x.shape[0]
-        raw_q = fold_heads(self.q_proj(x), H) if self.q_proj is not None else None
-        xh = fold_heads(x, H)
-        N, _, dh = xh.shape
-        m = self.i_mem
-        proj = bank_forward(F1, F2, xh)[:, :, 0]  # (N, M, dh): every memory on x_t, frozen state
-        if raw_q is None:
-            raw_q = proj[:, self.i_q, None]
-        gate_in = proj[:, self.i_eta : self.i_alpha + 1].view(B, H, 2, dh)
-        gates = torch.sigmoid((gate_in * self.gate_w).sum(-1) + self.gate_b).view(N, 2, 1)
-        eta, alpha = cfg.eta_scale * gain * gates[:, 0], gates[:, 1]  # (N, 1)
-
-        raw = torch.cat([raw_q, proj[:, self.i_k, None], proj[:, self.i_v, None]], dim=-1)  # (N, 1, 3dh)
-        window = torch.cat([conv_state, raw], dim=1)  # (N, w, 3dh)
-        w = self.conv_qkv.weight.view(H, 3 * dh, -1).transpose(1, 2)  # (H, w, 3dh)
-        conv = (window.view(B, H, *window.shape[1:]) * w).sum(2).view(N, 1, 3 * dh)
-        cq, ck, v = F.silu(conv).split(dh, dim=-1)
-        q, k = F.normalize(cq, dim=-1), F.normalize(ck, dim=-1)  # (N, 1, dh)
-
-        e, hidden, g2, inner_loss = bank_self_grads(F1, F2, k, v, cfg.inner_objective, cfg.eq92_sign,
-                                                    cfg.stopgrad_targets)  # fmt: skip
-        scale = clip_scale(e, hidden, g2, k, cfg.inner_clip)
-        e, g2 = e * scale, g2 * scale  # (N, M, 1, dh), (N, M, 1, hm)
-
-        a4, lr4 = alpha[:, :, None, None], eta[:, :, None, None]  # (N, 1, 1, 1)
-        k4 = k[:, None]  # (N, 1, 1, dh)
-        read2 = lambda W: (W[:, m] @ q.transpose(1, 2))[..., 0]  # noqa: E731  (N, hm)
-        read1 = lambda W, r2: (W[:, m] @ F.silu(r2)[..., None])[..., 0]  # noqa: E731  (N, dh)
-        if not cfg.read_after_write:
-            reads2 = read2(W2)
-            reads1 = read1(W1, reads2)
-        step2 = lr4 * (g2.transpose(-1, -2) * k4)  # first layers share the key k (N, M, hm, dh)
-        step1 = lr4 * (e.transpose(-1, -2) * hidden)  # second layers: each memory's hidden activation
-        if S1 is not None:
-            S2 = cfg.momentum * S2 + step2
-            S1 = cfg.momentum * S1 + step1
-            step2, step1 = S2, S1
-        W2_new = a4 * W2 - step2
-        if cfg.precondition:  # DGD's  - eta (W k) k^T  on the first layers (Eq. 88)
-            W2_new = W2_new - (lr4 * (W2 @ k4.transpose(-1, -2))) * k4
-        W1_new = a4 * W1 - step1
-        if cfg.read_after_write:
-            reads2 = read2(W2_new)
-            reads1 = read1(W1_new, reads2)
-        o = q + reads1[:, None]  # o_t = M_memory,t-1(q_t)
-        y = self.out_proj(self.out_norm(unfold_heads(o, H)))
-        per_head = lambda t: t.reshape(B, H, 1).transpose(1, 2)  # noqa: E731  (B, 1, H)
-        return (y, W1_new, W2_new, S1, S2, window[:, 1:], per_head(eta), per_head(alpha),
-                per_head(inner_loss[:, m]), clip_fraction(scale, B))  # fmt: skip
-
     def _piece(self, xh: Tensor, raw_q: Tensor | None, state: dict, stepwise: bool, consts: dict, core=None):
         """Tokens inside one chunk of both chunk sizes, heads folded into the batch (N = B*H): the
         frozen state is constant here. Returns o (N, n, dh), the new state, per-token records."""
         args = self.core_args(state)
-        if core is None or stepwise:
+        if core is None or (stepwise and xh.shape[1] > 1):  # one token: stepwise and parallel are one step
             core = self._chunk_core
         elif torch.is_grad_enabled() and not args[6].requires_grad:
             # the first chunk's zero conv state would otherwise compile a second graph
