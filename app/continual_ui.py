@@ -16,7 +16,8 @@ import nested
 from app.models import build_frozen
 from app.presets import PRESET_DIR
 from app.session import frozen_model
-from nested.continual import MAX_TOKENS, TEXT_TASK, ContinualLab, Learner, Schedule
+from nested.continual import ContinualLab, Learner
+from nested.schedule import MAX_TOKENS, TEXT_TASK, Schedule
 from nested.tasks import SuccessorLanguages
 
 # page label -> the app model (app/models.py APP_MODELS) it runs

@@ -16,61 +16,19 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from nested.level_state import level_change, reset_level
+from nested.schedule import MAX_TOKENS, TEXT_TASK, Schedule
 from nested.state import StreamState, map_tensors, probe_view, repeat_state
 from nested.tasks.base import rng
 from nested.tasks.languages import SuccessorLanguages
 
-MAX_TOKENS = 4096  # a lab's stream; bounds a session's memory (attention caches grow with it)
-MAX_SEGMENT = 1024
 BLOCK = 256  # a segment is generated in blocks of this many symbols (each seeded by its position)
-TEXT_TASK = "T"  # the user's own text as a segment of the stream
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """A typed schedule: "ABAC" with one segment length, or explicit lengths "A128 B64 A200"."""
-
-    segments: tuple[tuple[str, int], ...]
-
-    @classmethod
-    def parse(cls, text: str, tasks: list[str], segment_len: int = 128, allow_text: bool = False) -> Schedule:
-        """Raises ValueError with a sentence a user can act on (bad letter, length, total)."""
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("the schedule is empty: type task letters such as ABAC")
-        allowed = list(tasks) + ([TEXT_TASK] if allow_text else [])
-        items = text.replace(",", " ").split() if any(ch.isdigit() for ch in text) else list(text.replace(" ", ""))
-        out = []
-        for item in items:
-            letter, digits = item[:1].upper(), item[1:]
-            if letter not in allowed:
-                raise ValueError(f"{letter!r} is not a task here: use {', '.join(allowed)}")
-            if digits and not digits.isdigit():
-                raise ValueError(f"cannot read {item!r}: write a letter, optionally followed by a length (A128)")
-            n = int(digits) if digits else segment_len
-            if not 1 <= n <= MAX_SEGMENT:
-                raise ValueError(f"segment {item!r}: a segment is 1 to {MAX_SEGMENT} tokens")
-            out.append((letter, n))
-        total = sum(n for _, n in out)
-        if total > MAX_TOKENS:
-            raise ValueError(f"the schedule is {total:,} tokens; a lab streams at most {MAX_TOKENS:,}")
-        return cls(tuple(out))
-
-    def __str__(self) -> str:
-        return " ".join(f"{t}{n}" for t, n in self.segments)
-
-    def bounds(self) -> list[tuple[str, int, int]]:
-        """(task, first token, end token) of every segment."""
-        out, pos = [], 0
-        for t, n in self.segments:
-            out.append((t, pos, pos + n))
-            pos += n
-        return out
 
 
 @dataclass
@@ -89,59 +47,6 @@ class Learner:
         self.model.eval()
         self.state = self.model.init_state(1, freeze=self.freeze or None)
         self.fresh = self.model.init_state(1)
-
-
-def level_names(model) -> list[str]:
-    """The levels a reset probe can reset (nested.Freeze names): memories and CMS levels."""
-    return model.freeze_options()
-
-
-def memory_keys(mixer_state: dict) -> list[str]:
-    """The learned state in a mixer's state dict: every tensor but the convolution window (local context)
-    and an attention cache (k, v: the tokens themselves, not something learned)."""
-    return [
-        k for k, v in mixer_state.items() if isinstance(v, Tensor) and not k.startswith("conv") and k not in ("k", "v")
-    ]
-
-
-def reset_level(model, state: StreamState, fresh: StreamState, name: str) -> StreamState:
-    """`state` with one level back at its learned initial value (from `fresh`, a new init_state):
-    "layer i memories" resets the memory tensors (not the convolution window: local context, not memory);
-    "layer i cms[l]" resets level l's weights in the stream state and in the open segment."""
-    layer = int(name.split()[1])
-    if name.endswith("memories"):
-        reset = set(memory_keys(state.mixers[layer]))
-        mix = {k: (fresh.mixers[layer][k] if k in reset else v) for k, v in state.mixers[layer].items()}
-        mixers = state.mixers[:layer] + (mix,) + state.mixers[layer + 1 :]
-        return replace(state, mixers=mixers)
-    level = int(name[name.index("[") + 1 : name.index("]")])
-    c = state.cms[layer]
-    weights = c.weights[:level] + (fresh.cms[layer].weights[level],) + c.weights[level + 1 :]
-    acc = c.acc[:level] + (None,) + c.acc[level + 1 :]
-    cms = state.cms[:layer] + (replace(c, weights=weights, acc=acc),) + state.cms[layer + 1 :]
-    window = state.window
-    if window:
-        seg = window[-1]
-        lw = seg.weights[layer]
-        lw = lw[:level] + (fresh.cms[layer].weights[level],) + lw[level + 1 :]
-        window = window[:-1] + (replace(seg, weights=seg.weights[:layer] + (lw,) + seg.weights[layer + 1 :]),)
-    return replace(state, cms=cms, window=window)
-
-
-def level_change(a: StreamState, b: StreamState) -> dict[str, float]:
-    """How far each level moved from state a to state b: the Frobenius norm of the change of its
-    tensors (memories: every memory matrix of the layer; CMS level: both weight matrices)."""
-    out = {}
-    for i, (ma, mb) in enumerate(zip(a.mixers, b.mixers, strict=True)):
-        keys = memory_keys(ma)
-        if keys:
-            out[f"layer {i} memories"] = math.sqrt(sum(float((mb[k] - ma[k]).pow(2).sum()) for k in keys))
-    for i, (ca, cb) in enumerate(zip(a.cms or (), b.cms or (), strict=True)):
-        for lv, (pa, pb) in enumerate(zip(ca.weights, cb.weights, strict=True)):
-            out[f"layer {i} cms[{lv}]"] = math.sqrt(
-                sum(float((y - x).pow(2).sum()) for x, y in zip(pa, pb, strict=True))
-            )
-    return out
 
 
 @dataclass
@@ -273,7 +178,9 @@ class ContinualLab:
             res = self._probe_state(lr.model, probe_view(lr.state))
             self.curves[lr.name].append(res.accuracy)
             self.losses[lr.name].append(res.loss)
-            self.changes[lr.name].append(level_change(lr.measured, lr.state) if lr.measured is not None else {})
+            self.changes[lr.name].append(
+                level_change(lr.model, lr.measured, lr.state) if lr.measured is not None else {}
+            )
             lr.measured = lr.state
 
     def _probe_state(self, model, view: StreamState) -> ProbeResult:
@@ -292,7 +199,7 @@ class ContinualLab:
             lr = next(x for x in self.learners if x.name == learner)
             view = probe_view(lr.state)
             out = {name: self._probe_state(lr.model, reset_level(lr.model, view, lr.fresh, name)).accuracy
-                   for name in level_names(lr.model)}  # fmt: skip
+                   for name in lr.model.freeze_options()}  # fmt: skip
             self._reset_cache[learner] = (self.pos, out)
             value = out
         return value

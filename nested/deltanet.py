@@ -50,6 +50,7 @@ class DeltaNetMixer(nn.Module):
 
     # -- what the nest, traces and freezing see ---------------------------------------------------
     writable = True
+    learned = ("S",)  # the fast-weight matrix
 
     def with_write_gain(self, state: dict, gain: float) -> dict:
         """The state with the write strength beta_t scaled by `gain` (0 stops the writes)."""

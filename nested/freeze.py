@@ -89,3 +89,14 @@ class Freeze:
 
     def cms_gains(self, layer: int, n_levels: int) -> tuple[float, ...]:
         return tuple(self.gain(f"layer {layer} cms[{lv}]") for lv in range(n_levels))
+
+
+def parse_level(name: str, model=None) -> tuple[int, int | None]:
+    """A level's name as (layer, CMS level), the level None for "layer i memories". With `model`, the
+    name must be one of `Freeze.options(model)`."""
+    m = _ITEM.match(name)
+    if not m or m.group(4) is not None:
+        raise ValueError(f"cannot read level {name!r}: write 'layer N memories' or 'layer N cms[L]'")
+    if model is not None and name not in Freeze.options(model):
+        raise ValueError(f"this model has no level {name!r}; choose from {Freeze.options(model)}")
+    return int(m.group(1)), None if m.group(3) is None else int(m.group(3))

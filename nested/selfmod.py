@@ -111,6 +111,7 @@ class SelfModifyingTitans(nn.Module):
     # -- forward -------------------------------------------------------------------------------
     # -- what the nest, traces and freezing see ---------------------------------------------------
     writable = True  # nested.Freeze can scale its writes
+    learned = ("W1", "W2", "F1", "F2", "S1", "S2")  # the memories, their gradient references and momentum
 
     def with_write_gain(self, state: dict, gain: float) -> dict:
         """The state with every memory's eta_t scaled by `gain` (0 freezes the writes, not the decay)."""

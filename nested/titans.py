@@ -57,6 +57,7 @@ class TitansMemory(nn.Module):
 
     # -- what the nest, traces and freezing see ---------------------------------------------------
     writable = True
+    learned = ("W1", "W2", "F1", "F2", "S1", "S2")  # the memory, its gradient reference and momentum
 
     def with_write_gain(self, state: dict, gain: float) -> dict:
         """The state with the inner learning rate theta_t scaled by `gain` (0 stops the writes)."""

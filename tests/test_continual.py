@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import nested
-from nested.continual import MAX_TOKENS, ContinualLab, Learner, Schedule, reset_level
+from nested.continual import MAX_TOKENS, ContinualLab, Learner, Schedule
+from nested.level_state import reset_level
 from nested.state import map_tensors, probe_view, repeat_state
 from nested.tasks import SuccessorLanguages
 
