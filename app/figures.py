@@ -111,21 +111,29 @@ def memory_heatmap(m: np.ndarray, title: str, zmax: float) -> go.Figure:
     return fig
 
 
-RATE_PANELS = (("learning rate η_t", "η"), ("retention α_t", "α"), ("surprise (inner loss)", "surprise"))
+SURPRISE_PANEL = ("surprise (inner loss)", "surprise")
 
 
 def rate_curves(
-    eta: np.ndarray, alpha: np.ndarray, surprise: np.ndarray, index: int, cms_ticks: list[int]
+    eta: np.ndarray,
+    alpha: np.ndarray,
+    surprise: np.ndarray,
+    index: int,
+    cms_ticks: list[int],
+    gates: dict | None = None,
 ) -> go.Figure:
     """eta_t, alpha_t and surprise of one layer over the streamed tokens, stacked on one shared x axis;
-    the current token in red, CMS updates as dotted lines on the surprise panel. (Built from plain
+    `gates` names the first two panels (Trace.gate_labels: Titans' rows hold θ_t and 1 − α_t); the current
+    token in red, CMS updates as dotted lines on the surprise panel. (Built from plain
     layout dicts: make_subplots and add_vline cost ~200 ms per frame at a few hundred tokens.)"""
     x = np.arange(len(eta))
     domains = ((0.70, 1.0), (0.36, 0.64), (0.0, 0.30))
     layout = {"height": 420, "showlegend": False, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
               "xaxis": {"anchor": "y3"}, "annotations": [], "shapes": []}  # fmt: skip
     traces = []
-    for row, ((title, name), y, dom) in enumerate(zip(RATE_PANELS, (eta, alpha, surprise), domains, strict=True)):
+    gates = gates or {"eta": ("learning rate η_t", "η"), "alpha": ("retention α_t", "α")}
+    panels = (gates["eta"], gates["alpha"], SURPRISE_PANEL)
+    for row, ((title, name), y, dom) in enumerate(zip(panels, (eta, alpha, surprise), domains, strict=True)):
         axis = "y" if row == 0 else f"y{row + 1}"
         layout[f"yaxis{'' if row == 0 else row + 1}"] = {"domain": list(dom), "anchor": "x"}
         traces.append(go.Scatter(x=x, y=y, mode="lines", name=name, yaxis=axis, hovertemplate="token %{x}: %{y:.4f}"))

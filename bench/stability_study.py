@@ -41,6 +41,13 @@ SETTINGS: dict[str, dict] = {
     "cms_clip 100": {"cms_clip": 100.0},
     "cms_periods 8,32": {"cms_periods": [8, 32]},
     "cms_periods 32,128": {"cms_periods": [32, 128]},
+    # combinations, chosen from the single changes above (seed 0): each removes one clip regime
+    "alpha_init_bias 2, cms_clip 100": {"alpha_init_bias": 2.0, "cms_clip": 100.0},
+    "eta_init_bias -4, alpha_init_bias 2, cms_clip 100": {
+        "eta_init_bias": -4.0,
+        "alpha_init_bias": 2.0,
+        "cms_clip": 100.0,
+    },
 }
 CACHE = Path("runs/stability")
 
@@ -89,8 +96,13 @@ def run_cell(size: str, setting: str, seed: int, steps: int) -> dict:
     probe_batch = TextTask(seq_len=128, split="val").sample(8, 12345)
     stream_tokens = TextTask(seq_len=512, split="val").sample(1, 54321).inputs
     model = nested.build_model(cfg.model, seed=seed, **cfg.model_args)
-    cell = {"size": size, "setting": setting, "seed": seed, "steps": steps, "init": measure(model, probe_batch,
-                                                                                             stream_tokens)}
+    cell = {
+        "size": size,
+        "setting": setting,
+        "seed": seed,
+        "steps": steps,
+        "init": measure(model, probe_batch, stream_tokens),
+    }
     if steps:
         norms: list[float] = []
         t0 = time.perf_counter()

@@ -48,6 +48,7 @@ class Attention(nn.Module):
     # -- what the nest, traces and freezing see ---------------------------------------------------
     writable = False  # a cache, not a learned write: nothing to freeze
     learned = ()  # the cache holds the tokens themselves
+    trace_rows: dict = {}  # no write, no retention
 
     def with_write_gain(self, state: dict, gain: float) -> dict:
         raise ValueError("softmax attention caches every key and value; it has no write strength to freeze")

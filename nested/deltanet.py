@@ -51,6 +51,7 @@ class DeltaNetMixer(nn.Module):
     # -- what the nest, traces and freezing see ---------------------------------------------------
     writable = True
     learned = ("S",)  # the fast-weight matrix
+    trace_rows = {"eta": ("write strength β_t", "β"), "alpha": ("retention (decay)", "decay")}
 
     def with_write_gain(self, state: dict, gain: float) -> dict:
         """The state with the write strength beta_t scaled by `gain` (0 stops the writes)."""

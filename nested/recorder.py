@@ -28,6 +28,8 @@ def record_token(trace: Trace, model, tok: Tensor, logits: Tensor, state, record
                 trace.meta["prev_loss"] = loss_prev
         k = min(trace.top_k, probs.numel())
         p, ids = probs.topk(k)
+        if "gates" not in trace.meta:  # what each layer's eta / alpha rows hold (Titans: theta_t, 1 - alpha_t)
+            trace.meta["gates"] = [{k: list(v) for k, v in blk.mixer.trace_rows.items()} for blk in model.blocks]
         trace.tokens.append(int(tok[0, 0]))
         trace.topk_ids.append(ids.cpu().numpy())
         trace.topk_probs.append(p.cpu().numpy())

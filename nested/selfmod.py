@@ -112,6 +112,8 @@ class SelfModifyingTitans(nn.Module):
     # -- what the nest, traces and freezing see ---------------------------------------------------
     writable = True  # nested.Freeze can scale its writes
     learned = ("W1", "W2", "F1", "F2", "S1", "S2")  # the memories, their gradient references and momentum
+    # what its trace rows "eta" / "alpha" hold, as the stepper labels them (title, symbol)
+    trace_rows = {"eta": ("learning rate η_t", "η"), "alpha": ("retention α_t", "α")}
 
     def with_write_gain(self, state: dict, gain: float) -> dict:
         """The state with every memory's eta_t scaled by `gain` (0 freezes the writes, not the decay)."""

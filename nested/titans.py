@@ -58,6 +58,9 @@ class TitansMemory(nn.Module):
     # -- what the nest, traces and freezing see ---------------------------------------------------
     writable = True
     learned = ("W1", "W2", "F1", "F2", "S1", "S2")  # the memory, its gradient reference and momentum
+    # its trace rows: "eta" holds θ_t (the inner learning rate; Titans' η_t is the momentum decay, not traced)
+    # and "alpha" holds 1 - α_t (the factor the memory is multiplied by)
+    trace_rows = {"eta": ("inner learning rate θ_t", "θ"), "alpha": ("retention 1 − α_t", "1−α")}
 
     def with_write_gain(self, state: dict, gain: float) -> dict:
         """The state with the inner learning rate theta_t scaled by `gain` (0 stops the writes)."""

@@ -2,10 +2,13 @@
 
 - `updates`: one event per parameter update at any level: token (the last token the update covers),
   layer, component (CMS levels are named "cms[l]"), period (tokens per update), norm of the change;
-- per token and layer: self-generated learning rate eta, retention alpha, surprise (inner loss), and
+- per token and layer: the write learning rate `eta`, the retention `alpha` (the factor the memory is
+  multiplied by), surprise (inner loss), and
   `inner_clipped`, the fraction of heads whose inner gradient hit the clip, per memory;
 - bounded ring buffer of memory-matrix snapshots per layer: {memory name: its first-layer matrix, head 0};
-- per token: top-k next-token predictions with probabilities, and the loss once the target is known.
+- per token: top-k next-token predictions with probabilities, and the loss once the target is known;
+- `meta["gates"]`: per layer, what its mixer's eta / alpha rows hold ((title, symbol): Hope η_t and α_t,
+  Titans θ_t and 1 − α_t, DeltaNet β_t and its decay), so no reader has to know the model.
 
 Saved as one .npz (arrays + a JSON header); nothing is pickled.
 """
@@ -65,6 +68,13 @@ class Trace:
         if not rows:
             return np.zeros((0, self.n_layers, 1), np.float32)
         return np.stack(rows).astype(np.float32)
+
+    def gate_labels(self, layer: int) -> dict[str, tuple[str, str]]:
+        """What `layer`'s eta / alpha rows hold, as (title, symbol); Hope's names for traces saved without."""
+        gates = self.meta.get("gates") or []
+        got = gates[layer] if layer < len(gates) else {}
+        hope = {"eta": ("learning rate η_t", "η"), "alpha": ("retention α_t", "α")}
+        return {k: tuple(got.get(k, v)) for k, v in hope.items()}
 
     def updates_for(self, component: str | None = None, layer: int | None = None) -> list[UpdateEvent]:
         return [

@@ -114,7 +114,10 @@ def views() -> None:
     if names:  # attention has no self-generated learning rate, retention or surprise to draw
         ticks = tr.ticks(layer, "cms", upto=i)
         figs["rates"] = rate_curves(
-            *(tr.array(a)[: i + 1, layer].mean(-1) for a in ("eta", "alpha", "surprise")), i, ticks
+            *(tr.array(a)[: i + 1, layer].mean(-1) for a in ("eta", "alpha", "surprise")),
+            i,
+            ticks,
+            tr.gate_labels(layer),
         )
         st.plotly_chart(figs["rates"], key="curves", config=PLOTLY_CONFIG)
     export_panel(run, figs, settings)

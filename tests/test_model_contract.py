@@ -311,6 +311,20 @@ def test_freezing_the_memories_stops_their_writes_but_not_their_decay():
     assert torch.allclose(out.state.mixers[0]["W1"], W0 * alpha.prod(), atol=1e-10)
 
 
+@pytest.mark.parametrize("name, symbols", [("hope", ("η", "α")), ("titans", ("θ", "1−α"))])
+def test_the_retention_row_is_the_factor_the_memory_is_multiplied_by_and_the_trace_names_it(name, symbols):
+    """Titans' trace rows hold theta_t and 1 - alpha_t (M_t = (1 - alpha_t) M_{t-1} + S_t): with the writes
+    off, S stays 0 and the memory is the product of the "alpha" row; the trace says what each row holds."""
+    model = _build(name)
+    with torch.no_grad():
+        out = model.stream(_tokens(B=1, T=6), state=model.init_state(1, freeze="layer 0 memories"), trace=True)
+    assert (out.trace.gate_labels(0)["eta"][1], out.trace.gate_labels(0)["alpha"][1]) == symbols
+    W0 = model.init_state(1).mixers[0]["W1"][0]
+    kept = torch.tensor(out.trace.array("alpha")[:, 0, 0], dtype=torch.float64)
+    assert torch.allclose(out.state.mixers[0]["W1"][0], W0 * kept.prod(), atol=1e-10)
+    assert not torch.allclose(kept, torch.ones_like(kept))  # the row is not a constant 1
+
+
 @pytest.mark.slow
 def test_compiled_streaming_equals_eager():
     model = nested.build_model("hope", d_model=64, n_layers=2, seed=0, cms_periods=(4, 8))
