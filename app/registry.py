@@ -35,6 +35,7 @@ PAGES: list[PageSpec] = [
     PageSpec("recall.py", "Recall lab", ":material/search:", "recall"),
     PageSpec("attribution.py", "Attribution", ":material/highlight:", "attribution"),
     PageSpec("train.py", "Train", ":material/model_training:", "train"),
+    PageSpec("claims.py", "Claims", ":material/fact_check:", "claims"),
     PageSpec("workshop.py", "Workshop", ":material/school:", "workshop"),
 ]
 
