@@ -22,39 +22,47 @@ def level_row_label(lv: Level) -> str:
     return lv.name if lv.layer is None else f"L{lv.layer} {lv.name}"
 
 
+KIND_NAMES = {"attention": "attention (every token)", "memory": "memory (every token)",
+              "self-modifying memory": "self-modifying memory (every token)", "cms": "CMS level (every C tokens)",
+              "optimizer": "optimizer state (every step)", "weights": "weights (every step)"}  # fmt: skip
+
+
 def nest_raster(levels: list[Level], trace: Trace, steps_every: int | None = None) -> go.Figure:
     """The "brain waves" picture: one row per level (fastest at the top), a tick at every token where
-    that level's parameters changed. Outer-loop rows tick once per optimizer step when `steps_every`
-    (tokens per optimizer step) is given; in pure inference they never tick."""
+    that level's parameters changed, coloured by kind (the legend). Outer-loop rows (optimizer state,
+    weights) tick once per optimizer step when `steps_every` (tokens per optimizer step) is given; in pure
+    inference they never tick, and their row is drawn empty with a note saying so."""
     start = trace.meta.get("start", 0)
     T = len(trace)
     fig = go.Figure()
     rows = [level_row_label(lv) for lv in levels]
+    in_legend: set[str] = set()
     for lv, row in zip(levels, rows, strict=True):
         if lv.period is None:
             ticks = list(range(start + steps_every - 1, start + T, steps_every)) if steps_every else []
         else:
             ticks = trace.ticks(lv.layer, lv.name)
+        hover = f"{row}<br>update after token %{{x}}<br>{lv.period_label}<extra></extra>"
+        if not ticks:  # an invisible point keeps the row on the axis; hovering it says why it is empty
+            hover = f"{row}: {lv.period_label}; no update in this stream<extra></extra>"
         fig.add_trace(
             go.Scatter(
-                x=ticks,
-                y=[row] * len(ticks),
-                mode="markers",
-                marker={
-                    "symbol": "line-ns-open",
-                    "size": 14,
-                    "line": {"width": 2},
-                    "color": KIND_COLOURS[lv.kind],
-                },
-                name=row,
-                showlegend=False,
-                hovertemplate=f"{row}<br>update after token %{{x}}<br>{lv.period_label}<extra></extra>",
+                x=ticks or [start], y=[row] * max(1, len(ticks)), mode="markers",
+                marker={"symbol": "line-ns-open", "size": 14, "line": {"width": 2}, "color": KIND_COLOURS[lv.kind],
+                        "opacity": 1.0 if ticks else 0.0},
+                name=KIND_NAMES[lv.kind], legendgroup=lv.kind, showlegend=lv.kind not in in_legend, hovertemplate=hover,
             )
-        )
+        )  # fmt: skip
+        in_legend.add(lv.kind)
     fig.update_yaxes(categoryorder="array", categoryarray=rows[::-1], title=None)
-    fig.update_xaxes(title="token index", range=[start - 0.5, start + T - 0.5])
-    fig.update_layout(height=80 + 26 * len(rows), margin={"l": 10, "r": 10, "t": 30, "b": 40},
-                      title="Update ticks per level (brain waves)")  # fmt: skip
+    fig.update_xaxes(title="token index", range=[start - 0.5, start + max(T, 1) - 0.5])
+    if any(lv.period is None for lv in levels) and not steps_every:
+        fig.add_annotation(text="optimizer and weights rows: no ticks while streaming (no optimizer step runs)",
+                           xref="paper", yref="paper", x=1, y=-0.01, xanchor="right", yanchor="top",
+                           showarrow=False, font={"size": 11, "color": "#666"}, yshift=-28)  # fmt: skip
+    fig.update_layout(height=120 + 26 * len(rows), margin={"l": 10, "r": 10, "t": 30, "b": 70},
+                      title="Update ticks per level (brain waves)", legend={"orientation": "h", "y": 1.02,
+                      "yanchor": "bottom", "x": 1, "xanchor": "right"})  # fmt: skip
     return fig
 
 
@@ -128,15 +136,18 @@ def rate_curves(
     layout dicts: make_subplots and add_vline cost ~200 ms per frame at a few hundred tokens.)"""
     x = np.arange(len(eta))
     domains = ((0.70, 1.0), (0.36, 0.64), (0.0, 0.30))
-    layout = {"height": 420, "showlegend": False, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
-              "xaxis": {"anchor": "y3"}, "annotations": [], "shapes": []}  # fmt: skip
+    # the x axis spans at least two tokens, so the first token's point is drawn (not an empty -1..1 axis)
+    layout = {"height": 440, "showlegend": False, "margin": {"l": 10, "r": 10, "t": 30, "b": 40},
+              "xaxis": {"anchor": "y3", "title": {"text": "token index"}, "range": [-0.5, max(len(eta) - 1, 1) + 0.5]},
+              "annotations": [], "shapes": []}  # fmt: skip
     traces = []
     gates = gates or {"eta": ("learning rate η_t", "η"), "alpha": ("retention α_t", "α")}
     panels = (gates["eta"], gates["alpha"], SURPRISE_PANEL)
     for row, ((title, name), y, dom) in enumerate(zip(panels, (eta, alpha, surprise), domains, strict=True)):
         axis = "y" if row == 0 else f"y{row + 1}"
         layout[f"yaxis{'' if row == 0 else row + 1}"] = {"domain": list(dom), "anchor": "x"}
-        traces.append(go.Scatter(x=x, y=y, mode="lines", name=name, yaxis=axis, hovertemplate="token %{x}: %{y:.4f}"))
+        traces.append(go.Scatter(x=x, y=y, mode="lines" if len(x) > 1 else "markers", name=name, yaxis=axis,
+                                 hovertemplate="token %{x}: %{y:.4f}"))  # fmt: skip
         layout["annotations"].append({"text": title, "x": 0.5, "y": dom[1], "xref": "paper", "yref": "paper",
                                       "xanchor": "center", "yanchor": "bottom", "showarrow": False})  # fmt: skip
     layout["shapes"].append({"type": "line", "x0": index, "x1": index, "y0": 0, "y1": 1, "xref": "x",
@@ -146,11 +157,15 @@ def rate_curves(
     return go.Figure(traces, layout)
 
 
+COMPARE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+
+
 def loss_curves(losses: dict[str, np.ndarray], index: int) -> go.Figure:
     """Per-token next-token loss of several runs on the same stream (NaN where the target is unknown)."""
     fig = go.Figure()
-    for name, y in losses.items():
+    for j, (name, y) in enumerate(losses.items()):  # distinct hues, not two shades of one
         fig.add_trace(go.Scatter(x=np.arange(len(y)), y=y, mode="lines", name=name,
+                                 line={"color": COMPARE_COLOURS[j % len(COMPARE_COLOURS)], "dash": "solid" if j == 0 else "dot"},
                                  hovertemplate=name + "<br>token %{x}: %{y:.3f} nats<extra></extra>"))  # fmt: skip
     fig.add_vline(x=index, line={"color": "red", "width": 1})
     fig.update_layout(title="next-token loss per token (nats)", height=260, legend={"orientation": "h", "y": -0.25},

@@ -30,8 +30,14 @@ def race_figure(surface: str, paths: dict[str, Path], step: int) -> go.Figure:
     """The surface's contours (log scale) and every optimizer's path up to `step`, its point now marked."""
     s = SURFACES[surface]()
     xs, ys, z = s.grid(140)
-    fig = go.Figure(go.Contour(x=xs, y=ys, z=np.log10(z - z.min() + 1e-3), colorscale="Greys", showscale=False,
-                               contours={"coloring": "heatmap"}, hoverinfo="skip", opacity=0.6))  # fmt: skip
+    # the colour bar reads in loss above the surface's lowest point (log ticks), so a shade means a value
+    gap = np.log10(z - z.min() + 1e-3)
+    ticks = [v for v in (1e-3, 1e-2, 0.1, 1, 10, 100, 1e3, 1e4) if np.log10(v + 1e-3) <= gap.max()]
+    fig = go.Figure(go.Contour(x=xs, y=ys, z=gap, colorscale="Greys", showscale=True, contours={"coloring": "heatmap"},
+                               hoverinfo="skip", opacity=0.6,
+                               colorbar={"title": {"text": "loss − min", "side": "right"}, "thickness": 12, "x": 1.02,
+                                         "tickvals": [float(np.log10(v + 1e-3)) for v in ticks],
+                                         "ticktext": [f"{v:g}" for v in ticks]}))  # fmt: skip
     for i, (name, p) in enumerate(paths.items()):
         pts = p.points[: step + 1]
         colour = COLOURS[i % len(COLOURS)]

@@ -53,7 +53,11 @@ table = pd.DataFrame(
         for lv in lvls
     ]  # fmt: skip
 )
-st.dataframe(table, hide_index=True, width="stretch")
+# every row on screen (the slowest levels are the point) and names in full: no scroll, no cut cells
+st.dataframe(table, hide_index=True, width="stretch", height=38 + 35 * len(table), row_height=35,
+             column_config={"level": st.column_config.TextColumn(width="medium"),
+                            "kind": st.column_config.TextColumn(width="medium"),
+                            "what it learns": st.column_config.TextColumn(width="large")})  # fmt: skip
 st.caption("Rows run fastest (top) to slowest. 'parameters' counts per sequence for in-context memories.")
 
 n_tokens = choice(st.select_slider, "Tokens of the sample", [96, 256, 512, 1024], key="nest_tokens", default=96,

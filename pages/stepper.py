@@ -103,10 +103,14 @@ def views() -> None:
                                     for r in (run, other)}, i)  # fmt: skip
         st.plotly_chart(figs["loss"], key="loss_cmp", config=PLOTLY_CONFIG)
     now, before = run.matrices(layer, i)
+    whose = f"{run.key[0]}: " if other else ""
+    if other:
+        st.caption(f"The memory and the curves below are **{run.key[0]}**'s, the left model (the comparison model "
+                   "keeps no memory snapshots).")  # fmt: skip
     if now and memory in now:
         m = downsample(now[memory])
         h1, h2 = st.columns(2)
-        figs["memory"] = memory_heatmap(m, f"{memory} after token {i}", 1.0)
+        figs["memory"] = memory_heatmap(m, f"{whose}{memory} after token {i}", 1.0)
         h1.plotly_chart(figs["memory"], key="heat_now", config=PLOTLY_CONFIG)
         if before is not None:
             figs["change"] = memory_heatmap(m - downsample(before[memory]), "change from the previous token", 0.1)

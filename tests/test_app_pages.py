@@ -1,6 +1,8 @@
 """AppTest: every page in the registry renders without an exception, through the real router."""
 
+import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from app.registry import PAGES, ROOT
@@ -67,3 +69,35 @@ def test_home_raster_covers_the_chosen_number_of_tokens():
     assert not at.exception
     spec = at.get("plotly_chart")[0].proto.spec
     assert spec != short and "[-0.5,511.5]" in spec.replace(" ", "")  # the x range spans 512 tokens
+
+
+def test_raster_has_a_legend_per_kind_and_keeps_the_rows_that_never_tick():
+    import nested
+    from app.figures import KIND_NAMES, nest_raster
+
+    model = nested.build_model("titans", d_model=32, n_layers=1, seed=0)
+    with torch.no_grad():
+        trace = model.stream(torch.randint(0, 256, (1, 8)), trace=True).trace
+    fig = nest_raster(nested.levels(model), trace)
+    rows = {t.y[0] for t in fig.data}
+    assert {"optimizer (AdamW)", "weights"} <= rows  # drawn, though nothing ticks in inference
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert sorted(legend) == sorted({KIND_NAMES[lv.kind] for lv in nested.levels(model)})
+    empty = [t for t in fig.data if t.y[0] == "weights"][0]
+    assert empty.marker.opacity == 0 and "no update" in empty.hovertemplate
+    assert "no ticks while streaming" in fig.layout.annotations[0].text
+    ticking = nest_raster(nested.levels(model), trace, steps_every=4)
+    assert list([t for t in ticking.data if t.y[0] == "weights"][0].x) == [3, 7]
+
+
+def test_rate_curves_title_the_token_axis_and_draw_the_first_token():
+    from app.figures import rate_curves
+
+    one = np.array([0.5])
+    fig = rate_curves(
+        one, one, one, 0, [], {"eta": ("inner learning rate θ_t", "θ"), "alpha": ("retention 1 − α_t", "1−α")}
+    )
+    assert fig.layout.xaxis.title.text == "token index"
+    assert fig.layout.xaxis.range[0] < 0 < fig.layout.xaxis.range[1]
+    assert all(t.mode == "markers" for t in fig.data)  # one point: a line would draw nothing
+    assert [a.text for a in fig.layout.annotations][:2] == ["inner learning rate θ_t", "retention 1 − α_t"]

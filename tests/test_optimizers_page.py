@@ -39,6 +39,10 @@ def test_race_figure_draws_paths_up_to_the_step():
     fig = race_figure("quadratic", paths, 10)
     line = next(t for t in fig.data if t.name == "sgd")
     assert len(line.x) == 11
+    contour = fig.data[0]  # the shades are explained: a colour bar in loss above the minimum, log ticks
+    assert contour.showscale and contour.colorbar.title.text == "loss − min"
+    ticks = [float(t) for t in contour.colorbar.ticktext]
+    assert ticks == sorted(ticks) and len(ticks) >= 3
 
 
 def test_page_controls_change_the_race_and_divergence_is_reported():

@@ -1,5 +1,7 @@
 """The token stepper: its run-state (pure) and its page wiring (AppTest)."""
 
+import json
+
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -141,6 +143,10 @@ def test_two_models_side_by_side_on_the_same_stream():
     specs = _specs(at)
     assert len(specs) == 6  # two strips, the loss comparison, two heatmaps, the curves
     assert '"name":"hope (frozen)"' in specs[2] and '"name":"titans"' in specs[2]
+    colours = [t["line"]["color"] for t in json.loads(specs[2])["data"]]
+    assert len(set(colours)) == 2  # two hues, one per model
+    assert any("the left model" in c.value and "hope" in c.value for c in at.caption)  # whose memory is shown
+    assert json.loads(specs[3])["layout"]["title"]["text"].startswith("hope: ")
     assert abs(other.view(4, snapshots=False).loss[4] - run.view(4).loss[4]) > 1e-6  # two different models
 
 
