@@ -11,6 +11,7 @@ from nested.optim import OPTIMIZERS, SURFACES, Path, gradient_stream_probe, memo
 
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 PROBE_SWITCH = 50  # steps of gradient u1 before the stream switches to u2
+PROBE_STEPS = 100  # steps of u2 after the switch
 
 
 @lru_cache(maxsize=64)
@@ -22,7 +23,7 @@ def race(surface: str, optimizer: str, lr: float, steps: int) -> Path:
 @lru_cache(maxsize=32)
 def probe(optimizer: str, lr: float) -> tuple[np.ndarray, int | None]:
     """cos(update, u1) while the gradient is u1 for PROBE_SWITCH steps, then u2 ⟂ u1; and the half-life."""
-    cos_u1, _ = gradient_stream_probe(lambda ps: OPTIMIZERS[optimizer](ps, lr=lr), T1=PROBE_SWITCH, T2=100)
+    cos_u1, _ = gradient_stream_probe(lambda ps: OPTIMIZERS[optimizer](ps, lr=lr), T1=PROBE_SWITCH, T2=PROBE_STEPS)
     return cos_u1, memory_half_life(cos_u1, PROBE_SWITCH)
 
 

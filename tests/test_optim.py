@@ -271,6 +271,10 @@ def test_probe_shows_ema_horizon_and_literal_m3_never_forgetting():
     )[0]
     # the literal sum keeps u1 with weight T1 against t for u2: still above 0.2 after 80 steps
     assert literal[-1] > 0.2 and sgd[-1] < 0.01
+    # the default M3's step is nearly orthogonal to a constant gradient (NS(M1) / sqrt(V)), yet its slow memory
+    # keeps u1 afterwards: measured against its own level before the switch, it never forgets within the probe
+    m3 = gradient_stream_probe(lambda ps: M3(ps, lr=0.1), T1=T1, T2=80)[0]
+    assert m3[T1 - 1] < 0.2 and (m3[T1:] > m3[T1 - 1]).all() and memory_half_life(m3, T1) is None
 
 
 # -- the parameter scope of Muon and M3 (PAPER.md §7.2 note 4) ---------------------------------------

@@ -38,6 +38,11 @@ def gradient_stream_probe(make_optimizer: Callable, T1: int = 50, T2: int = 100,
 
 
 def memory_half_life(cos_u1: np.ndarray, T1: int, threshold: float = 0.5) -> int | None:
-    """Steps after the switch until cos(update, u1) first drops below `threshold` (None if never)."""
-    after = np.nonzero(cos_u1[T1:] < threshold)[0]
+    """Steps after the switch until cos(update, u1) first drops below `threshold` times its value on the
+    last step before the switch (None if never, within the probe). Relative, because an optimizer's step
+    need not follow a constant gradient: M3's NS(M1) / sqrt(V) is nearly orthogonal to it (cos 0.06), and
+    an absolute bar of 0.5 would call it forgotten at once while its slow memory keeps u1 for the whole
+    probe."""
+    before = cos_u1[T1 - 1]
+    after = np.nonzero(cos_u1[T1:] < threshold * before)[0]
     return int(after[0]) + 1 if after.size else None
