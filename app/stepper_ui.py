@@ -16,6 +16,7 @@ from app.runstate import StepperRun
 from app.samples import sample_texts
 from app.session import show_error
 from app.textinput import TextInputError, clean_text, decode_bytes
+from app.textlink import linked_text_area
 from app.urlstate import choice, is_hidden
 from nested.trace import Trace
 
@@ -56,8 +57,8 @@ def _source_run(settings: dict, frozen: tuple[str, ...]) -> tuple[tuple, list[in
             ident: tuple = ("sample", title)
         else:
             if source == "Type or paste":
-                raw = st.text_area(
-                    "Your text", "Memory is a neural update caused by an input.", key="stepper_typed", on_change=restart
+                raw = linked_text_area(
+                    "Your text", "stepper_typed", "Memory is a neural update caused by an input.", on_change=restart
                 )
             else:
                 up = st.file_uploader("A .txt file (up to 1 MB)", type=["txt"], key="stepper_upload", on_change=restart)

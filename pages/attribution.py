@@ -9,6 +9,7 @@ from app.exports import PLOTLY_CONFIG, rows_csv
 from app.models import decode_token
 from app.samples import sample_texts
 from app.session import user_text
+from app.textlink import linked_text_area
 from app.urlstate import choice, set_url_position, url_position
 
 settings = st.session_state["settings"]
@@ -20,7 +21,7 @@ source = choice(st.radio, "Text", ["sample", "your text"], key="attr_source", ho
 if source == "sample":
     text = samples[choice(st.selectbox, "Sample", list(samples), key="attr_sample")]
 else:
-    text = user_text(st.text_area("Your text", key="attr_text", max_chars=4000, placeholder="Paste a sentence or two"))
+    text = user_text(linked_text_area("Your text", "attr_text", max_chars=4000, placeholder="Paste a sentence or two"))
     if text is None:
         st.stop()
 data = list(text.encode("utf-8"))[: au.MAX_CHARS]

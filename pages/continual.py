@@ -8,6 +8,7 @@ from app.continual_figures import forgetting_curves, forgetting_matrix, level_ch
 from app.continual_train_ui import across_training_tab
 from app.exports import PLOTLY_CONFIG
 from app.session import frozen_model, session_models, user_text
+from app.textlink import linked_text_area
 from app.urlstate import choice, multichoice
 from nested.continual import MAX_TOKENS, TEXT_TASK
 
@@ -43,8 +44,8 @@ with in_context:
                    if score is None else f"learned these languages only partly: alone, it answers {score:.0%} of "
                    "the probes (chance 25%, an exact solver 100%). Read its curves with that in mind."))  # fmt: skip
     with st.expander("Schedule and your text", icon=":material/edit_note:"):
-        raw = st.text_area(
-            "Your text (task T): streamed as a segment like any language", key="cl_text", max_chars=20_000
+        raw = linked_text_area(
+            "Your text (task T): streamed as a segment like any language", "cl_text", max_chars=20_000
         )
         text = (user_text(raw) or "") if raw.strip() else ""
         s1, s2, s3 = st.columns([3, 2, 1], vertical_alignment="bottom")
