@@ -10,7 +10,7 @@ from app.models import DEFAULT_MODEL
 from app.presets import PRESETS
 from app.session import model_description, model_names
 from app.train_ui import collect_pending
-from app.urlstate import LESSON_PARAM, PRESET_PARAM, choice, is_hidden, remember_hidden
+from app.urlstate import LESSON_PARAM, PRESET_PARAM, choice, is_hidden, remember_hidden, whole_number
 from nested.device import describe, pick_device
 
 MAX_SEED = 2**31 - 1
@@ -18,7 +18,7 @@ MAX_SEED = 2**31 - 1
 
 def _seed_from_url() -> int | None:
     raw = st.query_params.get("seed")
-    return int(raw) if raw is not None and raw.isdigit() and int(raw) <= MAX_SEED else None
+    return whole_number(raw, MAX_SEED)
 
 
 def _clean_query_params() -> list[str]:

@@ -126,6 +126,41 @@ def multichoice(label: str, options: Sequence, *, key: str, default: Sequence = 
                                  bind="query-params", **kw)  # fmt: skip
 
 
+def whole_number(raw: str | None, limit: int) -> int | None:
+    """A URL value as a whole number in [0, limit], else None. ASCII digits only: str.isdigit() accepts
+    '²' and other digits int() refuses, and int() refuses more than 4,300 digits."""
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(limit)):
+        return None
+    value = int(raw)
+    return value if value <= limit else None
+
+
+def int_input(container, label: str, low: int, high: int, default: int, *, key: str, **kw) -> int:
+    """A whole-number input kept in the URL by hand, not by binding: Streamlit's bound number input parses
+    the link itself and raises on 1e999 or a number past 64 bits. The link is read once per session; a value
+    outside [low, high] is dropped and named. The URL holds the value while it differs from the default."""
+    seen = f"_url_read_{key}"
+    if seen not in st.session_state:
+        st.session_state[seen] = True
+        raw = st.query_params.get(key)
+        value = whole_number(raw, high) if raw is not None else None
+        if value is not None and value >= low:
+            st.session_state[key] = value
+        elif raw is not None:
+            del st.query_params[key]
+            st.warning(f"Ignored from the link: {key}={raw[:20]!r}{'…' if len(raw) > 20 else ''} (not a whole "
+                       f"number from {low} to {high:,}).", icon=":material/link_off:")  # fmt: skip
+    if key in st.session_state:
+        value = int(container.number_input(label, low, high, key=key, **kw))
+    else:
+        value = int(container.number_input(label, low, high, default, key=key, **kw))
+    if value != default:
+        st.query_params[key] = str(value)
+    elif key in st.query_params:
+        del st.query_params[key]
+    return value
+
+
 def url_position(key: str, n: int) -> int:
     """A position (e.g. the token index) kept in the URL by hand rather than by binding: a bound slider
     whose range changes (a new text) re-reads the URL and would undo a reset. The URL is read once per
@@ -133,9 +168,9 @@ def url_position(key: str, n: int) -> int:
     seen = f"_url_read_{key}"
     if seen not in st.session_state:
         st.session_state[seen] = True
-        raw = st.query_params.get(key, "")
-        if raw.isdigit():
-            st.session_state[key] = int(raw)
+        value = whole_number(st.query_params.get(key), 10**9)
+        if value is not None:
+            st.session_state[key] = value
     value = st.session_state.get(key, 0)
     value = value if isinstance(value, int) else 0
     st.session_state[key] = max(0, min(n - 1, value))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import fields
 
 import torch
@@ -50,6 +51,9 @@ def make_config(name: str, vocab_size: int = 256, d_model: int = 64, n_layers: i
     return ModelConfig(name=name, vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, seed=seed, **kw)
 
 
+_SEEDED_BUILD = threading.Lock()
+
+
 def build_model(name: str, vocab_size: int = 256, d_model: int = 64, n_layers: int = 2, seed: int = 0,
                 device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
                 **overrides) -> NestedLM:  # fmt: skip
@@ -59,11 +63,14 @@ def build_model(name: str, vocab_size: int = 256, d_model: int = 64, n_layers: i
 
 
 def model_from_config(cfg: ModelConfig, device=None, dtype: torch.dtype = torch.float32) -> NestedLM:
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(cfg.seed)
-    try:
-        model = NestedLM(cfg)
-    finally:
-        torch.random.set_rng_state(gen_state)
+    # the modules draw their initial weights from torch's global generator: seed it, and let no other
+    # thread build (and reseed) in between, or two sessions building at once get each other's draws
+    with _SEEDED_BUILD:
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(cfg.seed)
+        try:
+            model = NestedLM(cfg)
+        finally:
+            torch.random.set_rng_state(gen_state)
     dev = device if isinstance(device, torch.device) else pick_device(device)
     return model.to(device=dev, dtype=dtype)

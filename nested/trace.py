@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+MAX_TRACE_BYTES = 256 * 2**20  # uncompressed; a 4,096-token run with full snapshots is ~20 MB
 TRACE_VERSION = 2  # 2 added inner_clipped and UpdateEvent.clipped; version 1 files still load
 
 
@@ -186,7 +187,9 @@ class Trace:
     @classmethod
     def load(cls, path: str | Path | BinaryIO) -> Trace:
         """Read a saved trace (a path or an open binary file). Anything that is not a valid trace raises
-        ValueError with the reason; nothing is unpickled."""
+        ValueError with the reason; nothing is unpickled, and an archive that would inflate past
+        MAX_TRACE_BYTES is refused from its directory before any array is read."""
+        _check_archive_size(path)
         try:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(str(z["header"]))
@@ -226,3 +229,21 @@ class Trace:
         if not shapes_ok:
             raise ValueError("not a valid trace file (arrays have the wrong shapes)")
         return tr
+
+
+def _check_archive_size(path) -> None:
+    """Refuse a zip whose members declare more than MAX_TRACE_BYTES (a small file can inflate to
+    gigabytes); zipfile never reads past a member's declared size, so the directory bounds the memory."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ValueError(f"not a valid trace file ({type(exc).__name__}: {exc})") from exc
+    finally:
+        if hasattr(path, "seek"):
+            path.seek(0)
+    if total > MAX_TRACE_BYTES:
+        raise ValueError(f"not a valid trace file: it would inflate to {total / 2**20:,.0f} MB "
+                         f"(at most {MAX_TRACE_BYTES / 2**20:,.0f} MB)")  # fmt: skip

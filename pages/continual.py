@@ -9,7 +9,7 @@ from app.continual_train_ui import across_training_tab
 from app.exports import PLOTLY_CONFIG
 from app.session import frozen_model, session_models, user_text
 from app.textlink import linked_text_area
-from app.urlstate import choice, multichoice
+from app.urlstate import choice, int_input, multichoice
 from nested.continual import MAX_TOKENS, TEXT_TASK
 
 st.title("Continual learning, live")
@@ -34,7 +34,7 @@ with in_context:
     regime = choice(c2.radio, "Languages", list(cl.REGIMES), key="cl_regime")
     levels = frozen_model(cl.LAB_MODELS["Hope"], 0).freeze_options()
     frozen = choice(c3.selectbox, f"Level of '{cl.FROZEN_HOPE}'", levels, key="cl_frozen", default="layer 1 cms[1]")
-    seed = c3.number_input("Stream seed", 0, 10**6, 0, key="cl_seed", bind="query-params")
+    seed = int_input(c3, "Stream seed", 0, 10**6, 0, key="cl_seed")
     if not models:
         st.info("Pick at least one model.")
         st.stop()

@@ -5,7 +5,7 @@ import streamlit as st
 from app import race_figures as rf
 from app import race_ui as ru
 from app.exports import PLOTLY_CONFIG
-from app.urlstate import choice, multichoice
+from app.urlstate import choice, int_input, multichoice
 from nested.race import BEST_LR, LABELS
 from nested.race_tasks import PROBLEMS
 
@@ -21,7 +21,7 @@ task = choice(c1.radio, "Task", list(ru.TASKS), key="race_task", horizontal=True
 c1.caption(ru.TASKS[task])
 names = multichoice("Optimizers", list(LABELS), key="race_optimizers", default=list(ru.DEFAULT_OPTIMIZERS),
                     container=c2, max_selections=6)  # fmt: skip
-seed = int(c3.number_input("Seed", 0, 10**6, 0, key="race_seed", bind="query-params"))
+seed = int_input(c3, "Seed", 0, 10**6, 0, key="race_seed")
 if not names:
     st.info("Pick at least one optimizer.")
     st.stop()

@@ -8,7 +8,7 @@ import streamlit as st
 from app import recall_figures as rf
 from app import recall_ui as ru
 from app.exports import PLOTLY_CONFIG, figures_html, rows_csv
-from app.urlstate import choice, multichoice
+from app.urlstate import choice, int_input, multichoice
 from nested.errors import NonFiniteMemoryError
 from nested.recall_lab import FAMILIES, write_ratio
 
@@ -25,7 +25,7 @@ models = ru.lab_models()
 labels = multichoice("Models", list(models), key="recall_models", default=ru.DEFAULT_MODELS, container=c2)
 switches = multichoice("Inner updates", list(ru.SWITCH_LABELS), key="recall_switches", default=["on", "off"],
                        container=c3, help="on: as trained; off: no memory write, no CMS step; ascent: sign flipped")  # fmt: skip
-seed = int(c1.number_input("Seed", 0, 10**6, 0, key="recall_seed", bind="query-params"))
+seed = int_input(c1, "Seed", 0, 10**6, 0, key="recall_seed")
 if not labels or not switches:
     st.info("Pick at least one model and one setting of the inner updates.")
     st.stop()
@@ -67,7 +67,7 @@ st.subheader("One example")
 e1, e2, e3 = st.columns(3)
 size = choice(e1.select_slider, FAMILIES[family].size_label, ru.EXAMPLE_SIZES[family], key="recall_size",
               default=ru.EXAMPLE_DEFAULT[family])  # fmt: skip
-ex_seed = int(e2.number_input("Example", 0, 10**6, 0, key="recall_example", bind="query-params"))
+ex_seed = int_input(e2, "Example", 0, 10**6, 0, key="recall_example")
 ex_switch = choice(e3.radio, "Inner updates in the example", switches, key="recall_ex_switch", horizontal=True)
 examples = {}
 for lb in labels:

@@ -306,3 +306,14 @@ def test_instructor_mode_survives_a_click_in_the_page_list(server, browser):
     assert page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").count() == 0
     assert "titans" in page.locator("[data-testid='stSidebar']").inner_text().lower()  # its description
     page.close()
+
+
+def test_a_link_with_typed_text_reopens_that_stream(server, browser):
+    from app.textlink import encode_link_text
+
+    text = "shared text: every byte of it streams again"
+    page = _open(browser, f"{server}/stepper?stepper_source=Type+or+paste&stepper_typed_z={encode_link_text(text)}",
+                 "text=Token 0:", 500)  # fmt: skip
+    assert page.locator("textarea").first.input_value() == text
+    assert "Token 0: 's'" in page.inner_text("body").replace("**", "")
+    page.close()
