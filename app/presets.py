@@ -166,12 +166,15 @@ def build(names: list[str] | None = None) -> list[str]:
         model_name, seed, _, sample, frozen = p.run_key
         text, _ = clean_text(sample_texts()[sample])
         run = StepperRun(p.run_key, nested.encode_bytes(text), frozen)
-        run.ensure(build_frozen(model_name, seed, device="cpu"), len(run.tokens))
+        model = build_frozen(model_name, seed, device="cpu")
+        run.ensure(model, len(run.tokens))
         tr = run.trace
         indices = [q.params.get("stepper_index", 0) for q in PRESETS.values() if q.run_key == p.run_key]
-        for layer, snaps in tr.snapshots.items():
-            tr.snapshots[layer] = [(t, m) for t, m in snaps
-                                   if t == -1 or min(abs(t - i) for i in indices) <= SNAPSHOT_WINDOW]  # fmt: skip
+        wanted = sorted({-1} | {t for i in indices for t in range(i - SNAPSHOT_WINDOW, i + SNAPSHOT_WINDOW + 1)
+                                if 0 <= t < len(run.tokens)})  # fmt: skip
+        for layer in range(tr.n_layers):  # the live run keeps only its latest matrices: the rest recomputed
+            tr.snapshots[layer] = [(t, m) for t in wanted if (m := run.snapshot(layer, t, model)) is not None]
+        tr.max_snapshots = len(wanted) + 1
         tr.meta.update({"model": model_name, "seed": seed, "sample": sample, "frozen": list(frozen)})
         tr.save(preset_path(p.name))  # float32: float16 cannot resolve late, tiny changes
         written.append(p.name)

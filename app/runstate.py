@@ -1,16 +1,26 @@
 """The stepper's run-state: one per session (st.session_state), never shared. It streams tokens lazily
-as the user steps or plays, keeps the whole trace so back and scrub are instant, and rebuilds itself when
-the model, text or frozen levels change. No Streamlit here: pytest drives it directly."""
+as the user steps or plays, keeps the whole trace (per-token rates, losses, predictions: small) so back
+and scrub are instant, and rebuilds itself when the model, text or frozen levels change. No Streamlit
+here: pytest drives it directly.
+
+Memory snapshots are the large part (the default model: ~200 KB a token), so a session's memory stays
+bounded: the live trace keeps the latest LIVE_SNAPSHOTS tokens' matrices, the stream state is kept every
+CHECKPOINT_EVERY tokens, and the matrices of any other token are recomputed on demand from the
+checkpoint before it (exactly: the same one-token steps from the same state), keeping a window around it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 import nested
 from nested.trace import Trace
+
+LIVE_SNAPSHOTS = 64  # tokens whose memory matrices the live trace keeps (the latest)
+CHECKPOINT_EVERY = 256  # a stream state is kept at every multiple of this (what a recompute starts from)
+RECOMPUTE_KEEP = 48  # a recompute keeps the matrices of this many tokens either side of the one asked for
 
 
 def frozen_options(model: nested.NestedLM) -> list[str]:
@@ -32,6 +42,8 @@ class StepperRun:
     state: nested.StreamState | None = None
     preset: Trace | None = None  # shown while the live run has not reached a token
     replay: bool = False  # a loaded trace: nothing more can be computed
+    checkpoints: dict = field(default_factory=dict)  # position -> StreamState before that token
+    recomputed: dict = field(default_factory=dict)  # layer -> {token: matrices}, around the last token asked
 
     @classmethod
     def from_trace(cls, key: tuple, trace: Trace) -> StepperRun:
@@ -73,10 +85,13 @@ class StepperRun:
         if self.state is None:
             self.state = model.init_state(1, freeze=nested.Freeze.parse(self.frozen, model))
             initial = {i: blk.mixer.snapshot(self.state.mixers[i]) for i, blk in enumerate(model.blocks)}
-            self.trace = Trace(n_layers=len(model.blocks), max_snapshots=len(self.tokens) + 1,
+            self.trace = Trace(n_layers=len(model.blocks), max_snapshots=LIVE_SNAPSHOTS,
                                snapshots={i: [(-1, m)] for i, m in initial.items() if m}, meta={"start": 0})  # fmt: skip
-        while self.computed < upto:  # pieces of at most 256: a stream call keeps its last 256 snapshots
-            piece = self.tokens[self.computed : min(upto, self.computed + 256)]
+        while self.computed < upto:  # pieces end at checkpoints, so every multiple of CHECKPOINT_EVERY is one
+            if self.computed % CHECKPOINT_EVERY == 0:
+                self.checkpoints[self.computed] = self.state
+            end = min(upto, (self.computed // CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY)
+            piece = self.tokens[self.computed : end]
             with torch.no_grad():
                 run = model.stream(torch.tensor([piece], dtype=torch.long), state=self.state, trace=True)
             self.state = run.state
@@ -96,10 +111,43 @@ class StepperRun:
             merged.snapshots[layer] = sorted(by_token.items(), key=lambda tm: tm[0])
         return merged
 
-    def matrices(self, layer: int, index: int) -> tuple[dict | None, dict | None]:
-        """(matrices after token `index`, matrices before it) for a layer."""
-        tr = self.view(index)
-        return tr.snapshot_at(layer, index), tr.snapshot_at(layer, index - 1)
+    def matrices(self, layer: int, index: int, model=None) -> tuple[dict | None, dict | None]:
+        """(matrices after token `index`, matrices before it) for a layer; with `model`, a live run's
+        token outside the kept snapshots is recomputed from its checkpoint."""
+        return self.snapshot(layer, index, model), self.snapshot(layer, index - 1, model)
+
+    def snapshot(self, layer: int, token: int, model=None) -> dict | None:
+        """The matrices of `layer` after `token` (-1: before the first): kept, or recomputed with `model`."""
+        tr = self.view(max(token, 0))
+        got = tr.snapshot_at(layer, token)
+        if got is None and model is not None and tr is self.trace and not self.replay and token < self.computed:
+            got = self._recompute(model, layer, token)
+        return got
+
+    def _recompute(self, model, layer: int, token: int) -> dict | None:
+        """The matrices of `layer` after `token` (-1: the initial memories), streamed again from the
+        checkpoint before it; the tokens within RECOMPUTE_KEEP of it are kept for the next steps."""
+        if token in self.recomputed.get(layer, {}):
+            return self.recomputed[layer][token]
+        start = max(token, 0) // CHECKPOINT_EVERY * CHECKPOINT_EVERY
+        state = self.checkpoints.get(start)
+        if state is None:
+            return None
+        initial = {i: blk.mixer.snapshot(state.mixers[i]) for i, blk in enumerate(model.blocks)} if start == 0 else {}
+        end = min(self.computed, start + CHECKPOINT_EVERY)
+        with torch.no_grad():
+            trace = model.stream(torch.tensor([self.tokens[start:end]], dtype=torch.long), state=state,
+                                 trace=True).trace  # fmt: skip
+        keep = range(token - RECOMPUTE_KEEP, token + RECOMPUTE_KEEP + 1)
+        self.recomputed = {
+            i: {
+                t: m
+                for t, m in ([(-1, initial[i])] if initial.get(i) else []) + trace.snapshots.get(i, [])
+                if t in keep
+            }
+            for i in range(len(model.blocks))
+        }
+        return self.recomputed.get(layer, {}).get(token)
 
 
 def downsample(m: np.ndarray, max_side: int = 256) -> np.ndarray:

@@ -20,6 +20,7 @@ from app.textlink import linked_text_area
 from app.urlstate import choice, is_hidden
 from nested.trace import Trace
 
+TRACE_UPLOAD_MB = 32  # a 4,096-token trace with every snapshot is ~20 MB uncompressed
 SOURCES = ["Sample", "Type or paste", "Upload", "Saved trace"]
 NO_COMPARE = "none"
 
@@ -37,9 +38,8 @@ def _source_run(settings: dict, frozen: tuple[str, ...]) -> tuple[tuple, list[in
     source = choice(st.radio, "Text", sources, key="stepper_source", horizontal=True, on_change=restart)
     try:
         if source == "Saved trace":
-            up = st.file_uploader(
-                "A trace saved from this page (.npz)", type=["npz"], key="stepper_trace_upload", on_change=restart
-            )
+            up = st.file_uploader("A trace saved from this page (.npz)", type=["npz"], key="stepper_trace_upload",
+                                  on_change=restart, max_upload_size=TRACE_UPLOAD_MB)  # fmt: skip
             if up is None:
                 return None
             data = up.getvalue()
@@ -61,7 +61,9 @@ def _source_run(settings: dict, frozen: tuple[str, ...]) -> tuple[tuple, list[in
                     "Your text", "stepper_typed", "Memory is a neural update caused by an input.", on_change=restart
                 )
             else:
-                up = st.file_uploader("A .txt file (up to 1 MB)", type=["txt"], key="stepper_upload", on_change=restart)
+                up = st.file_uploader(
+                    "A .txt file (up to 1 MB)", type=["txt"], key="stepper_upload", on_change=restart, max_upload_size=1
+                )  # the browser refuses a bigger file: it never reaches us
                 if up is None:
                     return None
                 raw = decode_bytes(up.getvalue())

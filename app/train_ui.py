@@ -61,7 +61,10 @@ def current_job() -> TrainJob | None:
 def your_text() -> str:
     """The pasted or uploaded text, cleaned and cut to MAX_TEXT (notes shown); TextInputError if unusable."""
     up = st.file_uploader(
-        "…or upload a .txt file (up to 1 MB; it replaces the pasted text)", type=["txt"], key="train_upload"
+        "…or upload a .txt file (up to 1 MB; it replaces the pasted text)",
+        type=["txt"],
+        key="train_upload",
+        max_upload_size=1,
     )
     raw = decode_bytes(up.getvalue()) if up is not None else st.session_state.get("train_text", "")
     text, notes = clean_text(raw, limit=MAX_TEXT, what="training")

@@ -102,7 +102,7 @@ def views() -> None:
         figs["loss"] = loss_curves({f"{r.key[0]}{' (frozen)' if r.frozen else ''}": r.view(i, r is run).array("loss")[: i + 1]
                                     for r in (run, other)}, i)  # fmt: skip
         st.plotly_chart(figs["loss"], key="loss_cmp", config=PLOTLY_CONFIG)
-    now, before = run.matrices(layer, i)
+    now, before = run.matrices(layer, i, model)
     whose = f"{run.key[0]}: " if other else ""
     if other:
         st.caption(f"The memory and the curves below are **{run.key[0]}**'s, the left model (the comparison model "
@@ -115,6 +115,12 @@ def views() -> None:
         if before is not None:
             figs["change"] = memory_heatmap(m - downsample(before[memory]), "change from the previous token", 0.1)
             h2.plotly_chart(figs["change"], key="heat_delta", config=PLOTLY_CONFIG)
+    elif names:
+        kept = sorted(t for t, _ in run.view(i).snapshots.get(layer, []) if t >= 0)
+        span = f" (it holds those of tokens {kept[0]}–{kept[-1]})" if kept else ""
+        st.info(f"No memory matrices for token {i} here: a saved or precomputed trace keeps the matrices of a "
+                f"window of tokens only{span}. The rates, losses and predictions cover every token.",
+                icon=":material/grid_off:")  # fmt: skip
     if names:  # attention has no self-generated learning rate, retention or surprise to draw
         ticks = tr.ticks(layer, "cms", upto=i)
         figs["rates"] = rate_curves(

@@ -4,8 +4,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
+import nested
 from app.models import build_frozen
 from app.registry import ROOT
 from app.runstate import StepperRun, downsample, frozen_options
@@ -189,3 +191,31 @@ def test_reset_returns_to_the_first_token_with_fresh_memories():
     new = at.session_state["stepper_run"]
     assert not at.exception and at.slider(key="stepper_slider").value == 0
     assert new is not old and new.key == old.key and new.computed <= 2
+
+
+def test_a_long_run_keeps_a_bounded_window_of_matrices_and_recomputes_any_other_exactly():
+    from app.runstate import CHECKPOINT_EVERY, LIVE_SNAPSHOTS, RECOMPUTE_KEEP
+
+    model = nested.build_model("hope", d_model=32, n_layers=2, seed=0, cms_periods=(4, 16))
+    tokens = list(torch.randint(0, 256, (600,), generator=torch.Generator().manual_seed(0)))
+    run = StepperRun(("x",), [int(t) for t in tokens], ("layer 1 cms[0]",))
+    run.ensure(model, len(tokens))
+    assert all(len(s) <= LIVE_SNAPSHOTS for s in run.trace.snapshots.values())
+    assert sorted(run.checkpoints) == list(range(0, 600, CHECKPOINT_EVERY))
+    full_snaps, state = {0: {}, 1: {}}, model.init_state(1, freeze="layer 1 cms[0]")
+    with torch.no_grad():  # the same stream in pieces of 200 (each call keeps 256 snapshots): every one kept
+        for a in range(0, 600, 200):
+            out = model.stream(torch.tensor([run.tokens[a : a + 200]]), state=state, trace=True)
+            state = out.state
+            for i, snaps in out.trace.snapshots.items():
+                full_snaps[i].update(dict(snaps))
+    for t in (0, 5, 255, 256, 300, 599 - LIVE_SNAPSHOTS):
+        for layer in range(2):
+            got = run.snapshot(layer, t, model)
+            assert got is not None and set(got) == set(full_snaps[layer][t])
+            assert all(np.array_equal(got[k], full_snaps[layer][t][k]) for k in got), (t, layer)
+    before0 = run.snapshot(0, -1, model)  # the initial memories, long dropped from the live ring
+    assert before0 is not None and np.array_equal(before0["M_k"], model.blocks[0].mixer.snapshot(
+        model.init_state(1).mixers[0])["M_k"])  # fmt: skip
+    kept = sum(len(v) for v in run.recomputed.values())
+    assert kept <= 2 * (2 * RECOMPUTE_KEEP + 2)  # a window around the last token asked, per layer
