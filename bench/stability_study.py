@@ -48,6 +48,9 @@ SETTINGS: dict[str, dict] = {
         "alpha_init_bias": 2.0,
         "cms_clip": 100.0,
     },
+    # the CMS clip as a guard: a bound above the summed gradient's usual norm, and a rate to match it
+    "eta_init_bias -4, cms_lr 1e-5, cms_clip 100": {"eta_init_bias": -4.0, "cms_lr": 1e-5, "cms_clip": 100.0},
+    "eta_init_bias -6": {"eta_init_bias": -6.0},
 }
 # Table 6 at our scale (PAPER.md §8.6), each against "defaults": the switches that exist in ModelConfig. Our
 # Hope has no momentum and a fixed q by default, so those two rows add what the paper's ablation removes.
