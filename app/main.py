@@ -26,7 +26,8 @@ from app.registry import PAGES  # noqa: E402
 from app.sidebar import global_sidebar  # noqa: E402
 from app.urlstate import LESSON_PARAM, apply_preset, keep_instructor_mode  # noqa: E402
 
-st.set_page_config(page_title="Nested Learning Lab", page_icon=":material/account_tree:", layout="wide")
+# a local image: a material-icon favicon is fetched from a font CDN, which an offline room cannot reach
+st.set_page_config(page_title="Nested Learning Lab", page_icon=str(ROOT / "assets" / "favicon.png"), layout="wide")
 pages = {p.url_path: st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path, default=i == 0)
          for i, p in enumerate(PAGES)}  # fmt: skip
 nav = st.navigation(list(pages.values()))

@@ -150,6 +150,16 @@ def shipped_run(run_key: tuple):
     return None
 
 
+TOUR = [  # the front door's 60-second tour: (page, preset, what to look at): each opens on a view where its effect is visible
+    ("stepper", "stepper-first-look", "Step through a text token by token and watch a memory being written"),
+    ("continual", "continual-forgetting", "Switch tasks mid-stream and see which models forget"),
+    ("recall", "recall-memory-off", "Turn test-time learning off: the recall of the memory models falls to chance"),
+    ("race", "race-m3", "Race M3 against AdamW and Muon on real networks, live"),
+    ("optimizers", "optimizers-momentum", "See an optimizer as a memory of its gradients"),
+    ("claims", None, "Which of the paper's claims hold at this scale"),
+]
+
+
 def build(names: list[str] | None = None) -> list[str]:
     """Stream each precomputed preset's text through its model and write assets/presets/NAME.npz."""
     from app.models import build_frozen

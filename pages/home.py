@@ -8,7 +8,8 @@ import nested
 from app.exports import PLOTLY_CONFIG
 from app.figures import nest_raster
 from app.models import describe_model, encode_text
-from app.presets import FIRST_SAMPLE, shipped_run
+from app.presets import FIRST_SAMPLE, TOUR, shipped_run
+from app.registry import page_for
 from app.samples import sample_texts
 from app.session import frozen_model
 from app.urlstate import choice
@@ -16,11 +17,20 @@ from app.urlstate import choice
 settings = st.session_state["settings"]
 st.title("The nest")
 st.markdown(
-    "A model is a set of **nested optimisation problems**, each learning at its own frequency "
-    "(Nested Learning, §1.2). Attention and the in-context memories learn **every token**; the "
-    "Continuum Memory System's MLP levels learn **every C tokens** from the next-token loss; the "
-    "weights learn **once per optimizer step**, and the optimizer's own moments are a memory too."
+    "**Nested Learning Lab** runs small versions of the models of *Nested Learning: The Illusion of Deep "
+    "Learning Architectures* (Behrouz, Razaviyayn, Zhong, Mirrokni; NeurIPS 2025, arXiv 2512.24695) live in your browser. The "
+    "paper's idea: a model is a set of **nested optimisation problems**, each learning at its own frequency "
+    "(§1.2). Attention and the in-context memories learn **every token**; the Continuum Memory System's MLP "
+    "levels learn **every C tokens** from the next-token loss; the weights learn **once per optimizer step**, "
+    "and the optimizer's own moments are a memory too. Below: the chosen model's levels, and when each learned."
 )
+with st.expander("A 60-second tour", icon=":material/tour:", expanded="tour" in st.query_params):
+    for step, (page, preset, what) in enumerate(TOUR, start=1):
+        st.page_link(
+            str(page_for(page).path), label=f"{step}. {what}", query_params={"preset": preset} if preset else None
+        )
+    st.caption("Every view keeps its state in the URL: copy the address bar to share exactly what you see. "
+               "The Workshop page has the lessons; Claims says which of the paper's claims hold at this scale.")  # fmt: skip
 
 
 @st.cache_data(max_entries=32, show_spinner="Streaming a sample through the model…")

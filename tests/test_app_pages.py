@@ -101,3 +101,13 @@ def test_rate_curves_title_the_token_axis_and_draw_the_first_token():
     assert fig.layout.xaxis.range[0] < 0 < fig.layout.xaxis.range[1]
     assert all(t.mode == "markers" for t in fig.data)  # one point: a line would draw nothing
     assert [a.text for a in fig.layout.annotations][:2] == ["inner learning rate θ_t", "retention 1 − α_t"]
+
+
+def test_the_front_door_has_a_tour_whose_stops_open_their_views():
+    from app.presets import PRESETS, TOUR
+
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
+    assert any("2512.24695" in m.value for m in at.markdown)  # the paper, referenced
+    assert len(at.get("page_link")) >= len(TOUR)
+    for page, preset, _ in TOUR:
+        assert page in {p.url_path for p in PAGES} and (preset is None or PRESETS[preset].page == page)
