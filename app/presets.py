@@ -150,7 +150,8 @@ def shipped_run(run_key: tuple):
     return None
 
 
-TOUR = [  # the front door's 60-second tour: (page, preset, what to look at): each opens on a view where its effect is visible
+# the front door's 60-second tour: (page, preset, what to look at), each opening on a view where its effect shows
+TOUR = [
     ("stepper", "stepper-first-look", "Step through a text token by token and watch a memory being written"),
     ("continual", "continual-forgetting", "Switch tasks mid-stream and see which models forget"),
     ("recall", "recall-memory-off", "Turn test-time learning off: the recall of the memory models falls to chance"),

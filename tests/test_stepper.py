@@ -11,7 +11,7 @@ import nested
 from app.models import build_frozen
 from app.registry import ROOT
 from app.runstate import StepperRun, downsample, frozen_options
-from app.textinput import TextInputError, clean_text, decode_bytes
+from app.textinput import TextInputError, clean_text, decode_bytes, decode_upload
 
 MAIN = str(ROOT / "app" / "main.py")
 STEPPER = str(ROOT / "pages" / "stepper.py")
@@ -78,6 +78,13 @@ def test_run_state_streams_lazily_and_matches_one_stream():
 def test_text_input_rules():
     assert decode_bytes("héllo".encode("utf-16")) == "héllo"
     assert decode_bytes("héllo".encode("cp1252")) == "héllo"
+    # legacy encodings are detected and named, not read as cp1252 mojibake
+    for text, codec in [("日本語のテキストです。メモリは入力によって更新されます。", "shift_jis"),
+                        ("记忆是由输入引起的神经更新。这是一个中文的例子。", "gbk"),
+                        ("Café crème, naïve façade — résumé déjà vu.", "cp1252")]:  # fmt: skip
+        got, encoding = decode_upload(text.encode(codec))
+        assert got == text, (codec, encoding)
+        assert encoding != "UTF-8"
     with pytest.raises(TextInputError, match="binary"):
         decode_bytes(b"\x89PNG\x00\x00\x00")
     with pytest.raises(TextInputError, match="limit"):

@@ -270,6 +270,11 @@ def test_uploads_any_encoding_refuse_binaries_and_keep_the_run():
     assert not at.exception
     run = at.session_state["stepper_run"]
     assert bytes(run.tokens).decode("utf-8") == "Café crème, naïve façade."
+    assert any("Read as Windows-1252" in c.value for c in at.caption)  # the page says how it read the file
+    jp = "日本語のテキストです。メモリは入力によって更新されます。"
+    at.get("file_uploader")[0].set_value(("jp.txt", jp.encode("shift_jis"), "text/plain")).run()
+    assert bytes(at.session_state["stepper_run"].tokens).decode("utf-8") == jp
+    run = at.session_state["stepper_run"]
     at.get("file_uploader")[0].set_value(("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00", "text/plain")).run()
     assert not at.exception and any("binary" in e.value for e in at.error)
     assert at.session_state["stepper_run"] is run  # the earlier stream is kept
