@@ -52,6 +52,13 @@ class StepperRun:
         return cls(key, list(trace.tokens), frozen, trace=trace, replay=True)
 
     @property
+    def label(self) -> str:
+        """The run's model as the page names it (a replay: the model the trace recorded)."""
+        if self.replay:
+            return f"{self.trace.meta.get('model', 'unknown model')} (saved trace)"
+        return str(self.key[0])
+
+    @property
     def computed(self) -> int:
         return 0 if self.trace is None else len(self.trace)
 

@@ -136,8 +136,9 @@ def export_panel(run: StepperRun, figures: dict, settings: dict) -> None:
     if is_hidden("exports") or (run.trace is None and run.preset is None):
         return
     trace = run.export_trace()
-    trace.meta.update({"model": run.key[0], "seed": settings["seed"], "frozen": list(run.frozen)})
-    stem = f"{run.key[0]}-stepper"
+    if not run.replay:  # a replay keeps what it recorded (its key is the file's hash, not a model)
+        trace.meta.update({"model": run.key[0], "seed": settings["seed"], "frozen": list(run.frozen)})
+    stem = f"{trace.meta.get('model', 'trace')}-stepper"
     with st.expander("Export", icon=":material/download:"):
         st.caption("Each figure's toolbar has a camera button for a PNG. The trace holds every token computed so far "
                    "(the whole text when a precomputed run exists); load it back with Text → Saved trace.")  # fmt: skip

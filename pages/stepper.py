@@ -15,14 +15,18 @@ st.title("Token stepper")
 st.caption("Each step feeds one byte. Memories write every token; CMS levels learn once per period from the "
            "next-token loss. Keys: → step, ← back, space play/pause.")  # fmt: skip
 model = frozen_model(settings["model"], settings["seed"])
-frozen = tuple(multichoice("Freeze (η → 0)", frozen_options(model), key="stepper_frozen",
-                           help="A frozen level stops learning; compare the loss with and without."))  # fmt: skip
+replaying = st.session_state.get("stepper_source") == "Saved trace"  # a replay recomputes nothing
+frozen = tuple(multichoice("Freeze (η → 0)", frozen_options(model), key="stepper_frozen", disabled=replaying,
+                           help="A saved trace replays as it was recorded: freezing applies to live runs only."
+                           if replaying else "A frozen level stops learning; compare the loss with and without."))  # fmt: skip
 run, other = current_runs(settings, frozen)
 if run is None:
     st.stop()
 if run.replay:
-    st.info(f"Replaying a saved trace of {run.trace.meta.get('model', 'a model')} "
-            f"({len(run.tokens)} tokens): nothing is recomputed.")  # fmt: skip
+    recorded = ", ".join(run.frozen) or "nothing"
+    st.info(f"Replaying a saved trace of {run.trace.meta.get('model', 'a model')} ({len(run.tokens)} tokens, frozen: "
+            f"{recorded}): nothing is recomputed, so the sidebar's model and seed and the freeze toggles do not "
+            "apply to it.")  # fmt: skip
 other_model = frozen_model(other.key[0], settings["seed"]) if other else None
 n = len(run.tokens)
 url_position("stepper_index", n)
@@ -90,7 +94,7 @@ def views() -> None:
     cols = st.columns(2) if other else [st.container()]
     for col, r in zip(cols, [run, other] if other else [run], strict=True):
         t = r.view(i, snapshots=r is run)
-        col.markdown(f"**{r.key[0]}**" + (f" (frozen: {', '.join(r.frozen)})" if r.frozen else ""))
+        col.markdown(f"**{r.label}**" + (f" (frozen: {', '.join(r.frozen)})" if r.frozen else ""))
         values = t.array("loss")[: i + 1] if colour == "loss" else t.array(colour)[: i + 1, layer].mean(-1)
         figs[f"strip {r.key[0]}"] = token_strip(r.tokens, values, i, colour)
         col.plotly_chart(figs[f"strip {r.key[0]}"], key="strip" if r is run else "strip_cmp", config=PLOTLY_CONFIG)
@@ -103,9 +107,9 @@ def views() -> None:
                                     for r in (run, other)}, i)  # fmt: skip
         st.plotly_chart(figs["loss"], key="loss_cmp", config=PLOTLY_CONFIG)
     now, before = run.matrices(layer, i, model)
-    whose = f"{run.key[0]}: " if other else ""
+    whose = f"{run.label}: " if other else ""
     if other:
-        st.caption(f"The memory and the curves below are **{run.key[0]}**'s, the left model (the comparison model "
+        st.caption(f"The memory and the curves below are **{run.label}**'s, the left model (the comparison model "
                    "keeps no memory snapshots).")  # fmt: skip
     if now and memory in now:
         m = downsample(now[memory])

@@ -217,6 +217,9 @@ def test_an_exported_trace_loads_back_to_the_same_view():
     assert at.slider(key="stepper_slider").value == 0  # a new stream starts at its first token
     at.slider(key="stepper_slider").set_value(7).run()
     assert chart_specs(at) == original
+    assert any(m.value.startswith("**hope (saved trace)**") for m in at.markdown)  # named for its model
+    assert at.multiselect(key="stepper_frozen").disabled  # freezing cannot change a recorded run
+    assert any("do not apply" in i.value for i in at.info)
     at.get("file_uploader")[0].set_value(("bad.npz", b"PK\x03\x04 not a zip", "application/octet-stream")).run()
     assert not at.exception and any("cannot be replayed" in e.value for e in at.error)
     assert at.session_state["stepper_run"].replay  # the loaded replay is kept
