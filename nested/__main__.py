@@ -103,7 +103,17 @@ def cmd_train(a) -> int:
     cfg = preset(a.preset, **overrides) if a.preset else TrainConfig.from_dict(overrides)
     if a.preset is None and not overrides:
         print(f"presets: {', '.join(PRESETS)}")
-    summary = train(cfg, resume=a.resume, progress=not a.quiet)
+    last = Path(cfg.out_dir) / "last" / "trainer.json"
+    if a.resume and not last.is_file():
+        print(f"error: --resume: no checkpoint to resume at {last.parent} (run without --resume to start at step 0)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        summary = train(cfg, resume=a.resume, progress=not a.quiet)
+    except FloatingPointError as exc:
+        print(f"error: training diverged: {exc}. The last checkpoint (if any) is in {last.parent}; try a smaller "
+              "learning rate (--set lr=...) or a lower inner_clip.", file=sys.stderr)  # fmt: skip
+        return 1
     summary.pop("model")
     print(json.dumps(summary, indent=1))
     return 0
@@ -205,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         return a.fn(a)
     except (nested.NestedError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full disk, a read-only folder: said plainly; checkpoints are written atomically
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: cannot write or read a file{where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
 
 

@@ -12,6 +12,7 @@ everything else to JSON) for exact training resume.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -34,13 +35,32 @@ WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
 
 def save(model, path: str | Path, meta: dict | None = None) -> Path:
-    """Write `model` (a NestedLM) to the directory `path` (created)."""
+    """Write `model` (a NestedLM) to the directory `path`. Atomic: the files are written to a sibling
+    directory that replaces `path` only once complete, so a full disk or a crash never leaves a half
+    checkpoint where a good one was (the old one stays; the partial one is removed)."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path / WEIGHTS), metadata={"format": FORMAT})
     doc = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "meta": meta or {}}
-    (path / CONFIG).write_text(json.dumps(doc, indent=2, sort_keys=True))
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        (tmp / CONFIG).write_text(json.dumps(doc, indent=2, sort_keys=True))
+        for extra in path.glob("*") if path.is_dir() else ():  # other files in the directory are kept
+            if extra.name not in (WEIGHTS, CONFIG) and not (tmp / extra.name).exists():
+                shutil.copy2(extra, tmp / extra.name) if extra.is_file() else shutil.copytree(extra, tmp / extra.name)
+        if path.exists():
+            old = path.with_name(path.name + ".old")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return path
 
 

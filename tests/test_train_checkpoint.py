@@ -157,7 +157,7 @@ def test_init_starts_from_a_checkpoint_and_text_trains_on_a_user_string(tmp_path
 def test_a_diverging_run_raises_before_the_step_and_keeps_finite_weights(tmp_path):
     seen = []
     with pytest.raises(FloatingPointError):
-        train(preset("smoke", steps=20, lr=1e3, eval_every=0, out_dir=str(tmp_path / "d")), progress=False,
+        train(preset("smoke", steps=20, lr=1e30, eval_every=0, out_dir=str(tmp_path / "d")), progress=False,
               on_step=seen.append)  # fmt: skip
     assert seen and all(r["loss"] == r["loss"] for r in seen)  # every recorded step was finite
 
@@ -173,3 +173,33 @@ def test_the_cli_trains_on_a_text_file_from_a_checkpoint(tmp_path, capsys):
     meta = nested.load(tmp_path / "run" / "model").checkpoint_meta
     assert meta["train"]["init"] == str(ck) and meta["train"]["task_args"]["text"].startswith("a user's own")
     assert json.loads(capsys.readouterr().out)["steps"] == 2
+
+
+def test_the_cli_says_what_went_wrong_without_a_traceback(tmp_path, capsys, monkeypatch):
+    """Divergence (an AdamW rate of 1e30 overflows at step 2 on any machine; 1e3 stayed finite on some),
+    --resume without a checkpoint, a full disk and a read-only folder: one clear line, exit
+    code 1 or 2, and no half-written checkpoint."""
+    from nested.__main__ import main
+
+    out = str(tmp_path / "run")
+    assert main(["train", "--preset", "smoke", "--set", "lr=1e30", "--steps", "20", "--quiet", "--out", out]) == 1
+    assert "diverged" in capsys.readouterr().err
+    assert main(["train", "--preset", "smoke", "--resume", "--quiet", "--out", str(tmp_path / "none")]) == 2
+    assert "no checkpoint to resume" in capsys.readouterr().err
+
+    good = nested.save(nested.build_model("transformer", d_model=16, n_layers=1), tmp_path / "ckpt")
+    before = _weights(good)
+    for exc in (OSError(28, "No space left on device"), PermissionError(13, "Read-only file system")):
+
+        def fail(*a, exc=exc, **k):
+            raise exc
+
+        monkeypatch.setattr("nested.checkpoint.save_file", fail)
+        with pytest.raises(OSError):
+            nested.save(nested.build_model("transformer", d_model=16, n_layers=1, seed=1), good)
+        assert all(torch.equal(before[k], v) for k, v in _weights(good).items())  # the old checkpoint stands
+        assert not [p.name for p in tmp_path.iterdir() if p.name.endswith((".partial", ".old", ".tmp"))]
+        code = main(["train", "--preset", "smoke", "--steps", "2", "--quiet", "--out", str(tmp_path / "full")])
+        err = capsys.readouterr().err
+        assert code == 1 and err.startswith("error: cannot write") and exc.strerror in err and "Traceback" not in err
+        monkeypatch.undo()
