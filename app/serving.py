@@ -27,8 +27,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(timeout: float = 60.0) -> Iterator[str]:
-    """`streamlit run app/main.py` on a free port; yields its base URL once /_stcore/health answers."""
+def serve(timeout: float = 60.0, with_process: bool = False) -> Iterator:
+    """`streamlit run app/main.py` on a free port; yields its base URL once /_stcore/health answers (and
+    the server's Popen with `with_process`, for benches that read its CPU time and memory)."""
     port = free_port()
     env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     proc = subprocess.Popen(
@@ -47,7 +48,7 @@ def serve(timeout: float = 60.0) -> Iterator[str]:
                 time.sleep(0.5)
         else:
             raise RuntimeError(f"streamlit did not answer /_stcore/health within {timeout:.0f} s")
-        yield url
+        yield (url, proc) if with_process else url
     finally:
         proc.terminate()
         proc.wait(timeout=20)
