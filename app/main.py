@@ -8,17 +8,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the repo root
     sys.path.insert(0, str(ROOT))
 
-import os  # noqa: E402
-
 import streamlit as st  # noqa: E402
-import torch  # noqa: E402
 
-# One intra-op thread per process by default: every session runs in this process, and torch's default
-# (a thread per core) oversubscribes the CPU as soon as two sessions compute at once (measured: 524
-# tokens/s streaming on 1 thread, 15 with 2 while another job ran). Several cores serve a room as
-# several processes (deploy/). NESTED_TORCH_THREADS overrides it.
-_threads = os.environ.get("NESTED_TORCH_THREADS", "1")
-torch.set_num_threads(int(_threads) if _threads.isascii() and _threads.isdigit() and int(_threads) > 0 else 1)
+from app.threads import use_app_threads  # noqa: E402
+
+use_app_threads()  # one torch thread per process by default (app/threads.py)
 
 from app.lessons import lessons  # noqa: E402
 from app.presets import preset_params  # noqa: E402

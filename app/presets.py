@@ -193,6 +193,9 @@ def build(names: list[str] | None = None) -> list[str]:
 
 
 if __name__ == "__main__":
+    from app.threads import use_app_threads
+
+    use_app_threads()  # the thread count the app runs with: a preset equals a live run bit for bit
     for name in build():
         print("wrote", preset_path(name))
     from app.continual_ui import PRESET_FILE, build_preset

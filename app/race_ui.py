@@ -120,5 +120,8 @@ def status_line(record: dict) -> str:
 
 
 if __name__ == "__main__":
+    from app.threads import use_app_threads
+
+    use_app_threads()  # the thread count the app runs with: a preset equals a live run bit for bit
     build_presets()
     print("wrote", ", ".join(str(preset_file(t)) for t in TASKS))

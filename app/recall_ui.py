@@ -136,5 +136,8 @@ def _live_example(model_name: str, family: str, size: int, seed: int, switch: st
 
 
 if __name__ == "__main__":
+    from app.threads import use_app_threads
+
+    use_app_threads()  # the thread count the app runs with: a preset equals a live run bit for bit
     build_presets()
     print("wrote", PRESET_FILE)
