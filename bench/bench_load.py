@@ -1,6 +1,7 @@
 """A workshop on one server: N sessions step the token stepper at once, over Streamlit's own websocket.
 
     python bench/bench_load.py [--sessions 5,10,20,30] [--steps 20] [--think 2.0] [--release 75]
+    python bench/bench_load.py --url http://127.0.0.1:8501     # a running server, e.g. deploy/serve_many.sh
 
 Each session is a websocket client speaking Streamlit's protocol (BackMsg / ForwardMsg protobufs, as the
 browser does): it opens the stepper on its own typed text (carried in the link, app.textlink), then
@@ -131,7 +132,20 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--think", type=float, default=2.0, help="mean seconds between a session's steps")
     ap.add_argument("--release", type=float, default=75.0, help="seconds to wait after a room closes")
+    ap.add_argument("--url", default=None, help="drive a running server instead (e.g. deploy/serve_many.sh behind "
+                    "nginx): latency, throughput and isolation only")  # fmt: skip
     a = ap.parse_args()
+    if a.url:
+        print("| sessions | step latency median / p90 | steps/s | isolation errors |\n|---|---|---|---|")
+        asyncio.run(room(a.url, 2, 2, 0.0))
+        for n in map(int, a.sessions.split(",")):
+            t0 = time.perf_counter()
+            res = asyncio.run(room(a.url, n, a.steps, a.think))
+            lat, wall = sorted(res["latency"]), time.perf_counter() - t0
+            lost = n * a.steps - len(lat)
+            print(f"| {n} | {statistics.median(lat):.2f} s / {lat[int(0.9 * (len(lat) - 1))]:.2f} s | "
+                  f"{len(lat) / wall:.1f} | {res['mismatch'] + lost} |", flush=True)  # fmt: skip
+        return
     with serve(with_process=True) as (url, proc):
         asyncio.run(room(url, 1, 2, 0.0))  # warm: the shared read-only models load once
         base = rss_mb(proc.pid)
