@@ -146,8 +146,10 @@ class StepperRun:
             trace = model.stream(torch.tensor([self.tokens[start:end]], dtype=torch.long), state=state,
                                  trace=True).trace  # fmt: skip
         keep = range(token - RECOMPUTE_KEEP, token + RECOMPUTE_KEEP + 1)
+        # the window just left stays while it is near (stepping back across a checkpoint needs both sides)
         self.recomputed = {
-            i: {
+            i: {t: m for t, m in self.recomputed.get(i, {}).items() if abs(t - token) <= 2 * RECOMPUTE_KEEP}
+            | {
                 t: m
                 for t, m in ([(-1, initial[i])] if initial.get(i) else []) + trace.snapshots.get(i, [])
                 if t in keep

@@ -225,4 +225,4 @@ def test_a_long_run_keeps_a_bounded_window_of_matrices_and_recomputes_any_other_
     assert before0 is not None and np.array_equal(before0["M_k"], model.blocks[0].mixer.snapshot(
         model.init_state(1).mixers[0])["M_k"])  # fmt: skip
     kept = sum(len(v) for v in run.recomputed.values())
-    assert kept <= 2 * (2 * RECOMPUTE_KEEP + 2)  # a window around the last token asked, per layer
+    assert kept <= 2 * (4 * RECOMPUTE_KEEP + 2)  # windows near the last token asked, per layer: bounded
