@@ -72,10 +72,16 @@ class Trace:
 
     def gate_labels(self, layer: int) -> dict[str, tuple[str, str]]:
         """What `layer`'s eta / alpha rows hold, as (title, symbol); Hope's names for traces saved without."""
-        gates = self.meta.get("gates") or []
-        got = gates[layer] if layer < len(gates) else {}
+        gates = self.meta.get("gates")
+        got = gates[layer] if isinstance(gates, list) and 0 <= layer < len(gates) else None
+        got = got if isinstance(got, dict) else {}
         hope = {"eta": ("learning rate η_t", "η"), "alpha": ("retention α_t", "α")}
-        return {k: tuple(got.get(k, v)) for k, v in hope.items()}
+
+        def label(value, default):  # a loaded file may hold anything here: only two strings are a label
+            ok = isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(x, str) for x in value)
+            return tuple(value) if ok else default
+
+        return {k: label(got.get(k), v) for k, v in hope.items()}
 
     def updates_for(self, component: str | None = None, layer: int | None = None) -> list[UpdateEvent]:
         return [
@@ -225,9 +231,10 @@ class Trace:
             and all(0 <= k < tr.n_layers and all(np.ndim(m) == 2 for _, ms in v for m in ms.values())
                     for k, v in tr.snapshots.items())
             and isinstance(tr.meta, dict)
+            and type(tr.meta.get("start", 0)) is int  # readers add it to token indices
         )  # fmt: skip
         if not shapes_ok:
-            raise ValueError("not a valid trace file (arrays have the wrong shapes)")
+            raise ValueError("not a valid trace file (arrays have the wrong shapes, or the header is malformed)")
         return tr
 
 

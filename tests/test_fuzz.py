@@ -93,6 +93,24 @@ def test_crafted_traces_are_refused_with_a_reason(arrays):
         Trace.load(_npz(arrays))
 
 
+@pytest.mark.parametrize("gates", [[5], "x", [{"eta": 3, "alpha": ["a"]}], None, [{"eta": ["a", "b"]}]])
+def test_what_a_loaded_trace_says_of_its_rows_is_read_defensively(gates):
+    tr = Trace(n_layers=1, meta={"gates": gates})
+    labels = tr.gate_labels(0)
+    assert set(labels) == {"eta", "alpha"} and all(isinstance(x, str) for v in labels.values() for x in v)
+    assert labels["eta"] == (("a", "b") if gates == [{"eta": ["a", "b"]}] else ("learning rate η_t", "η"))
+
+
+def test_a_trace_whose_start_is_not_a_number_is_refused(tmp_path):
+    tr = nested.build_model("transformer", d_model=16, n_layers=1).stream(torch.tensor([[1, 2, 3]])).trace
+    tr.meta["start"] = "abc"
+    buf = io.BytesIO()
+    tr.save(buf)
+    buf.seek(0)
+    with pytest.raises(ValueError, match="wrong shapes"):
+        Trace.load(buf)
+
+
 def test_a_non_zip_upload_is_refused():
     with pytest.raises(ValueError, match="not a valid trace"):
         Trace.load(io.BytesIO(b"\x00" * 100))
