@@ -24,12 +24,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-MODELS = {  # label -> (registry name, model overrides)
-    "Hope": ("hope", {"cms_periods": [16, 64]}),
-    "Titans": ("titans", {}),
+MODELS = {  # label -> (registry name, model overrides); fastest first, so a stopped study has the baselines
     "Transformer": ("transformer", {}),
     "Transformer, window 32": ("transformer-swa", {"window": 32}),
     "DeltaNet": ("deltanet", {}),
+    "Titans": ("titans", {}),
+    "Hope": ("hope", {"cms_periods": [16, 64]}),
 }
 LRS = (1e-3, 3e-3, 1e-2)
 CACHE = Path("runs/fair")
