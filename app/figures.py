@@ -36,7 +36,6 @@ def nest_raster(levels: list[Level], trace: Trace, steps_every: int | None = Non
     T = len(trace)
     fig = go.Figure()
     rows = [level_row_label(lv) for lv in levels]
-    in_legend: set[str] = set()
     for lv, row in zip(levels, rows, strict=True):
         if lv.period is None:
             ticks = list(range(start + steps_every - 1, start + T, steps_every)) if steps_every else []
@@ -50,17 +49,19 @@ def nest_raster(levels: list[Level], trace: Trace, steps_every: int | None = Non
                 x=ticks or [start], y=[row] * max(1, len(ticks)), mode="markers",
                 marker={"symbol": "line-ns-open", "size": 14, "line": {"width": 2}, "color": KIND_COLOURS[lv.kind],
                         "opacity": 1.0 if ticks else 0.0},
-                name=KIND_NAMES[lv.kind], legendgroup=lv.kind, showlegend=lv.kind not in in_legend, hovertemplate=hover,
+                name=KIND_NAMES[lv.kind], legendgroup=lv.kind, showlegend=False, hovertemplate=hover,
             )
         )  # fmt: skip
-        in_legend.add(lv.kind)
+    for kind in dict.fromkeys(lv.kind for lv in levels):  # one visible legend mark per kind, rows or not
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=KIND_NAMES[kind], legendgroup=kind,
+                                 marker={"symbol": "line-ns-open", "size": 14, "line": {"width": 2},
+                                         "color": KIND_COLOURS[kind]}))  # fmt: skip
     fig.update_yaxes(categoryorder="array", categoryarray=rows[::-1], title=None)
-    fig.update_xaxes(title="token index", range=[start - 0.5, start + max(T, 1) - 0.5])
+    title = "token index"
     if any(lv.period is None for lv in levels) and not steps_every:
-        fig.add_annotation(text="optimizer and weights rows: no ticks while streaming (no optimizer step runs)",
-                           xref="paper", yref="paper", x=1, y=-0.01, xanchor="right", yanchor="top",
-                           showarrow=False, font={"size": 11, "color": "#666"}, yshift=-28)  # fmt: skip
-    fig.update_layout(height=120 + 26 * len(rows), margin={"l": 10, "r": 10, "t": 30, "b": 70},
+        title += " (the optimizer and weights rows never tick while streaming: no optimizer step runs)"
+    fig.update_xaxes(title=title, range=[start - 0.5, start + max(T, 1) - 0.5])
+    fig.update_layout(height=120 + 26 * len(rows), margin={"l": 10, "r": 10, "t": 30, "b": 50},
                       title="Update ticks per level (brain waves)", legend={"orientation": "h", "y": 1.02,
                       "yanchor": "bottom", "x": 1, "xanchor": "right"})  # fmt: skip
     return fig
