@@ -109,12 +109,14 @@ def strip_figure(text_bytes: list[int], attr: dict, width: int = 64) -> go.Figur
                                hovertemplate="%{customdata}<extra></extra>", xgap=1, ygap=1,
                                colorscale="RdBu" if signed else "Blues", zmid=0 if signed else None,
                                zmin=-peak if signed else 0, zmax=peak,
-                               colorbar={"title": "attribution", "thickness": 12}))  # fmt: skip
+                               # horizontal, under the strip: a one-row strip squashed a vertical bar to nothing
+                               colorbar={"title": {"text": "attribution", "side": "top"}, "orientation": "h",
+                                         "thickness": 10, "len": 0.5, "y": -0.05, "yanchor": "top"}))  # fmt: skip
     fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
     target = decode_token(attr["target"])
     fig.update_layout(title=f"which bytes drove log p({target!r}) = {attr['value']:.2f} after byte {attr['position']}",
-                      height=80 + 26 * rows, margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+                      height=140 + 26 * rows, margin={"l": 10, "r": 10, "t": 40, "b": 70})  # fmt: skip
     return fig
 
 

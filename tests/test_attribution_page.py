@@ -27,6 +27,8 @@ def test_the_url_restores_position_and_method_and_moving_redraws():
     spec = strip(at)
     scores = [v for row in spec["data"][0]["z"] for v in row if v is not None]
     assert len(scores) == 41 and min(scores) < 0 < max(scores)  # signed
+    bar = spec["data"][0]["colorbar"]  # a one-row strip: the bar lies under it, not squashed beside it
+    assert len(spec["data"][0]["z"]) == 1 and bar["orientation"] == "h" and spec["layout"]["height"] >= 160
     at.slider(key="attr_slider").set_value(60).run()
     assert len([v for row in strip(at)["data"][0]["z"] for v in row if v is not None]) == 61
     assert at.query_params["attr_position"] == ["60"] or at.query_params["attr_position"] == "60"
