@@ -176,7 +176,7 @@ def report(size: str, steps: int, seeds: list[int]) -> None:
                f"{max(100 * max(inner(c)) for c in src):.0f} %)" if inner(src[0]) else "–",
                pm([100 * statistics.mean(cms(c)) for c in src], ".0f") + " %" if cms(src[0]) else "–",
                "; ".join(grads(c, "init") for c in cells[:1]) + (" (seed 0)" if cells else ""),
-               "; ".join(grads(c, "after") for c in done[:1]) or "–"]  # fmt: skip
+               "; ".join(grads(c, "after") for c in done[:1] if "after" in c) or "–"]  # fmt: skip
         print("| " + " | ".join(row) + " |")
 
 
