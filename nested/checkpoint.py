@@ -11,8 +11,10 @@ everything else to JSON) for exact training resume.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -34,22 +36,19 @@ VERSION = 1
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
 
-def save(model, path: str | Path, meta: dict | None = None) -> Path:
-    """Write `model` (a NestedLM) to the directory `path`. Atomic: the files are written to a sibling
-    directory that replaces `path` only once complete, so a full disk or a crash never leaves a half
-    checkpoint where a good one was (the old one stays; the partial one is removed)."""
-    path = Path(path)
+@contextlib.contextmanager
+def atomic_dir(path: Path, keep_others: bool = False) -> Iterator[Path]:
+    """Write a checkpoint directory all or nothing: the caller fills the yielded sibling directory, which
+    replaces `path` only once the block ends; on any failure (a full disk, a crash) it is removed and the
+    old `path` stands. `keep_others`: files already in `path` that the block did not write are carried over."""
     tmp = path.with_name(path.name + ".partial")
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    doc = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "meta": meta or {}}
+    if tmp.exists():
+        shutil.rmtree(tmp)
     try:
-        if tmp.exists():
-            shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
-        (tmp / CONFIG).write_text(json.dumps(doc, indent=2, sort_keys=True))
-        for extra in path.glob("*") if path.is_dir() else ():  # other files in the directory are kept
-            if extra.name not in (WEIGHTS, CONFIG) and not (tmp / extra.name).exists():
+        yield tmp
+        for extra in path.glob("*") if keep_others and path.is_dir() else ():
+            if not (tmp / extra.name).exists():
                 shutil.copy2(extra, tmp / extra.name) if extra.is_file() else shutil.copytree(extra, tmp / extra.name)
         if path.exists():
             old = path.with_name(path.name + ".old")
@@ -61,6 +60,22 @@ def save(model, path: str | Path, meta: dict | None = None) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_model(model, path: Path, meta: dict | None = None) -> None:
+    """The model's two files into the existing directory `path` (not atomic: see `save`, `atomic_dir`)."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(path / WEIGHTS), metadata={"format": FORMAT})
+    doc = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "meta": meta or {}}
+    (path / CONFIG).write_text(json.dumps(doc, indent=2, sort_keys=True))
+
+
+def save(model, path: str | Path, meta: dict | None = None) -> Path:
+    """Write `model` (a NestedLM) to the directory `path`, atomically (`atomic_dir`): a full disk or a crash
+    never leaves a half checkpoint where a good one was. Other files in the directory (a card) are kept."""
+    path = Path(path)
+    with atomic_dir(path, keep_others=True) as tmp:
+        write_model(model, tmp, meta)
     return path
 
 

@@ -270,21 +270,10 @@ def train(
 
 
 def _write_training_checkpoint(path: Path, model, opt, cfg, step, history, tokens_seen, elapsed) -> None:
-    """Model, optimizer and trainer state into `path` ("last"), all or nothing: written beside it and
-    swapped in once complete, so a crash or a full disk never leaves a half checkpoint as "last"."""
-    import shutil
-
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        checkpoint.save(model, tmp, meta={"step": step})
+    """Model, optimizer and trainer state into `path` ("last"), all or nothing (checkpoint.atomic_dir): a
+    crash or a full disk never leaves a half checkpoint as "last"."""
+    with checkpoint.atomic_dir(path) as tmp:
+        checkpoint.write_model(model, tmp, meta={"step": step})
         checkpoint.save_state(opt.state_dict(), tmp, "optimizer")
         (tmp / "trainer.json").write_text(json.dumps({"step": step, "history": history, "tokens_seen": tokens_seen,
                                                       "elapsed_s": elapsed, "config": asdict(cfg)}))  # fmt: skip
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
