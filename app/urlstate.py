@@ -135,42 +135,51 @@ def whole_number(raw: str | None, limit: int) -> int | None:
     return value if value <= limit else None
 
 
-def int_input(container, label: str, low: int, high: int, default: int, *, key: str, **kw) -> int:
-    """A whole-number input kept in the URL by hand, not by binding: Streamlit's bound number input parses
-    the link itself and raises on 1e999 or a number past 64 bits. The link is read once per session; a value
-    outside [low, high] is dropped and named. The URL holds the value while it differs from the default."""
+def _read_url_number(key: str, low: int, high: int) -> str | None:
+    """Once per session: the link's whole number for `key`, when in [low, high], into session state (a
+    preset's value stands when the URL has none). Returns the link's value when it was refused."""
     seen = f"_url_read_{key}"
-    if seen not in st.session_state:
-        st.session_state[seen] = True
-        raw = st.query_params.get(key)
-        value = whole_number(raw, high) if raw is not None else None
-        if value is not None and value >= low:
-            st.session_state[key] = value
-        elif raw is not None:
-            del st.query_params[key]
-            st.warning(f"Ignored from the link: {key}={raw[:20]!r}{'…' if len(raw) > 20 else ''} (not a whole "
-                       f"number from {low} to {high:,}).", icon=":material/link_off:")  # fmt: skip
-    if key in st.session_state:
-        value = int(container.number_input(label, low, high, key=key, **kw))
-    else:
-        value = int(container.number_input(label, low, high, default, key=key, **kw))
+    if seen in st.session_state:
+        return None
+    st.session_state[seen] = True
+    raw = st.query_params.get(key)
+    value = whole_number(raw, high)
+    if value is not None and value >= low:
+        st.session_state[key] = value
+        return None
+    return raw
+
+
+def _write_url_number(key: str, value: int, default: int) -> None:
+    """The URL holds `value` while it differs from the default."""
     if value != default:
         st.query_params[key] = str(value)
     elif key in st.query_params:
         del st.query_params[key]
+
+
+def int_input(container, label: str, low: int, high: int, default: int, *, key: str, **kw) -> int:
+    """A whole-number input kept in the URL by hand, not by binding: Streamlit's bound number input parses
+    the link itself and raises on 1e999 or a number past 64 bits. The link is read once per session; a value
+    outside [low, high] is dropped and named. The URL holds the value while it differs from the default."""
+    refused = _read_url_number(key, low, high)
+    if refused is not None:
+        del st.query_params[key]
+        st.warning(f"Ignored from the link: {key}={refused[:20]!r}{'…' if len(refused) > 20 else ''} (not a whole "
+                   f"number from {low} to {high:,}).", icon=":material/link_off:")  # fmt: skip
+    if key in st.session_state:
+        value = int(container.number_input(label, low, high, key=key, **kw))
+    else:
+        value = int(container.number_input(label, low, high, default, key=key, **kw))
+    _write_url_number(key, value, default)
     return value
 
 
 def url_position(key: str, n: int) -> int:
     """A position (e.g. the token index) kept in the URL by hand rather than by binding: a bound slider
     whose range changes (a new text) re-reads the URL and would undo a reset. The URL is read once per
-    session (a preset's value stands when the URL has none); `set_url_position` writes it back."""
-    seen = f"_url_read_{key}"
-    if seen not in st.session_state:
-        st.session_state[seen] = True
-        value = whole_number(st.query_params.get(key), 10**9)
-        if value is not None:
-            st.session_state[key] = value
+    session (a bad value is ignored); `set_url_position` writes it back."""
+    _read_url_number(key, 0, 10**9)
     value = st.session_state.get(key, 0)
     value = value if isinstance(value, int) else 0
     st.session_state[key] = max(0, min(n - 1, value))
@@ -178,10 +187,7 @@ def url_position(key: str, n: int) -> int:
 
 
 def set_url_position(key: str, value: int) -> None:
-    if value:
-        st.query_params[key] = str(value)
-    elif key in st.query_params:
-        del st.query_params[key]
+    _write_url_number(key, value, 0)
 
 
 def apply_preset(presets: dict[str, dict]) -> str | None:
