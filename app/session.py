@@ -15,7 +15,7 @@ import streamlit as st
 
 import nested
 from app.models import APP_MODELS, build_frozen, describe_model
-from app.textinput import TextInputError, clean_text
+from app.textinput import TextInputError, clean_text, decode_upload
 
 SESSION_MODELS = "session_models"  # st.session_state key: {name: SessionModel}, oldest first
 YOURS = "yours: "
@@ -82,4 +82,13 @@ def user_text(raw: str, what: str = "this page") -> str | None:
         return None
     for note in notes:
         st.caption(note)
+    return text
+
+
+def upload_text(up) -> str:
+    """An uploaded file's text (app.textinput.decode_upload), saying which encoding it was read in when it
+    was not UTF-8. Raises TextInputError for a binary or oversized file."""
+    text, encoding = decode_upload(up.getvalue())
+    if encoding != "UTF-8":
+        st.caption(f"Read as {encoding} (the file is not UTF-8).")
     return text

@@ -10,7 +10,7 @@ from app.models import DEFAULT_MODEL
 from app.presets import PRESETS
 from app.session import model_description, model_names
 from app.train_ui import collect_pending
-from app.urlstate import LESSON_PARAM, PRESET_PARAM, choice, is_hidden, remember_hidden, whole_number
+from app.urlstate import LESSON_PARAM, PRESET_PARAM, choice, ignored_from_link, is_hidden, remember_hidden, whole_number
 from nested.device import describe, pick_device
 
 MAX_SEED = 2**31 - 1
@@ -46,7 +46,7 @@ def global_sidebar() -> dict:
     with st.sidebar:
         st.markdown("### Nested Learning Lab")
         if ignored:
-            st.warning("Ignored from the link: " + "; ".join(ignored) + ".", icon=":material/link_off:")
+            ignored_from_link(*ignored)
         model = choice(st.selectbox, "Model", model_names(), key="model", default=DEFAULT_MODEL,
                        help="The model every page runs. Its weights are shared read-only; your stream state is yours. "
                        "Models you train on the Train page are listed as 'yours: …' (this session only).")  # fmt: skip

@@ -14,8 +14,8 @@ from app.models import APP_MODELS
 from app.presets import FIRST_SAMPLE, shipped_run
 from app.runstate import StepperRun
 from app.samples import sample_texts
-from app.session import show_error
-from app.textinput import TextInputError, clean_text, decode_upload
+from app.session import show_error, upload_text
+from app.textinput import TextInputError, clean_text
 from app.textlink import linked_text_area
 from app.urlstate import choice, is_hidden
 from nested.trace import Trace
@@ -66,9 +66,7 @@ def _source_run(settings: dict, frozen: tuple[str, ...]) -> tuple[tuple, list[in
                 )  # the browser refuses a bigger file: it never reaches us
                 if up is None:
                     return None
-                raw, encoding = decode_upload(up.getvalue())
-                if encoding != "UTF-8":
-                    st.caption(f"Read as {encoding} (the file is not UTF-8).")
+                raw = upload_text(up)
             text, notes = clean_text(raw)
             ident = ("text", text)
         for note in notes:

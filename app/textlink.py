@@ -14,6 +14,8 @@ import zlib
 
 import streamlit as st
 
+from app.urlstate import ignored_from_link
+
 MAX_LINK_CHARS = 4000  # of encoded text: with the rest of the query, under the ~8 KB most servers accept
 MAX_DECODED_BYTES = 1_000_000  # a link cannot inflate past what a page accepts
 
@@ -57,8 +59,7 @@ def linked_text_area(label: str, key: str, default: str = "", **kw) -> str:
             try:
                 st.session_state[key] = decode_link_text(st.query_params[name])
             except ValueError as exc:
-                st.warning(f"Ignored from the link: {name} ({exc}); showing the default text.",
-                           icon=":material/link_off:")  # fmt: skip
+                ignored_from_link(f"{name} ({exc}); showing the default text")
     text = st.text_area(label, key=key, **kw)
     encoded = encode_link_text(text) if text != default else None
     if encoded is None or len(encoded) > MAX_LINK_CHARS:

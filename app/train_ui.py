@@ -11,8 +11,8 @@ import streamlit as st
 
 import nested
 from app.models import APP_MODELS, is_trained
-from app.session import MAX_SESSION_MODELS, SessionModel, add_session_model, session_models
-from app.textinput import TextInputError, clean_text, decode_upload
+from app.session import MAX_SESSION_MODELS, SessionModel, add_session_model, session_models, upload_text
+from app.textinput import TextInputError, clean_text
 from app.trainer import (
     MAX_CONCURRENT,
     MAX_TEXT,
@@ -66,11 +66,7 @@ def your_text() -> str:
         key="train_upload",
         max_upload_size=1,
     )
-    raw = st.session_state.get("train_text", "")
-    if up is not None:
-        raw, encoding = decode_upload(up.getvalue())
-        if encoding != "UTF-8":
-            st.caption(f"Read as {encoding} (the file is not UTF-8).")
+    raw = upload_text(up) if up is not None else st.session_state.get("train_text", "")
     text, notes = clean_text(raw, limit=MAX_TEXT, what="training")
     for note in notes:
         st.info(note)

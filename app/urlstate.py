@@ -135,6 +135,11 @@ def whole_number(raw: str | None, limit: int) -> int | None:
     return value if value <= limit else None
 
 
+def ignored_from_link(*what: str) -> None:
+    """The one notice for link values the app could not use: it names them (never a silent drop)."""
+    st.warning("Ignored from the link: " + "; ".join(what) + ".", icon=":material/link_off:")
+
+
 def _read_url_number(key: str, low: int, high: int) -> str | None:
     """Once per session: the link's whole number for `key`, when in [low, high], into session state (a
     preset's value stands when the URL has none). Returns the link's value when it was refused."""
@@ -165,8 +170,8 @@ def int_input(container, label: str, low: int, high: int, default: int, *, key: 
     refused = _read_url_number(key, low, high)
     if refused is not None:
         del st.query_params[key]
-        st.warning(f"Ignored from the link: {key}={refused[:20]!r}{'…' if len(refused) > 20 else ''} (not a whole "
-                   f"number from {low} to {high:,}).", icon=":material/link_off:")  # fmt: skip
+        ignored_from_link(f"{key}={refused[:20]!r}{'…' if len(refused) > 20 else ''} (not a whole number from "
+                          f"{low} to {high:,})")  # fmt: skip
     if key in st.session_state:
         value = int(container.number_input(label, low, high, key=key, **kw))
     else:
