@@ -91,7 +91,7 @@ class StepperRun:
         upto = min(upto + 1, len(self.tokens))
         if self.state is None:
             self.state = model.init_state(1, freeze=nested.Freeze.parse(self.frozen, model))
-            initial = {i: blk.mixer.snapshot(self.state.mixers[i]) for i, blk in enumerate(model.blocks)}
+            initial = _layer_snapshots(model, self.state)
             self.trace = Trace(n_layers=len(model.blocks), max_snapshots=LIVE_SNAPSHOTS,
                                snapshots={i: [(-1, m)] for i, m in initial.items() if m}, meta={"start": 0})  # fmt: skip
         while self.computed < upto:  # pieces end at checkpoints, so every multiple of CHECKPOINT_EVERY is one
@@ -140,7 +140,7 @@ class StepperRun:
         state = self.checkpoints.get(start)
         if state is None:
             return None
-        initial = {i: blk.mixer.snapshot(state.mixers[i]) for i, blk in enumerate(model.blocks)} if start == 0 else {}
+        initial = _layer_snapshots(model, state) if start == 0 else {}
         end = min(self.computed, start + CHECKPOINT_EVERY)
         with torch.no_grad():
             trace = model.stream(torch.tensor([self.tokens[start:end]], dtype=torch.long), state=state,
@@ -157,6 +157,11 @@ class StepperRun:
             for i in range(len(model.blocks))
         }
         return self.recomputed.get(layer, {}).get(token)
+
+
+def _layer_snapshots(model, state) -> dict:
+    """Every layer's memory matrices as `state` holds them (the stepper's token -1)."""
+    return {i: blk.mixer.snapshot(state.mixers[i]) for i, blk in enumerate(model.blocks)}
 
 
 def downsample(m: np.ndarray, max_side: int = 256) -> np.ndarray:
