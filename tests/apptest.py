@@ -12,12 +12,17 @@ MAIN = str(ROOT / "app" / "main.py")
 TIMEOUT = 300  # torch on a loaded 2-core machine: AppTest's default 3 s is far too short
 
 
-def open_page(url_path: str, **params) -> AppTest:
-    """A fresh session: the app's front door with the URL's query string, then the page."""
+def front_door(**params) -> AppTest:
+    """A fresh session on the app's first page, opened from a link with this query string."""
     at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
     for k, v in params.items():
         at.query_params[k] = v
-    at.run()
+    return at.run()
+
+
+def open_page(url_path: str, **params) -> AppTest:
+    """A fresh session: the app's front door with the URL's query string, then the page."""
+    at = front_door(**params)
     at.switch_page(str(page_for(url_path).path))
     return at.run()
 

@@ -6,6 +6,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from app.registry import PAGES, ROOT
+from tests.apptest import front_door
 
 MAIN = str(ROOT / "app" / "main.py")
 TIMEOUT = 120
@@ -39,10 +40,7 @@ def test_home_lists_levels_of_selected_model():
 
 
 def test_garbage_query_params_do_not_break_the_app():
-    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
-    at.query_params["model"] = "<script>"
-    at.query_params["seed"] = "not-a-number"
-    at.run()
+    at = front_door(model="<script>", seed="not-a-number")
     assert not at.exception
     assert at.sidebar.selectbox(key="model").value == "hope"
     notice = " ".join(w.value for w in at.sidebar.warning)
@@ -50,10 +48,7 @@ def test_garbage_query_params_do_not_break_the_app():
 
 
 def test_an_unknown_preset_or_lesson_in_a_link_is_named_not_dropped_silently():
-    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
-    at.query_params["preset"] = "nope"
-    at.query_params["lesson"] = "nope-either"
-    at.run()
+    at = front_door(preset="nope", lesson="nope-either")
     assert not at.exception
     notice = " ".join(w.value for w in at.sidebar.warning)
     assert "preset='nope' (no such preset)" in notice and "lesson='nope-either'" in notice
