@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from nested.levels import Level
-from nested.trace import Trace
+from nested.trace import HOPE_ROWS, Trace
 
 KIND_COLOURS = {
     "attention": "#1f77b4",
@@ -142,7 +142,7 @@ def rate_curves(
               "xaxis": {"anchor": "y3", "title": {"text": "token index"}, "range": [-0.5, max(len(eta) - 1, 1) + 0.5]},
               "annotations": [], "shapes": []}  # fmt: skip
     traces = []
-    gates = gates or {"eta": ("learning rate η_t", "η"), "alpha": ("retention α_t", "α")}
+    gates = gates or HOPE_ROWS
     panels = (gates["eta"], gates["alpha"], SURPRISE_PANEL)
     for row, ((title, name), y, dom) in enumerate(zip(panels, (eta, alpha, surprise), domains, strict=True)):
         axis = "y" if row == 0 else f"y{row + 1}"

@@ -29,6 +29,7 @@ from nested.config import ModelConfig
 from nested.layers import CausalConv, RMSNorm, bank_forward, bank_self_grads, causal_conv, check_finite, clip_scale
 from nested.levels import MEMORY_TEXT, Level
 from nested.memory import RecurrenceInputs, decay_tables, run_recurrence
+from nested.trace import HOPE_ROWS
 
 
 def memory_names(adaptive_q: bool) -> list[str]:
@@ -113,7 +114,7 @@ class SelfModifyingTitans(nn.Module):
     writable = True  # nested.Freeze can scale its writes
     learned = ("W1", "W2", "F1", "F2", "S1", "S2")  # the memories, their gradient references and momentum
     # what its trace rows "eta" / "alpha" hold, as the stepper labels them (title, symbol)
-    trace_rows = {"eta": ("learning rate η_t", "η"), "alpha": ("retention α_t", "α")}
+    trace_rows = HOPE_ROWS
 
     def with_write_gain(self, state: dict, gain: float) -> dict:
         """The state with every memory's eta_t scaled by `gain` (0 freezes the writes, not the decay)."""

@@ -23,6 +23,9 @@ from typing import BinaryIO
 import numpy as np
 
 MAX_TRACE_BYTES = 256 * 2**20  # uncompressed; a 4,096-token run with full snapshots is ~20 MB
+# what the "eta" / "alpha" rows hold in Hope's self-modifying memories, as (title, symbol): the labels a
+# trace saved before mixers named their rows gets (nested.selfmod uses them as its own)
+HOPE_ROWS = {"eta": ("learning rate η_t", "η"), "alpha": ("retention α_t", "α")}
 TRACE_VERSION = 2  # 2 added inner_clipped and UpdateEvent.clipped; version 1 files still load
 
 
@@ -75,13 +78,12 @@ class Trace:
         gates = self.meta.get("gates")
         got = gates[layer] if isinstance(gates, list) and 0 <= layer < len(gates) else None
         got = got if isinstance(got, dict) else {}
-        hope = {"eta": ("learning rate η_t", "η"), "alpha": ("retention α_t", "α")}
 
         def label(value, default):  # a loaded file may hold anything here: only two strings are a label
             ok = isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(x, str) for x in value)
             return tuple(value) if ok else default
 
-        return {k: label(got.get(k), v) for k, v in hope.items()}
+        return {k: label(got.get(k), v) for k, v in HOPE_ROWS.items()}
 
     def updates_for(self, component: str | None = None, layer: int | None = None) -> list[UpdateEvent]:
         return [
