@@ -40,9 +40,30 @@ def _clean_query_params() -> list[str]:
     return ignored
 
 
+LINK_NOTICE_SHOWN = 8  # parameters named in the notice; the rest are counted
+
+
+def restored_from_link() -> None:
+    """A new session that opens on a link says what the link restored, once: a shared link, or an open
+    tab reconnecting after the server restarted (its session is new; its URL still holds the view). What
+    a link cannot hold is said too, so a restarted workshop knows what to redo."""
+    if st.session_state.get("_link_notice_done"):
+        return
+    st.session_state["_link_notice_done"] = True
+    held = [k for k in st.query_params if k != "hide"]
+    if not held:
+        return
+    named = ", ".join(held[:LINK_NOTICE_SHOWN]) + (
+        f" and {len(held) - LINK_NOTICE_SHOWN} more" if len(held) > LINK_NOTICE_SHOWN else ""
+    )
+    st.toast(f"This view was restored from its link ({named}). Uploaded files and models trained in an earlier "
+             "session are not part of a link: upload or train them again.", icon=":material/link:")  # fmt: skip
+
+
 def global_sidebar() -> dict:
     collect_pending()  # a training that ended while this session was elsewhere joins the pickers now
     ignored = _clean_query_params()
+    restored_from_link()
     with st.sidebar:
         st.markdown("### Nested Learning Lab")
         if ignored:

@@ -32,7 +32,9 @@ SHIPPED: dict[str, dict] = {
                        "what": "Hope trained on task switching with conflicting key->value maps (in context)"},
     # continual learning in context (pages/continual.py): one recipe, matched size
     # learned partly: alone, about half of its probes right at this budget (the others all); the page says so
-    "hope-languages": {"preset": "languages-hope", "steps": 1750, "partly": True,
+    # continued: 1,750 steps, then `continue_steps` more from those weights with a fresh optimizer (the recipe's
+    # lr is constant, so only AdamW's moments restart)
+    "hope-languages": {"preset": "languages-hope", "steps": 1750, "continue_steps": 900, "partly": True,
                        "what": "Hope trained to learn successor languages in context (continual-learning page); "
                                "at this budget it learns them only partly"},
     "titans-languages": {"preset": "languages-titans", "steps": 1200,
@@ -83,17 +85,30 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
 
     spec = SHIPPED[name]
     cfg = preset(spec["preset"], steps=spec["steps"], eval_every=0, ckpt_every=0, **spec.get("overrides", {}))
+    more = spec.get("continue_steps", 0)
     dest = CHECKPOINTS / name
     if from_run is not None:
         run = Path(from_run)
         model = nested.load(run / "model", device="cpu").eval()
         done = model.checkpoint_meta
-        free = ("steps", "compile", "eval_every", "ckpt_every", "out_dir", "eval_samples")
-        if {k: v for k, v in done["train"].items() if k not in free} != {
-            k: v for k, v in vars(cfg).items() if k not in free
-        } or done["steps"] != cfg.steps:
-            raise ValueError(f"{run} was not trained by the {name} recipe ({spec['preset']}, {cfg.steps} steps)")
+        free = ("steps", "compile", "eval_every", "ckpt_every", "out_dir", "eval_samples", "init")
+        expect = more or cfg.steps
+        if (
+            {k: v for k, v in done["train"].items() if k not in free}
+            != {k: v for k, v in vars(cfg).items() if k not in free}
+            or done["steps"] != expect
+            or bool(more) != bool(done["train"].get("init"))
+        ):
+            raise ValueError(f"{run} was not trained by the {name} recipe ({spec['preset']}, {expect} steps"
+                             + (", continued from the first stage's weights)" if more else ")"))  # fmt: skip
         summary = {k: done[k] for k in ("tokens_seen", "train_seconds")} | {"threads": done.get("threads", "?")}
+        if more:  # the first stage is the checkpoint it continued from: its card holds that stage's cost
+            first = json.loads((Path(done["train"]["init"]) / CONFIG).read_text())["meta"]
+            if first.get("steps") != cfg.steps:
+                raise ValueError(f"{run} continued a {first.get('steps')}-step run, not the recipe's {cfg.steps}")
+            summary = {k: summary[k] + first[k] for k in ("tokens_seen", "train_seconds")} | {
+                "threads": summary["threads"]
+            }
         history = json.loads((run / "history.json").read_text())
     else:
         with tempfile.TemporaryDirectory() as tmp:
@@ -101,6 +116,15 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
             summary = train(cfg, progress=progress)
             model = summary.pop("model").cpu().eval()
             history = json.loads((Path(tmp) / "history.json").read_text())
+            if more:  # second stage: the first stage's weights, a fresh optimizer
+                first = summary
+                nested.save(model, Path(tmp) / "first")
+                cfg2 = preset(spec["preset"], steps=more, eval_every=0, ckpt_every=0, init=str(Path(tmp) / "first"),
+                              out_dir=str(Path(tmp) / "second"), **spec.get("overrides", {}))  # fmt: skip
+                summary = train(cfg2, progress=progress)
+                model = summary.pop("model").cpu().eval()
+                history = json.loads((Path(tmp) / "second" / "history.json").read_text())
+                summary.update({k: summary[k] + first[k] for k in ("tokens_seen", "train_seconds")})
     if dest.exists():
         shutil.rmtree(dest)
     nested.save(model, dest)
@@ -111,7 +135,8 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
         "preset": spec["preset"],
         "command": f"python -m nested ship {name}",
         "train": {k: v for k, v in vars(cfg).items() if k != "out_dir"},
-        "steps": cfg.steps,
+        "steps": cfg.steps + more,
+        **({"stages": [cfg.steps, more]} if more else {}),
         "tokens_seen": summary["tokens_seen"],
         "train_seconds": summary["train_seconds"],
         "machine": f"{platform.machine()}, {summary.get('threads', torch.get_num_threads())} threads, torch {torch.__version__}",
@@ -129,6 +154,14 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
     return dest
 
 
+def _steps_line(meta: dict) -> str:
+    stages = meta.get("stages")
+    if not stages:
+        return f"{meta['steps']} steps"
+    return (f"{meta['steps']:,} steps: {stages[0]:,}, then {stages[1]:,} more from those weights with a fresh "
+            "optimizer")  # fmt: skip
+
+
 def write_card(dest: Path, what: str, meta: dict, n_params: int) -> None:
     ev = meta["card_eval"]
     size_kb = (dest / "model.safetensors").stat().st_size / 1024
@@ -137,7 +170,7 @@ def write_card(dest: Path, what: str, meta: dict, n_params: int) -> None:
         "",
         what + ".",
         "",
-        f"- Reproduce: `{meta['command']}` (preset `{meta['preset']}`, {meta['steps']} steps, seed {meta['train']['seed']})",
+        f"- Reproduce: `{meta['command']}` (preset `{meta['preset']}`, {_steps_line(meta)}, seed {meta['train']['seed']})",
         f"- Model: `{meta['train']['model']}` {json.dumps(meta['train']['model_args'])}, {n_params:,} parameters, "
         f"{size_kb:.0f} KB of weights",
         f"- Task: `{meta['train']['task']}` {json.dumps(meta['train']['task_args'])}; optimizer {meta['train']['optimizer']} "

@@ -57,6 +57,18 @@ def test_an_unknown_preset_or_lesson_in_a_link_is_named_not_dropped_silently():
     assert not clean.sidebar.warning  # a plain visit: nothing to say
 
 
+def test_a_session_opened_on_a_link_says_once_what_the_link_restored():
+    """A tab that reconnects after a server restart is a new session on the same URL: it says what came
+    back and what did not (uploads, trained models), once; a plain visit says nothing."""
+    at = front_door(model="titans", seed="7", hide="seed")
+    toast = " ".join(t.value for t in at.toast)
+    assert "restored from its link (model, seed)" in toast and "trained in an earlier session" in toast
+    assert at.sidebar.selectbox(key="model").value == "titans"
+    at.run()
+    assert not at.toast  # once per session, not on every rerun
+    assert not AppTest.from_file(MAIN, default_timeout=TIMEOUT).run().toast
+
+
 def test_home_raster_covers_the_chosen_number_of_tokens():
     at = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
     short = at.get("plotly_chart")[0].proto.spec
