@@ -314,6 +314,9 @@ def test_a_link_with_typed_text_reopens_that_stream(server, browser):
     text = "shared text: every byte of it streams again"
     page = _open(browser, f"{server}/stepper?stepper_source=Type+or+paste&stepper_typed_z={encode_link_text(text)}",
                  "text=Token 0:", 500)  # fmt: skip
+    # the text area can be drawn a moment after the views under load: wait for its value, then compare
+    page.wait_for_function("document.querySelector('textarea') && document.querySelector('textarea').value.length > 0",
+                           timeout=30_000)  # fmt: skip
     assert page.locator("textarea").first.input_value() == text
     assert "Token 0: 's'" in page.inner_text("body").replace("**", "")
     page.close()
