@@ -203,3 +203,38 @@ def test_the_cli_says_what_went_wrong_without_a_traceback(tmp_path, capsys, monk
         err = capsys.readouterr().err
         assert code == 1 and err.startswith("error: cannot write") and exc.strerror in err and "Traceback" not in err
         monkeypatch.undo()
+
+
+def test_ship_takes_a_two_stage_run_only_when_it_continued_a_first_stage_of_the_recipes_length(tmp_path, monkeypatch):
+    """A continued recipe (1,750 steps, then more from those weights with a fresh optimizer) ships a run
+    whose `init` is a checkpoint of the first stage's length, adds that stage's cost to its card, and
+    refuses a single-stage run or a continuation of another length."""
+    import json
+
+    from nested import cards
+    from nested.train import preset
+
+    monkeypatch.setitem(cards.SHIPPED, "tiny", {"preset": "languages-hope", "steps": 4, "continue_steps": 2,
+                                                "what": "a test model"})  # fmt: skip
+    monkeypatch.setattr(cards, "CHECKPOINTS", tmp_path / "shipped")
+    model = nested.build_model("hope", d_model=16, n_layers=1, seed=0)
+    recipe = json.loads(json.dumps(vars(preset("languages-hope", steps=4))))
+
+    def run_dir(name, steps, init, seconds):
+        d = tmp_path / name
+        nested.save(model, d / "model", meta={"train": {**recipe, "steps": steps, "init": init}, "steps": steps,
+                                              "tokens_seen": 100 * steps, "train_seconds": seconds})  # fmt: skip
+        (d / "history.json").write_text(json.dumps([{"step": i, "loss": 2.0} for i in range(steps)]))
+        return d
+
+    first = run_dir("first", 4, None, 40.0)
+    with pytest.raises(ValueError, match="not trained by the tiny recipe"):
+        cards.ship("tiny", from_run=first)  # one stage where two are asked
+    other = run_dir("other", 3, None, 30.0)
+    with pytest.raises(ValueError, match="continued a 3-step run"):
+        cards.ship("tiny", from_run=run_dir("wrong", 2, str(other / "model"), 20.0))
+    dest = cards.ship("tiny", from_run=run_dir("second", 2, str(first / "model"), 20.0))
+    meta = nested.load(dest).checkpoint_meta
+    assert meta["steps"] == 6 and meta["stages"] == [4, 2]
+    assert meta["tokens_seen"] == 600 and meta["train_seconds"] == 60.0
+    assert "6 steps: 4, then 2 more from those weights with a fresh optimizer" in (dest / "README.md").read_text()
