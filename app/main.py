@@ -17,6 +17,7 @@ use_app_threads()  # one torch thread per process by default (app/threads.py)
 from app.lessons import lessons  # noqa: E402
 from app.presets import preset_params  # noqa: E402
 from app.registry import PAGES  # noqa: E402
+from app.release import trim_when_session_ends  # noqa: E402
 from app.sidebar import global_sidebar  # noqa: E402
 from app.urlstate import LESSON_PARAM, apply_preset, keep_instructor_mode  # noqa: E402
 
@@ -27,6 +28,7 @@ pages = {p.url_path: st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_
 nav = st.navigation(list(pages.values()))
 keep_instructor_mode()
 apply_preset(preset_params())
+trim_when_session_ends()  # a closed session's memory goes back to the OS (app/release.py)
 st.session_state["settings"] = global_sidebar()
 lesson = lessons().get(st.query_params.get(LESSON_PARAM, ""))
 if lesson is not None:
