@@ -107,9 +107,7 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
             first = json.loads((Path(done["train"]["init"]) / CONFIG).read_text())["meta"]
             if first.get("steps") != cfg.steps:
                 raise ValueError(f"{run} continued a {first.get('steps')}-step run, not the recipe's {cfg.steps}")
-            summary = {k: summary[k] + first[k] for k in ("tokens_seen", "train_seconds")} | {
-                "threads": summary["threads"]
-            }
+            summary = _with_first_stage(summary, first)
         history = json.loads((run / "history.json").read_text())
     else:
         with tempfile.TemporaryDirectory() as tmp:
@@ -125,7 +123,7 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
                 summary = train(cfg2, progress=progress)
                 model = summary.pop("model").cpu().eval()
                 history = json.loads((Path(tmp) / "second" / "history.json").read_text())
-                summary.update({k: summary[k] + first[k] for k in ("tokens_seen", "train_seconds")})
+                summary = _with_first_stage(summary, first)
     if dest.exists():
         shutil.rmtree(dest)
     nested.save(model, dest)
@@ -153,6 +151,11 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
     (dest / CONFIG).write_text(json.dumps(doc, indent=2, sort_keys=True))
     write_card(dest, spec["what"], meta, sum(p.numel() for p in model.parameters()))
     return dest
+
+
+def _with_first_stage(summary: dict, first: dict) -> dict:
+    """A continued run's summary with the first stage's tokens and seconds added (the card's whole cost)."""
+    return summary | {k: summary[k] + first[k] for k in ("tokens_seen", "train_seconds")}
 
 
 def _steps_line(meta: dict) -> str:
