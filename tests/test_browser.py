@@ -147,11 +147,13 @@ FIRST_VISIBLE_PLOT = ("[...document.querySelectorAll(\"[data-testid='stPlotlyCha
 def _curve_lengths(page) -> list[int]:
     """The number of points of every line of the first visible chart (the forgetting curves; the other
     tab's charts are in the page too, hidden), read from Plotly."""
-    page.wait_for_function(f"!!({FIRST_VISIBLE_PLOT})", timeout=90_000)
-    return page.evaluate(
-        f"() => {{ const p = {FIRST_VISIBLE_PLOT};"
-        " return p ? p.data.filter(d => d.type === 'scatter' && d.name !== 'chance').map(d => d.x.length) : []; }"
-    )
+    # found and read in one evaluation: a redraw between a wait and a separate read left an empty chart
+    return page.wait_for_function(
+        f"() => {{ const p = {FIRST_VISIBLE_PLOT}; if (!p) return null;"
+        " const n = p.data.filter(d => d.type === 'scatter' && d.name !== 'chance').map(d => d.x.length);"
+        " return n.length ? n : null; }",
+        timeout=90_000,
+    ).json_value()
 
 
 def test_continual_streams_switches_and_every_curve_extends(server, browser):
