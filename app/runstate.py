@@ -104,6 +104,14 @@ class StepperRun:
             self.state = run.state
             self.trace.extend(run.trace)
 
+    def ensure_window(self, model: nested.NestedLM | None, start: int, end: int, snapshots: bool = True) -> None:
+        """Make every token of [start, end) viewable, and token start - 1's matrices (the first change's
+        base): a preset covers only a window of matrices, so the live run streams past the last it lacks."""
+        if self.replay:
+            return
+        lacking = [t for t in range(max(start - 1, 0), end) if not self._preset_covers(t, snapshots)]
+        self.ensure(model, (lacking[-1] if lacking else end - 1) + 1, snapshots)
+
     def export_trace(self) -> Trace:
         """The most complete trace of this run: the live one, or, while a shipped run covers more tokens,
         that run with every live memory snapshot merged in."""
@@ -126,6 +134,8 @@ class StepperRun:
     def snapshot(self, layer: int, token: int, model=None) -> dict | None:
         """The matrices of `layer` after `token` (-1: before the first): kept, or recomputed with `model`."""
         tr = self.view(max(token, 0))
+        if tr is None:
+            return None
         got = tr.snapshot_at(layer, token)
         if got is None and model is not None and tr is self.trace and not self.replay and token < self.computed:
             got = self._recompute(model, layer, token)

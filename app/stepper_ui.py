@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -106,14 +107,19 @@ def current_runs(settings: dict, frozen: tuple[str, ...]) -> tuple[StepperRun | 
     return run, cmp_run
 
 
-def ensure(run: StepperRun, model: nested.NestedLM | None, upto: int, snapshots: bool = True) -> bool:
-    """Compute what the view needs; a diverging memory is reported and the session goes on."""
+def ensure(
+    run: StepperRun, model: nested.NestedLM | None, upto: int, snapshots: bool = True, start: int | None = None
+) -> bool:
+    """Compute what the view needs (token upto - 1, or every token of [start, upto)); a diverging memory
+    is reported and the session goes on."""
     try:
+        compute = (lambda: run.ensure(model, upto, snapshots)) if start is None else (
+            lambda: run.ensure_window(model, start, upto, snapshots))  # fmt: skip
         if upto - run.computed > 64 and not run.replay:
             with st.spinner(f"Streaming {upto - run.computed} tokens through {run.key[0]}…"):
-                run.ensure(model, upto, snapshots)
+                compute()
         else:
-            run.ensure(model, upto, snapshots)
+            compute()
         return True
     except Exception as exc:  # noqa: BLE001 - any failure of the live model is shown, never raised
         show_error(exc, f"The model {run.key[0]} could not stream this text")
@@ -128,9 +134,10 @@ def topk_line(trace: Trace, i: int) -> str:
                                                                                  strict=True))  # fmt: skip
 
 
-def export_panel(run: StepperRun, figures: dict, settings: dict) -> None:
-    """Downloads (generated only when clicked): the figures as one offline HTML page, the data as CSV and
-    JSON, the whole trace as .npz (it loads back under Text → Saved trace)."""
+def export_panel(run: StepperRun, figures: Callable[[], dict], settings: dict) -> None:
+    """Downloads (generated only when clicked): the figures of the current token (`figures` builds them) as
+    one offline HTML page, the data as CSV and JSON, the whole trace as .npz (it loads back under Text →
+    Saved trace)."""
     if is_hidden("exports") or (run.trace is None and run.preset is None):
         return
     trace = run.export_trace()
@@ -147,5 +154,5 @@ def export_panel(run: StepperRun, figures: dict, settings: dict) -> None:
                              on_click="ignore", key="dl_csv")  # fmt: skip
         c[2].download_button("Data (.json)", lambda: trace_json(trace), f"{stem}.json", "application/json",
                              on_click="ignore", key="dl_json")  # fmt: skip
-        c[3].download_button("Figures (.html)", lambda: figures_html(figures, f"Token stepper: {run.key[0]}"),
+        c[3].download_button("Figures (.html)", lambda: figures_html(figures(), f"Token stepper: {run.key[0]}"),
                              f"{stem}.html", "text/html", on_click="ignore", key="dl_html")  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from streamlit.testing.v1 import AppTest
@@ -9,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from app.registry import ROOT, page_for
 
 MAIN = str(ROOT / "app" / "main.py")
+_REPORTS = itertools.count()
 TIMEOUT = 300  # torch on a loaded 2-core machine: AppTest's default 3 s is far too short
 
 
@@ -30,3 +32,25 @@ def open_page(url_path: str, **params) -> AppTest:
 def chart(at: AppTest, key: str) -> dict:
     """The Plotly figure (as JSON) of the chart whose widget key contains `key`."""
     return json.loads(next(c for c in at.get("plotly_chart") if key in c.proto.id).proto.spec)
+
+
+def player_data(at: AppTest) -> dict:
+    """What the server last sent the stepper's browser-side player (app/player.py's payload)."""
+    return json.loads(next(e for e in at.get("bidi_component") if "stepper_player" in e.proto.id).proto.json)
+
+
+def report(
+    at: AppTest, index: int, *, playing: bool = False, need: dict | None = None, seq: int | None = None
+) -> AppTest:
+    """What the player in the browser tells the server (app/player.js): where it rests, whether it plays,
+    a window it lacks; `seq` is the last server command it applied (by default the latest)."""
+    seq = at.session_state["_player_cmd"]["seq"] if seq is None else seq
+    rid = f"test-{next(_REPORTS)}"
+    view = {"rid": rid, "index": index, "playing": playing, "seq": seq, "need": need}
+    at.session_state["stepper_player"] = {"view": view}
+    return at.run()
+
+
+def step(at: AppTest, k: int = 1) -> AppTest:
+    """The player stepped k tokens (→ pressed k times) and came to rest."""
+    return report(at, at.session_state["stepper_index"] + k)

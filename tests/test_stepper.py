@@ -8,10 +8,12 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import nested
-from app.models import build_frozen
+from app.models import build_frozen, decode_token
+from app.player import WINDOW
 from app.registry import ROOT
 from app.runstate import StepperRun, downsample, frozen_options
 from app.textinput import TextInputError, clean_text, decode_bytes, decode_upload
+from tests.apptest import player_data, report, step
 
 MAIN = str(ROOT / "app" / "main.py")
 STEPPER = str(ROOT / "pages" / "stepper.py")
@@ -24,26 +26,29 @@ def _at():
     return at.run()
 
 
-def test_step_back_and_scrub_move_the_index_and_the_plots():
+def test_the_player_gets_a_window_ahead_and_its_reports_move_the_index():
     at = _at()
     assert not at.exception
-    assert at.slider(key="stepper_slider").value == 0
-    strip0 = [c.proto.spec for c in at.get("plotly_chart")]
-    for _ in range(5):
-        at.button(key="stepper_step").click().run()
-    assert at.slider(key="stepper_slider").value == 5
-    strip5 = [c.proto.spec for c in at.get("plotly_chart")]
-    assert strip0[0] != strip5[0] and strip0[1] != strip5[1]  # the strip and the heatmap changed
-    at.button(key="stepper_back").click().run()
-    assert at.slider(key="stepper_slider").value == 4
-    at.slider(key="stepper_slider").set_value(20).run()
-    assert at.slider(key="stepper_slider").value == 20 and not at.exception
-    assert "Token 20" in " ".join(m.value for m in at.markdown)
+    first = player_data(at)
+    assert first["frames_from"] == 0 and len(first["frames"]) == WINDOW and first["scalars_from"] == 0
+    assert len(first["scalars"]) == WINDOW and first["cmd"]["index"] == 0 and first["cmd"]["playing"] is False
+    run = at.session_state["stepper_run"]
+    assert [s["c"] for s in first["scalars"][:3]] == [decode_token(t) for t in run.tokens[:3]]
+    report(at, 5)  # the browser stepped to 5 and rests there: nothing to compute or send
+    assert at.session_state["stepper_index"] == 5 and at.query_params["stepper_index"] == "5"
+    light = player_data(at)
+    assert light["frames"] == [] and light["scalars"] == [] and light["sig"] == first["sig"]
+    ahead = report(at, 20, playing=True, need={"start": 32, "nonce": 1})  # playing, it asks for the next window
+    data = player_data(ahead)
+    assert data["frames_from"] == 32 and len(data["frames"]) == WINDOW and data["scalars_from"] == 0
+    assert len(data["scalars"]) == 64 and at.session_state["stepper_playing"]
+    assert player_data(report(at, 21, playing=True, need={"start": 32, "nonce": 1}))["frames"] == []  # served once
+    at.toggle(key="stepper_figures").set_value(True).run()  # the figures of the token it rests on
+    assert not at.exception and "Figures of token 21" in " ".join(m.value for m in at.markdown)
 
 
 def test_bad_text_gets_a_message_and_keeps_the_run():
-    at = _at()
-    at.button(key="stepper_step").click().run()
+    at = step(_at())
     at.radio(key="stepper_source").set_value("Type or paste").run()
     at.text_area(key="stepper_typed").set_value("\x00\x01\x02").run()
     assert not at.exception
@@ -109,54 +114,59 @@ def _specs(at):
 
 
 def test_every_view_control_changes_what_is_drawn():
-    at = _at()
-    for _ in range(3):
-        at.button(key="stepper_step").click().run()
-    base = _specs(at)
+    at = step(_at(), 3)
+    base = player_data(at)  # a light payload: the browser holds the frames of this view
     at.radio(key="stepper_colour").set_value("eta").run()
-    coloured = _specs(at)
-    assert coloured[0] != base[0] and coloured[1:] == base[1:]  # only the strip changed
+    coloured = player_data(at)
+    assert coloured["sig"] != base["sig"] and coloured["names"]["colour"] == "eta" and coloured["frames_from"] == 0
+    strip = [s["v"] for s in coloured["scalars"]]
+    assert strip == [s["eta"] for s in coloured["scalars"]]  # the strip's value is now the learning rate
     at.selectbox(key="stepper_memory").set_value("M_k").run()
-    memory = _specs(at)
-    assert memory[1] != coloured[1] and "M_k after token 3" in memory[1] and memory[0] == coloured[0]
+    memory = player_data(at)
+    assert memory["names"]["memory"] == "M_k" and memory["frames"][3]["m"] != coloured["frames"][3]["m"]
+    assert [s["v"] for s in memory["scalars"]] == strip
     at.selectbox(key="stepper_layer").set_value(1).run()
-    layer = _specs(at)
-    assert layer[1] != memory[1] and layer[3] != memory[3]  # heatmap and curves follow the layer
+    layer = player_data(at)
+    assert layer["frames"][3]["m"] != memory["frames"][3]["m"] and layer["scalars"][3]["eta"] != strip[3]
     at.select_slider(key="stepper_speed").set_value(10).run()
-    assert not at.exception and at.select_slider(key="stepper_speed").value == 10
+    assert not at.exception and player_data(at)["cmd"]["speed"] == 10 and "index" not in player_data(at)["cmd"]
     at.selectbox(key="stepper_sample").set_value("Booleans").run()
-    assert at.slider(key="stepper_slider").value == 0 and _specs(at)[0] != layer[0]  # a new text restarts
+    restarted = player_data(at)
+    assert at.session_state["stepper_index"] == 0 and restarted["cmd"]["index"] == 0  # a new text restarts
+    assert restarted["scalars"][0]["c"] != layer["scalars"][0]["c"] or restarted["n"] != layer["n"]
 
 
-def test_play_is_a_timed_fragment_and_a_full_rerun_does_not_skip_a_token():
-    at = _at()
-    at.button(key="stepper_step").click().run()
-    at.button(key="stepper_play").click().run()  # the page's own run draws; only timed reruns advance
-    assert not at.exception and at.slider(key="stepper_slider").value == 1 and at.session_state["stepper_playing"]
-    assert at.button(key="stepper_play").label.endswith("Pause")
-    at.button(key="stepper_play").click().run()
-    assert at.slider(key="stepper_slider").value == 1 and not at.session_state["stepper_playing"]
+def test_a_report_sent_before_the_servers_last_move_is_ignored():
+    at = step(_at(), 6)
+    old_seq = at.session_state["_player_cmd"]["seq"]
+    at.button(key="stepper_reset").click().run()  # the server moves the player back to 0
+    cmd = player_data(at)["cmd"]
+    assert cmd["seq"] == old_seq + 1 and cmd["index"] == 0 and cmd["playing"] is False
+    report(at, 9, seq=old_seq)  # in flight before the browser applied the reset: stale
+    assert at.session_state["stepper_index"] == 0
+    report(at, 2)
+    assert at.session_state["stepper_index"] == 2 and not at.exception
 
 
 def test_two_models_side_by_side_on_the_same_stream():
     at = _at()
     at.multiselect(key="stepper_frozen").set_value(["layer 0 cms[0]", "layer 1 cms[0]"]).run()
-    at.selectbox(key="stepper_compare").set_value("titans").run()
-    for _ in range(4):
-        at.button(key="stepper_step").click().run()
+    data = player_data(at.selectbox(key="stepper_compare").set_value("titans").run())  # a new view: a new window
+    step(at, 4)
     assert not at.exception
     run, other = at.session_state["stepper_run"], at.session_state["stepper_compare_run"]
     assert other.key[0] == "titans" and other.tokens == run.tokens and other.frozen == ()
-    labels = [m.value for m in at.markdown if m.value.startswith("**")]
-    assert labels[:2] == ["**hope** (frozen: layer 0 cms[0], layer 1 cms[0])", "**titans**"]
+    assert data["names"]["main"] == "hope" and data["names"]["other"] == "titans"
+    row = data["scalars"][4]
+    assert abs(row["cmp_loss"] - row["loss"]) > 1e-6 and row["cmp_loss"] == pytest.approx(
+        other.view(4, False).loss[4], abs=1e-4
+    )
+    at.toggle(key="stepper_figures").set_value(True).run()
     specs = _specs(at)
     assert len(specs) == 6  # two strips, the loss comparison, two heatmaps, the curves
     assert '"name":"hope (frozen)"' in specs[2] and '"name":"titans"' in specs[2]
     colours = [t["line"]["color"] for t in json.loads(specs[2])["data"]]
     assert len(set(colours)) == 2  # two hues, one per model
-    assert any("the left model" in c.value and "hope" in c.value for c in at.caption)  # whose memory is shown
-    assert json.loads(specs[3])["layout"]["title"]["text"].startswith("hope: ")
-    assert abs(other.view(4, snapshots=False).loss[4] - run.view(4).loss[4]) > 1e-6  # two different models
 
 
 def test_export_merges_live_snapshots_into_a_shipped_run():
@@ -182,22 +192,24 @@ def test_a_transformer_is_stepped_with_its_loss_strip():
     at.switch_page(STEPPER)
     at.run()
     assert not at.exception and at.radio(key="stepper_colour").options == ["loss"]
-    for _ in range(3):
-        at.button(key="stepper_step").click().run()
+    data = player_data(at)
+    assert data["names"]["memory"] is None and data["names"]["rates"] == []  # no memory, no rates to draw
+    assert data["frames"] == [None] * len(data["frames"]) and "eta" not in data["scalars"][0]
+    assert [s["v"] for s in data["scalars"][:3]] == [s["loss"] for s in data["scalars"][:3]]
+    at.toggle(key="stepper_figures").set_value(True).run()
     strip = at.get("plotly_chart")[0].proto.spec
     assert '"text":"loss"' in strip and not at.exception
     assert not [c for c in at.get("plotly_chart") if "after token" in c.proto.spec]  # no memory to draw
 
 
 def test_reset_returns_to_the_first_token_with_fresh_memories():
-    at = _at()
-    for _ in range(4):
-        at.button(key="stepper_step").click().run()
+    at = step(_at(), 4)
     old = at.session_state["stepper_run"]
     at.button(key="stepper_reset").click().run()
     new = at.session_state["stepper_run"]
-    assert not at.exception and at.slider(key="stepper_slider").value == 0
-    assert new is not old and new.key == old.key and new.computed <= 2
+    assert not at.exception and at.session_state["stepper_index"] == 0 and player_data(at)["cmd"]["index"] == 0
+    # a new run: only what the window around token 0 lacks from the shipped run (tokens 0-3's matrices) is computed
+    assert new is not old and new.key == old.key and new.computed <= 5
 
 
 def test_a_long_run_keeps_a_bounded_window_of_matrices_and_recomputes_any_other_exactly():

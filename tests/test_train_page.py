@@ -27,6 +27,7 @@ from app.trainer import (
     parse_lr,
 )
 from nested.train import TrainConfig, train
+from tests.apptest import step
 
 MAIN = str(ROOT / "app" / "main.py")
 TIMEOUT = 300
@@ -209,7 +210,7 @@ def test_train_then_the_stepper_and_continual_pages_run_the_result():
     assert any("transformer trained 4 steps" in c.value for c in at.sidebar.caption)
     at.switch_page(str(page_for("stepper").path)).run()
     assert not at.exception, [e.value for e in at.exception]
-    at.button(key="stepper_step").click().run()
+    step(at)
     run = at.session_state["stepper_run"]
     assert run.key[0] == name and run.computed >= 2  # the stepper streamed the session's model
     with torch.no_grad():

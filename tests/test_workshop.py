@@ -18,6 +18,7 @@ from app.runstate import StepperRun
 from app.samples import sample_texts
 from app.textinput import clean_text
 from nested.trace import Trace
+from tests.apptest import player_data, report, step
 
 MAIN = str(ROOT / "app" / "main.py")
 PAGE_FILE = {p.url_path: str(p.path) for p in PAGES}
@@ -41,13 +42,14 @@ def test_a_url_restores_the_view_reached_by_clicking():
     clicked.selectbox(key="stepper_sample").set_value("Booleans").run()
     clicked.selectbox(key="stepper_layer").set_value(1).run()
     clicked.radio(key="stepper_colour").set_value("eta").run()
-    for _ in range(6):
-        clicked.button(key="stepper_step").click().run()
+    step(clicked, 6)
     restored = open_page(
         "stepper", stepper_sample="Booleans", stepper_layer="1", stepper_colour="eta", stepper_index="6"
     )
     assert not clicked.exception and not restored.exception
-    assert restored.slider(key="stepper_slider").value == 6
+    assert restored.session_state["stepper_index"] == 6 and player_data(restored)["cmd"]["index"] == 6
+    for at in (clicked, restored):
+        at.toggle(key="stepper_figures").set_value(True).run()
     assert restored.selectbox(key="stepper_layer").value == 1 and restored.radio(key="stepper_colour").value == "eta"
     assert chart_specs(restored) == chart_specs(clicked)  # the same strip, heatmaps and curves
 
@@ -70,7 +72,7 @@ def test_model_seed_and_frozen_levels_come_from_the_url():
 def test_garbage_in_new_url_parameters_is_dropped(params):
     at = open_page("stepper", **params)
     assert not at.exception, [e.value for e in at.exception]
-    assert 0 <= at.slider(key="stepper_slider").value < len(at.session_state["stepper_run"].tokens)
+    assert 0 <= at.session_state["stepper_index"] < len(at.session_state["stepper_run"].tokens)
 
 
 def test_instructor_hides_controls_but_keeps_their_url_values():
@@ -94,8 +96,9 @@ def test_every_lesson_opens_its_page_in_its_state():
         assert not at.exception, (lesson.name, [e.value for e in at.exception])
         assert any(e.label == f"Lesson: {lesson.title}" for e in at.expander), lesson.name
         for key, value in lesson.preset.params.items():
-            if key in POSITIONS:  # a position is plain session state, shown by its slider
-                assert at.session_state[key] == value == at.slider(key=POSITIONS[key]).value
+            if key in POSITIONS:  # a position is plain session state, shown by its slider or the player
+                shown = at.slider(key=POSITIONS[key]).value if POSITIONS[key] else player_data(at)["cmd"]["index"]
+                assert at.session_state[key] == value == shown
                 continue
             if key in ("model", "seed"):
                 widget = at.sidebar.selectbox(key=key) if key == "model" else at.sidebar.number_input(key=key)
@@ -106,7 +109,7 @@ def test_every_lesson_opens_its_page_in_its_state():
             assert f"**{what}.**" in lesson.body, (lesson.name, what)
 
 
-POSITIONS = {"stepper_index": "stepper_slider", "attr_position": "attr_slider"}
+POSITIONS = {"stepper_index": None, "attr_position": "attr_slider"}  # None: the stepper's player
 
 
 def _kind_of(at: AppTest, key: str) -> str:
@@ -118,7 +121,8 @@ def _kind_of(at: AppTest, key: str) -> str:
 
 def test_a_url_preset_never_overrides_what_the_url_says():
     at = open_page("stepper", preset="stepper-first-look", stepper_index="5")
-    assert at.slider(key="stepper_slider").value == 5 and at.selectbox(key="stepper_memory").value == "M_memory"
+    assert at.session_state["stepper_index"] == 5 and player_data(at)["cmd"]["index"] == 5
+    assert at.selectbox(key="stepper_memory").value == "M_memory"
 
 
 def test_a_lesson_file_without_a_known_preset_is_refused(tmp_path):
@@ -150,17 +154,20 @@ def test_shipped_preset_runs_equal_a_live_run(name, tmp_path):
     i = preset.params["stepper_index"]
     for layer in range(shipped.n_layers):
         a, b = shipped.snapshot_at(layer, i), live.trace.snapshot_at(layer, i)
-        assert set(a) == set(b) and all(np.allclose(a[k], b[k], atol=1e-5) for k in a)
+        # float32 rounding differs between CPUs (the shipped run was built on another machine) and the
+        # memory recursion carries it: equal to 1e-4 of each matrix's scale, not bit for bit
+        assert set(a) == set(b) and all(np.allclose(a[k], b[k], atol=1e-4 * np.abs(a[k]).max()) for k in a)
 
 
 def test_a_preset_draws_without_streaming_and_then_runs_live():
     at = open_page("stepper", preset="stepper-first-look")
     run = at.session_state["stepper_run"]
     assert run.preset is not None and run.computed == 0  # the first view came from the shipped run
-    for _ in range(3):
-        at.button(key="stepper_back").click().run()
-    assert at.slider(key="stepper_slider").value == 17 and not at.exception
-    at.slider(key="stepper_slider").set_value(2).run()  # outside the shipped window: computed live
+    report(at, 17)  # three steps back
+    assert (
+        at.session_state["stepper_index"] == 17 and not at.exception and at.session_state["stepper_run"].computed == 0
+    )
+    report(at, 2, need={"start": 0, "nonce": "a"})  # outside the shipped window: the browser asks, it is computed live
     assert at.session_state["stepper_run"].computed >= 3
 
 
@@ -204,20 +211,18 @@ def test_html_export_is_self_contained():
 
 
 def test_an_exported_trace_loads_back_to_the_same_view():
-    at = open_page("stepper")
-    for _ in range(7):
-        at.button(key="stepper_step").click().run()
-    original = chart_specs(at)
+    at = step(open_page("stepper"), 7)
+    original = chart_specs(at.toggle(key="stepper_figures").set_value(True).run())
     data = trace_npz(at.session_state["stepper_run"].export_trace())  # what the Export panel's button gives
     assert Trace.load(io.BytesIO(data)).tokens == at.session_state["stepper_run"].tokens
     at.radio(key="stepper_source").set_value("Saved trace").run()
     at.get("file_uploader")[0].set_value(("run.npz", data, "application/octet-stream")).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state["stepper_run"].replay
-    assert at.slider(key="stepper_slider").value == 0  # a new stream starts at its first token
-    at.slider(key="stepper_slider").set_value(7).run()
+    assert at.session_state["stepper_index"] == 0  # a new stream starts at its first token
+    report(at, 7)
     assert chart_specs(at) == original
-    assert any(m.value.startswith("**hope (saved trace)**") for m in at.markdown)  # named for its model
+    assert player_data(at)["names"]["main"] == "hope (saved trace)"  # named for its model
     assert at.multiselect(key="stepper_frozen").disabled  # freezing cannot change a recorded run
     assert any("do not apply" in i.value for i in at.info)
     at.get("file_uploader")[0].set_value(("bad.npz", b"PK\x03\x04 not a zip", "application/octet-stream")).run()
