@@ -64,7 +64,7 @@ def names(run: StepperRun, other: StepperRun | None, memory: str, colour: str, l
     rates = (
         [["eta", gates["eta"][0]], ["alpha", gates["alpha"][0]], ["surprise", "surprise (inner loss)"]] if gates else []
     )
-    return {"main": run.label, "other": other.label if other else None, "memory": memory if run.memory_names(layer) else None,
+    return {"main": run.label, "frozen": ", ".join(run.frozen), "other": other.label if other else None, "memory": memory if run.memory_names(layer) else None,
             "colour": colour, "rates": rates}  # fmt: skip
 
 

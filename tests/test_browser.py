@@ -54,75 +54,82 @@ def _open(browser, url: str, selector: str, settle_ms: int):
     return page
 
 
-def test_stepper_steps_five_tokens_and_the_plots_change(server, browser):
+PLAYER = "Object.values(globalThis.__nestedPlayers || {})[0]"  # the stepper's player state (app/player/player.js)
+READY = f"(() => {{ const p = {PLAYER}; return p && p.frames.has(p.index) && p.scalars.has(p.index); }})()"
+
+
+def _player(page) -> dict:
+    return page.evaluate(f"(() => {{ const p = {PLAYER}; return {{index: p.index, playing: p.playing, "
+                         "played: p.stats.played, seconds: p.stats.playSeconds, stalls: p.stats.stalls}; })()")  # fmt: skip
+
+
+def _heat_pixels(page) -> list[int]:
+    return page.evaluate("Array.from(document.querySelector(\"[data-testid='nlp-heat-now']\").getContext('2d')"
+                         ".getImageData(0, 0, 32, 32).data)")  # fmt: skip
+
+
+def test_stepper_steps_five_tokens_and_the_views_change(server, browser):
     page = _open(browser, f"{server}/", "h1", 500)
     page.locator("[data-testid='stSidebarNav'] a[href$='/stepper']").click(timeout=60_000)
-    page.wait_for_selector("text=Step", timeout=60_000)
-    page.wait_for_function(IDLE, timeout=90_000)
-    charts = page.locator("[data-testid='stPlotlyChart']")
-    charts.nth(1).wait_for(timeout=60_000)
-    before = [charts.nth(i).screenshot() for i in (0, 1)]
-    for i in range(1, 6):  # a click racing a rerun on a loaded machine can be lost: click again, never twice
-        for attempt in range(3):
-            page.get_by_role("button", name="Step").click()
-            try:
-                page.wait_for_function(f"document.body.innerText.includes('Token {i}:')", timeout=20_000)
-                break
-            except Exception:
-                if attempt == 2 or page.get_by_text(f"Token {i + 1}:").count():
-                    raise
-        page.wait_for_function(IDLE, timeout=90_000)
-    page.wait_for_timeout(1500)
-    assert page.get_by_text("Token 5:").count() >= 1
-    after = [charts.nth(i).screenshot() for i in (0, 1)]
-    assert before[0] != after[0], "the token strip did not change"
-    assert before[1] != after[1], "the memory heatmap did not change"
+    page.wait_for_selector("[data-testid='nlp-head']", timeout=60_000)
+    page.wait_for_function(READY, timeout=90_000)
+    strip, heat = page.inner_html("[data-testid='nlp-strip']"), _heat_pixels(page)
+    for i in range(1, 6):  # the player steps in the browser: no click can race a rerun
+        page.get_by_test_id("nlp-step").click()
+        assert page.inner_text("[data-testid='nlp-head']").startswith(f"Token {i}:")
+    assert page.inner_html("[data-testid='nlp-strip']") != strip, "the token strip did not change"
+    assert _heat_pixels(page) != heat, "the memory heatmap did not change"
+    page.wait_for_function("location.href.includes('stepper_index=5')", timeout=30_000)  # the link follows at rest
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()
 
 
-def _token(page) -> int:
-    m = re.search(r"Token (\d+):", page.inner_text("body"))
-    return int(m.group(1)) if m else -1
-
-
-def _press_until(page, key: str, condition: str, tries: int = 3) -> None:
-    """Press a shortcut key until the page shows the condition (a key pressed while the page is still
-    wiring its shortcuts is lost, so one retry is not a failure)."""
-    for attempt in range(tries):
-        page.keyboard.press(key)
-        try:
-            page.wait_for_function(condition, timeout=15_000)
-            return
-        except Exception:
-            if attempt == tries - 1:
-                raise
-
-
 def test_keys_play_pause_and_the_url_follow_the_token(server, browser):
-    page = _open(browser, f"{server}/stepper", "text=Step", 1000)
-    page.locator("h1").click()  # focus the page, not a widget
-    _press_until(page, "ArrowRight", "document.body.innerText.includes('Token 1:')")
-    assert "stepper_index=1" in page.url  # the view is already a shareable link
-    pause_shown = "[...document.querySelectorAll('button')].some(b => b.innerText.includes('Pause'))"
-    _press_until(page, " ", pause_shown)  # play: the button turns into Pause at once
-    page.wait_for_function("/Token ([4-9]|\\d\\d+):/.test(document.body.innerText)", timeout=90_000)
-    for _ in range(3):  # a click racing a timed rerun can be lost on a loaded machine: retry, never toggle twice
-        if page.get_by_role("button", name=re.compile("Pause")).count():
-            page.get_by_role("button", name=re.compile("Pause")).click()
-        try:
-            page.get_by_role("button", name=re.compile("Play")).wait_for(timeout=15_000)
-            break
-        except Exception:
-            continue
-    page.wait_for_function(IDLE, timeout=30_000)
+    page = _open(browser, f"{server}/stepper", "[data-testid='nlp-head']", 500)
+    page.wait_for_function(READY, timeout=90_000)
+    page.locator("h1").click()
+    for _ in range(20):  # 20 presses, no pause between them: every one moves a token
+        page.keyboard.press("ArrowRight")
+    assert _player(page)["index"] == 20
+    page.wait_for_function("location.href.includes('stepper_index=20')", timeout=30_000)
+    page.keyboard.press(" ")
+    assert _player(page)["playing"] and "Pause" in page.get_by_test_id("nlp-play").inner_text()
+    page.wait_for_function(f"{PLAYER}.index >= 24", timeout=30_000)
+    page.keyboard.press(" ")
+    paused = _player(page)["index"]
     page.wait_for_timeout(1500)
-    paused = _token(page)
-    page.wait_for_timeout(1500)
-    assert _token(page) == paused >= 4, "pause did not stop the stream"
+    assert _player(page)["index"] == paused and not _player(page)["playing"], "pause did not stop the stream"
     page.keyboard.press("ArrowLeft")
-    page.wait_for_function(f"document.body.innerText.includes('Token {paused - 1}:')", timeout=30_000)
+    assert page.inner_text("[data-testid='nlp-head']").startswith(f"Token {paused - 1}:")
     assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+def test_keys_still_step_after_a_selectbox_was_used(server, browser):
+    page = _open(browser, f"{server}/stepper", "[data-testid='nlp-head']", 500)
+    page.wait_for_function(READY, timeout=90_000)
+    layer = page.locator("[data-testid='stSelectbox']").filter(has_text="Layer")
+    layer.click()
+    page.get_by_role("option", name="1", exact=True).click()  # focus stays in the selectbox
+    page.wait_for_function(IDLE, timeout=60_000)
+    page.wait_for_function(READY, timeout=60_000)
+    start = _player(page)["index"]
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    assert _player(page)["index"] == start + 2
+    page.close()
+
+
+@pytest.mark.parametrize("speed", [2, 5, 10])
+def test_playback_keeps_its_speed(server, browser, speed):
+    """Within ±20 % of the setting on this machine (the bench prints the figures: bench/bench_app_step.py)."""
+    page = _open(browser, f"{server}/stepper?stepper_speed={speed}", "[data-testid='nlp-head']", 500)
+    page.wait_for_function(READY, timeout=90_000)
+    page.get_by_test_id("nlp-play").click()
+    page.wait_for_timeout(6000)
+    got = _player(page)
+    rate = got["played"] / got["seconds"]
+    assert abs(rate - speed) <= 0.2 * speed, got
     page.close()
 
 

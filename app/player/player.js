@@ -58,6 +58,7 @@ function build(p, root) {
   p.scrub = el("input", { type: "range", min: "0", max: "0", value: "0", class: "nlp-scrub", "aria-label": "Token", "data-testid": "nlp-scrub" }, bar);
   p.pos = el("span", { class: "nlp-pos" }, bar);
   p.status = el("span", { class: "nlp-status", "data-testid": "nlp-status" }, bar);
+  p.model = el("div", { class: "nlp-model" }, root);
   p.head = el("div", { class: "nlp-head", "data-testid": "nlp-head" }, root);
   p.pred = el("div", { class: "nlp-pred" }, root);
   p.cmpLine = el("div", { class: "nlp-pred" }, root);
@@ -223,6 +224,7 @@ function render(p) {
   p.root.dataset.playing = String(p.playing);
   p.root.dataset.played = String(p.stats.played);
   p.root.dataset.stalls = String(p.stats.stalls);
+  p.model.textContent = p.names.main ? `${p.names.main}${p.names.frozen ? ` (frozen: ${p.names.frozen})` : ""}` : "";
   if (!s) { p.head.textContent = `Token ${i}: (loading)`; return; }
   p.head.innerHTML = "";
   el("span", { text: `Token ${i}: ` }, p.head);
