@@ -1,16 +1,18 @@
-"""How long one step of the token stepper takes in the real app: `streamlit run` + headless Chromium,
-pressing → and waiting until the page shows the next token (its strip, heatmaps, curves and prediction
-redrawn), on the default model.
+"""How the token stepper steps and plays in the real app: `streamlit run` + headless Chromium, the default
+model. Stepping and playing happen in the browser (the player, app/player.py); the server is asked for
+windows of 32 tokens ahead and told where the player rests.
 
-    python bench/bench_app_step.py [--steps 20]
+    python bench/bench_app_step.py [--steps 30] [--seconds 8]
 
-Passes, in one run:
-  server   - the app's script alone (Streamlit's AppTest clicking Step): a whole-page rerun, which bounds
-             the fragment rerun a real step makes; no browser, no network;
-  live     - in Chromium, a typed text: every step streams its token through the model;
-  redraw   - in Chromium, the same tokens again: the run-state has them, so a step only redraws;
-  preset   - in Chromium, the default sample, whose first view comes from the shipped precomputed run.
-Printed: median and 90th-percentile milliseconds per step, live / redraw and live / server.
+Printed, in one run:
+  step     - in Chromium: → pressed, until the next token is on screen (strip, heatmaps, curves and
+             prediction redrawn), median and 90th percentile, for the shipped first view and for a typed
+             text whose every window the server streams live;
+  playback - in Chromium: tokens played per second at every speed setting over `seconds`, with the
+             number of stalls (the player waited for a window);
+  server   - the page's script alone (AppTest): a report of a resting position (what a step costs the
+             server) and a window request (32 tokens streamed live), median milliseconds; and the ratio
+             step-on-screen / server-report.
 """
 
 from __future__ import annotations
@@ -23,76 +25,91 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.serving import IDLE, chromium, serve  # noqa: E402
+from app.serving import chromium, serve  # noqa: E402
 
-TEXT = "Memory is a neural update caused by an input. " * 4
-
-
-def _wait_token(page, i: int) -> None:
-    page.wait_for_function(f"document.body.innerText.includes('Token {i}:')", timeout=60_000)
-    page.wait_for_function(IDLE, timeout=60_000)
-
-
-def _pass(page, start: int, steps: int, key: str) -> list[float]:
-    times = []
-    for i in range(start + 1, start + steps + 1) if key == "ArrowRight" else range(start - 1, start - steps - 1, -1):
-        t0 = time.perf_counter()
-        page.keyboard.press(key)
-        _wait_token(page, i)
-        times.append((time.perf_counter() - t0) * 1000)
-    return times
+TEXT = "Memory is a neural update caused by an input. " * 20
+PLAYER = "Object.values(globalThis.__nestedPlayers || {})[0]"
+READY = f"(() => {{ const p = {PLAYER}; return p && p.frames.has(p.index) && p.scalars.has(p.index); }})()"
 
 
 def _summary(name: str, ms: list[float]) -> float:
     med = statistics.median(ms)
     p90 = sorted(ms)[int(0.9 * (len(ms) - 1))]
-    print(f"{name:<8} median {med:7.1f} ms/step   p90 {p90:7.1f} ms   ({len(ms)} steps)")
+    print(f"{name:<28} median {med:8.1f} ms   p90 {p90:8.1f} ms   ({len(ms)} samples)")
     return med
 
 
-def _server_pass(steps: int) -> list[float]:
-    from streamlit.testing.v1 import AppTest
-
-    from app.registry import ROOT
-
-    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
-    at.switch_page(str(ROOT / "pages" / "stepper.py"))
-    at.run()
-    at.button(key="stepper_step").click().run()  # warm-up
+def _steps(page, n: int) -> list[float]:
+    """Milliseconds from a → press to the next token's text on screen, n times (no wait in between)."""
     times = []
-    for _ in range(steps):
+    for _ in range(n):
+        i = page.evaluate(f"{PLAYER}.index")
         t0 = time.perf_counter()
-        at.button(key="stepper_step").click().run()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(f"document.querySelector(\"[data-testid='nlp-head']\").innerText.startsWith('Token {i + 1}:')",
+                               timeout=60_000, polling="raf")  # fmt: skip
         times.append((time.perf_counter() - t0) * 1000)
     return times
 
 
+def _server(steps: int) -> tuple[list[float], list[float]]:
+    from streamlit.testing.v1 import AppTest
+
+    from app.registry import ROOT
+    from tests.apptest import report
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.switch_page(str(ROOT / "pages" / "stepper.py"))
+    at.run()
+    rest, window = [], []
+    for k in range(1, steps + 1):
+        t0 = time.perf_counter()
+        report(at, k)
+        rest.append((time.perf_counter() - t0) * 1000)
+    for k in range(1, 6):
+        t0 = time.perf_counter()
+        report(at, 32 * k, need={"start": 32 * k, "nonce": f"w{k}"})
+        window.append((time.perf_counter() - t0) * 1000)
+    return rest, window
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--seconds", type=float, default=8.0)
     args = ap.parse_args()
-    server = _server_pass(args.steps)
+    rest, window = _server(args.steps)
     with serve() as url, chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(f"{url}/stepper")
+        page.wait_for_function(READY, timeout=120_000)
+        page.locator("h1").click()
+        preset = _steps(page, args.steps)
         page.goto(f"{url}/stepper?stepper_source=Type+or+paste")
         page.wait_for_selector("textarea", timeout=90_000)
         page.locator("textarea").fill(TEXT)
         page.locator("textarea").press("Control+Enter")
-        _wait_token(page, 0)
-        page.wait_for_timeout(1500)
-        page.locator("h1").click()  # focus the page so the → / ← shortcuts reach it
-        live = _pass(page, 0, args.steps, "ArrowRight")
-        redraw = _pass(page, args.steps, args.steps, "ArrowLeft")
-        page.goto(f"{url}/stepper?preset=stepper-first-look")
-        _wait_token(page, 20)
-        page.wait_for_timeout(1500)
+        page.wait_for_function(READY, timeout=120_000)
         page.locator("h1").click()
-        preset = _pass(page, 20, min(args.steps, 30), "ArrowRight")
-    print("Token stepper, default model, one step = keypress until the next token is on screen")
-    m_server = _summary("server", server)
-    m_live, m_redraw = _summary("live", live), _summary("redraw", redraw)
-    _summary("preset", preset)
-    print(f"live / redraw = {m_live / m_redraw:.2f}   live / server = {m_live / m_server:.2f}   (goal: < 150 ms)")
+        live = _steps(page, args.steps)
+        rates = {}
+        for speed in (1, 2, 5, 10, 30):
+            page.goto(f"{url}/stepper?stepper_speed={speed}")
+            page.wait_for_function(READY, timeout=120_000)
+            page.get_by_test_id("nlp-play").click()
+            page.wait_for_timeout(args.seconds * 1000)
+            rates[speed] = page.evaluate(
+                f"(() => {{ const s = {PLAYER}.stats; return [s.played, s.playSeconds, s.stalls]; }})()"
+            )
+    print("Token stepper, default model (hope), Chromium headless")
+    m_step = _summary("step, shipped first view", preset)
+    _summary("step, typed text (live)", live)
+    for speed, (played, seconds, stalls) in rates.items():
+        print(f"playback at {speed:>2} tokens/s: played {played / seconds:5.2f} tokens/s "
+              f"({played / seconds / speed:6.1%} of the setting, {played} tokens in {seconds:.1f} s, {stalls} stalls)")  # fmt: skip
+    m_rest = _summary("server: a resting report", rest)
+    _summary("server: a window of 32 tokens", window)
+    print(f"step on screen / server report = {m_step / m_rest:.2f}")
 
 
 if __name__ == "__main__":

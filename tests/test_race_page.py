@@ -51,8 +51,10 @@ def test_first_paint_is_precomputed_and_step_goes_live_from_step_zero():
     race = live(at)
     assert race is not None and race.steps == 5  # the default steps per tick, from step 0
     shipped = race_ui.shipped("digits")
-    for name, r in race.runners.items():  # the live race retraces the shipped one exactly
-        assert [h["loss"] for h in r.history] == [h["loss"] for h in shipped["runners"][name]["history"][:5]]
+    for name, r in race.runners.items():  # the live race retraces the shipped one (to float32 rounding: the
+        # shipped race was run on another CPU, whose kernels may round differently)
+        want = [h["loss"] for h in shipped["runners"][name]["history"][:5]]
+        assert [h["loss"] for h in r.history] == pytest.approx(want, rel=1e-5, abs=1e-6)
     assert any(c.value.startswith("Step 5") for c in at.caption)
     at.select_slider(key="race_per_tick").set_value(2).run()
     at.button(key="race_step").click().run()

@@ -72,7 +72,9 @@ function build(p, root) {
   p.btnBack.onclick = () => move(p, -1);
   p.btnStep.onclick = () => move(p, +1);
   p.btnPlay.onclick = () => toggle(p);
-  p.scrub.oninput = () => jump(p, Number(p.scrub.value));
+  // dragging only shows what is here; the server hears of the position where the drag ends
+  p.scrub.oninput = () => { if (p.playing) pause(p); p.index = Number(p.scrub.value); render(p); };
+  p.scrub.onchange = () => jump(p, Number(p.scrub.value));
   p.root = root;
 }
 
