@@ -13,7 +13,8 @@ page's link, exports and the interactive figures follow. The protocol, both ways
   (`seq`, `index`, `playing`, `speed`): a move the server wants (a reset, a new text, a link), applied
   once by the browser (it remembers the last `seq` it applied).
 - browser -> server (state `view`): `index`, `playing`, `speed`, `seq` (the last cmd applied) and
-  `need` ({start, nonce}: the window it lacks; each nonce is served once).
+  `need` ({start, nonce, windows}: the windows it lacks, more of them at a higher speed; each nonce is
+  served once).
 
 No Streamlit at module level except the component's registration: the payload is built by pure
 functions that pytest drives directly.
@@ -34,6 +35,7 @@ WINDOW = 32  # tokens of frames a request returns (the live trace keeps the late
 STRIP = 192  # tokens of scalars before the window: the strip and the curves show the last 4 rows of 48
 HEAT_SIDE = 32  # heatmaps are pooled to at most this many cells a side
 HEAT_ZMAX, CHANGE_ZMAX = 1.0, 0.1  # the colour ranges of the memory and of its change (as the Plotly maps)
+MAX_WINDOWS = 4  # windows one request may ask for (fast playback asks for more at once)
 SPEEDS = [1, 2, 5, 10, 30]  # tokens per second the player offers ("30" is fast-forward)
 
 
@@ -124,13 +126,22 @@ def window_around(index: int) -> int:
 
 
 def payload(run: StepperRun, other: StepperRun | None, model, start: int, *, layer: int, memory: str,
-            colour: str, cmd: dict, names: dict) -> dict:  # fmt: skip
-    """The data for one rerun: the window starting at `start` (clipped to the stream) with the scalars
-    of the STRIP tokens before it, and the server's command. The runs must cover the window."""
+            colour: str, cmd: dict, names: dict, windows: int = 1, ensure=None) -> dict:  # fmt: skip
+    """The data for one rerun: `windows` windows from `start` (clipped to the stream) with the scalars of
+    the STRIP tokens before them, and the server's command. `ensure(a, b)` makes the runs cover tokens
+    [a, b) (False: stop); it is called one window at a time, so every window's matrices are still in the
+    live run's ring of recent snapshots when they are read."""
     n = len(run.tokens)
     start = max(0, min(start, n - 1))
-    end = min(n, start + WINDOW)
+    end = min(n, start + max(1, min(windows, MAX_WINDOWS)) * WINDOW)
     s0 = max(0, start - STRIP)
+    got: list[dict | None] = []
+    for a in range(start, end, WINDOW):
+        b = min(end, a + WINDOW)
+        if ensure is not None and not ensure(a, b):
+            end = a
+            break
+        got += frames(run, model, a, b, layer, memory)
     return {
         "sig": view_signature(run, other, layer, memory, colour),
         "n": n,
@@ -138,7 +149,7 @@ def payload(run: StepperRun, other: StepperRun | None, model, start: int, *, lay
         "scalars_from": s0,
         "scalars": scalars(run, other, s0, end, layer, colour),
         "frames_from": start,
-        "frames": frames(run, model, start, end, layer, memory),
+        "frames": got,
         "cmd": cmd,
         "speeds": SPEEDS,
     }

@@ -83,23 +83,32 @@ def player_view(run: StepperRun, other: StepperRun | None, model, other_model, *
     set_url_position("stepper_index", index)
     need = view.get("need")
     sig = player.view_signature(run, other, layer, memory, colour)
-    start = None
+    start, windows = None, 1
     if isinstance(need, dict) and need.get("nonce") != st.session_state.get(SERVED):
         st.session_state[SERVED] = need.get("nonce")
         start = need.get("start") if isinstance(need.get("start"), int) else None
+        windows = need.get("windows") if isinstance(need.get("windows"), int) else 1
     if start is None and (moved or st.session_state.get(SENT_SIG) != sig):
         start = player.window_around(index)
     cmd, title = st.session_state[CMD], names(run, other, memory, colour, layer)
     if start is not None:
-        start = max(0, min(n - 1, start))
-        end = min(n, start + player.WINDOW)
-        if not ensure(run, model, end, start=start) or (other and not ensure(other, other_model, end, False, start)):
+
+        def cover(a: int, b: int) -> bool:
+            return ensure(run, model, b, start=a) and (other is None or ensure(other, other_model, b, False, a))
+
+        if not cover(*_first_window(start, n)):
             return
-        data = player.payload(run, other, model, start, layer=layer, memory=memory, colour=colour, cmd=cmd, names=title)
+        data = player.payload(run, other, model, start, layer=layer, memory=memory, colour=colour, cmd=cmd,
+                              names=title, windows=windows, ensure=cover)  # fmt: skip
         st.session_state[SENT_SIG] = sig
     else:
         data = player.light_payload(run, other, layer=layer, memory=memory, colour=colour, cmd=cmd, names=title)
     player.component()(key=REPORT, data=data, default={"view": None}, on_view_change=lambda: None)
+
+
+def _first_window(start: int, n: int) -> tuple[int, int]:
+    start = max(0, min(n - 1, start))
+    return start, min(n, start + player.WINDOW)
 
 
 def plotly_figures(run: StepperRun, other: StepperRun | None, model, other_model, i: int, *, layer: int,

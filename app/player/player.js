@@ -142,7 +142,7 @@ function report(p, now = false) {
     if (!p.send) return;
     p.rid = (p.rid || 0) + 1;
     p.send("view", { rid: `${p.born}-${p.rid}`, index: p.index, playing: p.playing, seq: p.seq,
-      need: p.pending ? { start: p.pending.start, nonce: p.pending.nonce } : null });
+      need: p.pending ? { start: p.pending.start, nonce: p.pending.nonce, windows: p.pending.windows } : null });
   };
   if (now) send(); else p.reportTimer = setTimeout(send, REPORT_MS);
 }
@@ -155,7 +155,8 @@ function prefetch(p) {
       const start = Math.floor(i / 32) * 32;
       const t = performance.now();
       if (!p.pending || p.pending.start !== start || t - p.pending.t > RETRY_MS) {
-        p.pending = { start, nonce: ++p.nonce, t };
+        const windows = p.playing ? Math.min(4, Math.max(1, Math.ceil(p.speed / 8))) : 1; // ~3 s of play a request
+        p.pending = { start, nonce: ++p.nonce, t, windows };
         report(p, true);
       }
       return;
@@ -200,8 +201,9 @@ function tick(p, now) {
       let i = p.index;
       while (i < target && p.frames.has(i + 1)) i++;
       if (i < target) { // the window is not here yet: hold, and restart the clock when it comes
-        p.stats.stalls++; p.i0 = i; p.t0 = now;
-      }
+        if (!p.waiting) p.stats.stalls++; // one stall per wait, however many frames it lasts
+        p.waiting = true; p.i0 = i; p.t0 = now;
+      } else p.waiting = false;
       if (i !== p.index) { p.stats.played += i - p.index; p.index = i; render(p); }
     }
     p.stats.playSeconds = (now - p.stats.started) / 1000;
