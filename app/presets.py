@@ -87,13 +87,13 @@ PRESETS: dict[str, Preset] = {
             "optimizers-momentum",
             "Momentum remembers",
             "optimizers",
-            {"opt_surface": "quadratic", "opt_optimizers": ["sgd", "momentum", "adam"], "opt_lr": 0.05},
+            {"opt_surface": "quadratic", "opt_optimizers": ["sgd", "momentum", "adam"], "opt_lr": 0.03},
         ),
         Preset(
             "optimizers-m3",
             "M3 against Muon and Adam",
             "optimizers",
-            {"opt_surface": "fig4", "opt_optimizers": ["adam", "muon", "m3"], "opt_lr": 0.05},
+            {"opt_surface": "rosenbrock", "opt_optimizers": ["adam", "muon", "m3"], "opt_lr": 0.1},
         ),
         Preset(
             "race-m3",

@@ -31,7 +31,7 @@ c1.caption(f"{SURFACES[surface]().name}: {SURFACES[surface]().description}")
 names = multichoice(
     "Optimizers", list(OPTIMIZERS), key="opt_optimizers", default=["sgd", "momentum", "adam"], container=c2
 )
-lr = choice(c3.select_slider, "Learning rate", [0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.3], key="opt_lr", default=0.05)
+lr = choice(c3.select_slider, "Learning rate", [0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.3], key="opt_lr", default=0.03)
 if not names:
     st.info("Pick at least one optimizer.")
     st.stop()

@@ -98,3 +98,33 @@ def test_the_associative_memory_rates_are_the_grid_optimum():
         assert (
             best_lr(assoc_stream(orthogonal, 1.0), name, grid=(0.01, 0.03, 0.1, 0.3, 1.0)) == ASSOC_LR[orthogonal][name]
         )
+
+
+def _lesson_race(preset_name: str) -> dict:
+    from app.presets import PRESETS
+
+    params = PRESETS[preset_name].params
+    return {n: race(params["opt_surface"], n, params["opt_lr"], 200) for n in params["opt_optimizers"]}
+
+
+def test_the_momentum_lesson_opens_on_an_overshoot_that_still_wins():
+    """Lesson 05's claims, at its preset: no path diverges; momentum swings past the minimum (x > 1) with its
+    loss rising on the way, yet is the first below 0.001, well before SGD."""
+    paths = _lesson_race("optimizers-momentum")
+    assert not any(p.diverged for p in paths.values())
+    mom, sgd = paths["momentum"], paths["sgd"]
+    assert np.array(mom.points)[:, 0].max() > 1.0 and (np.diff(mom.losses) > 0).sum() >= 10
+
+    def first_below(p, level=1e-3) -> int:
+        return int(np.argmax(np.array(p.losses) < level)) if min(p.losses) < level else 10**9
+
+    assert first_below(mom) + 40 < first_below(sgd) < 200
+
+
+def test_the_m3_lesson_opens_where_m3_ends_lowest():
+    """Lesson 06's claim at its preset: M3 ends below half of Muon's loss and Muon below Adam's."""
+    paths = _lesson_race("optimizers-m3")
+    assert not any(p.diverged for p in paths.values())
+    final = {n: float(p.losses[-1]) for n, p in paths.items()}
+    assert final["m3"] < 0.5 * final["muon"] and final["muon"] < final["adam"], final
+    assert len(paths["m3"].memories) >= 2  # its fast and its slow momentum, drawn in the memory panel
