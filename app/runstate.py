@@ -104,6 +104,15 @@ class StepperRun:
             self.state = run.state
             self.trace.extend(run.trace)
 
+    def needs_upto(self, start: int, end: int, snapshots: bool = True) -> int:
+        """How far the live run must have streamed for [start, end) to be viewable (ensure_window's
+        target); 0 when nothing is left to stream."""
+        if self.replay:
+            return 0
+        lacking = [t for t in range(max(start - 1, 0), end) if not self._preset_covers(t, snapshots)]
+        target = min(lacking[-1] + 2, len(self.tokens)) if lacking else 0
+        return target if target > self.computed else 0
+
     def ensure_window(self, model: nested.NestedLM | None, start: int, end: int, snapshots: bool = True) -> None:
         """Make every token of [start, end) viewable, and token start - 1's matrices (the first change's
         base): a preset covers only a window of matrices, so the live run streams past the last it lacks."""

@@ -23,6 +23,7 @@ ABSORBED = "_player_absorbed"  # the id of the last report applied (each is appl
 ACKED = "_player_acked"  # the seq of the last command the browser said it applied
 SERVED = "_player_served"  # the nonce of the last window request answered
 SENT_SIG = "_player_sig"  # the view whose frames were last sent
+STREAM_BUDGET = 512  # tokens one rerun streams at most (~1.2 s of the default model on one core)
 
 
 def command(**move) -> None:
@@ -96,14 +97,36 @@ def player_view(run: StepperRun, other: StepperRun | None, model, other_model, *
         def cover(a: int, b: int) -> bool:
             return ensure(run, model, b, start=a) and (other is None or ensure(other, other_model, b, False, a))
 
-        if not cover(*_first_window(start, n)):
+        progress = _stream_some(run, other, model, other_model, *_first_window(start, n))
+        if progress is False:
             return
-        data = player.payload(run, other, model, start, layer=layer, memory=memory, colour=colour, cmd=cmd,
-                              names=title, windows=windows, ensure=cover)  # fmt: skip
-        st.session_state[SENT_SIG] = sig
+        if progress is not None:  # far ahead: this rerun streamed a bounded piece; the browser asks again
+            data = player.light_payload(run, other, layer=layer, memory=memory, colour=colour, cmd=cmd, names=title)
+            data["progress"] = progress
+        else:
+            if not cover(*_first_window(start, n)):
+                return
+            data = player.payload(run, other, model, start, layer=layer, memory=memory, colour=colour, cmd=cmd,
+                                  names=title, windows=windows, ensure=cover)  # fmt: skip
+            st.session_state[SENT_SIG] = sig
     else:
         data = player.light_payload(run, other, layer=layer, memory=memory, colour=colour, cmd=cmd, names=title)
     player.component()(key=REPORT, data=data, default={"view": None}, on_view_change=lambda: None)
+
+
+def _stream_some(run: StepperRun, other: StepperRun | None, model, other_model, start: int, end: int):
+    """When the window [start, end) is more than STREAM_BUDGET tokens beyond what the runs have streamed,
+    stream STREAM_BUDGET more and return {done, target} (the browser shows it and asks again; moving
+    elsewhere stops it); None when the window is near; False when a model failed (the error is shown).
+    One rerun's work stays bounded, so a far scrub never holds the session (or a core) for minutes."""
+    runs = [(run, model, True)] + ([(other, other_model, False)] if other is not None else [])
+    targets = [(r, m, snaps, r.needs_upto(start, end, snaps)) for r, m, snaps in runs]
+    if all(t - r.computed <= STREAM_BUDGET for r, _, _, t in targets):
+        return None
+    for r, m, snaps, t in targets:
+        if t > r.computed and not ensure(r, m, min(t, r.computed + STREAM_BUDGET) - 1, snaps):
+            return False
+    return {"done": min(r.computed for r, *_ in targets), "target": max(t for *_, t in targets)}
 
 
 def _first_window(start: int, n: int) -> tuple[int, int]:

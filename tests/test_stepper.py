@@ -8,6 +8,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import nested
+from app import player
 from app.models import build_frozen, decode_token
 from app.player import WINDOW
 from app.registry import ROOT
@@ -238,3 +239,23 @@ def test_a_long_run_keeps_a_bounded_window_of_matrices_and_recomputes_any_other_
         model.init_state(1).mixers[0])["M_k"])  # fmt: skip
     kept = sum(len(v) for v in run.recomputed.values())
     assert kept <= 2 * (4 * RECOMPUTE_KEEP + 2)  # windows near the last token asked, per layer: bounded
+
+
+def test_a_far_jump_streams_in_bounded_pieces_with_progress():
+    from app.stepper_view import STREAM_BUDGET
+
+    at = _at()
+    at.radio(key="stepper_source").set_value("Type or paste").run()
+    at.text_area(key="stepper_typed").set_value("a long typed text, streamed live. " * 40).run()  # 1,360 bytes
+    n = len(at.session_state["stepper_run"].tokens)
+    assert at.session_state["stepper_run"].computed <= 2 * player.WINDOW  # the page streams nothing ahead
+    done = []
+    for k in range(8):  # the browser asks for the window at the end until it comes (it asks again on progress)
+        data = player_data(report(at, n - 1, need={"start": (n - 1) // 32 * 32, "nonce": f"far{k}"}))
+        if "progress" not in data:
+            break
+        assert data["frames"] == [] and data["progress"]["target"] == n
+        done.append(data["progress"]["done"])
+    assert done and all(b - a == STREAM_BUDGET for a, b in zip(done, done[1:], strict=False))  # bounded pieces
+    assert data["frames_from"] == (n - 1) // 32 * 32 and data["frames"][-1] is not None  # then the window
+    assert at.session_state["stepper_run"].computed == n and not at.exception

@@ -125,6 +125,8 @@ function absorb(p, data) {
   (data.scalars || []).forEach((s, k) => p.scalars.set(data.scalars_from + k, s));
   (data.frames || []).forEach((f, k) => p.frames.set(data.frames_from + k, decodeFrame(f)));
   if (p.pending && p.frames.has(p.pending.start)) p.pending = null;
+  p.progress = data.progress || null; // the server streamed a bounded piece toward a far window
+  if (p.progress) { p.pending = null; setTimeout(() => prefetch(p), 0); } // ask again (unless moved away)
   const cmd = data.cmd || {};
   if (cmd.seq !== undefined && cmd.seq > p.seq) {
     p.seq = cmd.seq;
@@ -223,7 +225,9 @@ function render(p) {
   p.scrub.value = String(i);
   p.pos.textContent = `${i} / ${Math.max(0, p.n - 1)}`;
   const waiting = !p.frames.has(i) || !s;
-  p.status.textContent = waiting ? "loading…" : p.playing ? `playing at ${p.speed} tokens/s` : "";
+  p.status.textContent = waiting && p.progress
+    ? `streaming the text: ${p.progress.done.toLocaleString()} / ${p.progress.target.toLocaleString()} tokens (step elsewhere to stop)`
+    : waiting ? "loading…" : p.playing ? `playing at ${p.speed} tokens/s` : "";
   p.root.dataset.index = String(i);
   p.root.dataset.playing = String(p.playing);
   p.root.dataset.played = String(p.stats.played);
