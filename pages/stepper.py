@@ -48,7 +48,7 @@ speed = choice(c1.select_slider, "Speed (tokens/s)", SPEEDS, key="stepper_speed"
 detail = c2.toggle("Interactive figures", key="stepper_figures", help="Plotly figures of the token the player rests "
                    "on: hover for values, zoom, a PNG from each toolbar (redrawn by the server on each rest).")  # fmt: skip
 # the first token, for the layer and memory pickers; the player streams the rest in bounded pieces
-if not ensure(run, model, 1) or (other and not ensure(other, other_model, 1, snapshots=False)):
+if not ensure(run, model, 1, snapshots=False) or (other and not ensure(other, other_model, 1, snapshots=False)):
     st.stop()
 l1, l2, l3 = st.columns(3)
 layer = choice(l1.selectbox, "Layer", list(range(run.layers())), key="stepper_layer")

@@ -182,3 +182,14 @@ def test_a_model_that_did_not_learn_the_languages_is_said_so():
             expected.add(label)
     warned = {w.value.split("**")[1] for w in at.warning if w.value.startswith("**")}
     assert warned == expected
+
+
+def test_the_forgetting_lesson_opens_on_its_effect():
+    """Lesson 04 opens on the shipped run (A B A C, 128 symbols each): the window Transformer knows A at the
+    end of A, still at 32 tokens into B (A is in its 64-token window), and is at chance 64 tokens into B."""
+    shipped = shipped_summary()
+    at = {p: i for i, p in enumerate(shipped["positions"])}
+    window = np.array(shipped["models"]["Transformer, window 64"]["curves"])[:, shipped["tasks"].index("A")]
+    assert window[at[128]] >= 0.9 and window[at[160]] >= 0.9
+    assert window[at[192]] <= shipped["chance"] + 0.05 and window[at[256]] <= shipped["chance"] + 0.05
+    assert window[at[384]] >= 0.9  # and relearns A when A streams again
