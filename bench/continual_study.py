@@ -2,6 +2,7 @@
 
     python bench/continual_study.py              # in context: the shipped languages models, schedule ABA
     python bench/continual_study.py --outer      # across training: optimizers on teacher tasks, lr grid
+    python bench/continual_study.py --training-seeds runs   # in context, over the models' training seeds
 
 In context: for each shipped model, 3 stream seeds, the probe accuracy on A right after A, after B, and
 after A again (and on B after B), plus each language alone; both regimes (own alphabets, shared).
@@ -52,6 +53,37 @@ def in_context(seeds: list[int], segment_len: int) -> None:
                   f"{pm(mats[:, 2, 0])} |")  # fmt: skip
 
 
+TRAINED = {"Hope": "hope", "Titans": "titans", "Transformer, window 64": "transformer-swa",
+           "Transformer": "transformer"}  # fmt: skip
+
+
+def training_seeds(seeds: list[int], segment_len: int, runs: Path) -> None:
+    """Each model's training seeds: the shipped checkpoint (seed 0) and `runs/lang-<model>-s<k>/model`
+    (trained by `python -m nested train --preset languages-<model> --seed k`), each streamed over the same
+    stream seeds; mean ± sd over training seeds of each seed's mean over streams. Own alphabets."""
+    import nested
+    from nested.checkpoint import CHECKPOINTS
+    from nested.continual import isolation_scores, retention
+    from nested.tasks import SuccessorLanguages
+
+    task = SuccessorLanguages(n_tasks=4, shared=False)
+    print(f"\n### In context, own alphabets, over training seeds: schedule ABA, {segment_len} tokens a segment, "
+          f"{len(seeds)} stream seeds per model (probe chance {task.probe_chance():.3f})\n")  # fmt: skip
+    print("| model | training seeds | A alone | A after A | A after B | B after B | A after A again |")
+    print("|---|---|---|---|---|---|---|")
+    for name, ckpt in MODELS.items():
+        dirs = [CHECKPOINTS / ckpt] + sorted(runs.glob(f"lang-{TRAINED[name]}-s[0-9]*/model"))
+        dirs = [d for d in dirs if (d / "config.json").is_file()]
+        per_seed, alone = [], []
+        for d in dirs:
+            model = nested.load(d).eval()
+            per_seed.append(retention({name: model}, task, "ABA", segment_len, seeds)[name].mean(0))
+            alone.append(isolation_scores(model, task, n_streams=len(seeds), segment_len=segment_len)["probe"]["A"])
+        m = np.stack(per_seed)
+        print(f"| {name} | {len(dirs)} | {pm(alone)} | {pm(m[:, 0, 0])} | {pm(m[:, 1, 0])} | {pm(m[:, 1, 1])} | "
+              f"{pm(m[:, 2, 0])} |", flush=True)  # fmt: skip
+
+
 def outer(seeds: list[int], steps: int) -> None:
     from nested.continual_train import train_sequence
 
@@ -85,9 +117,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--segment", type=int, default=128, help="in context: tokens a segment")
     ap.add_argument("--steps", type=int, default=200, help="across training: optimizer steps a task")
+    ap.add_argument("--training-seeds", default=None, metavar="RUNS",
+                    help="in context, over training seeds: the shipped checkpoints and RUNS/lang-<model>-s<k>/model")  # fmt: skip
     a = ap.parse_args()
     seeds = list(range(a.seeds))
-    if a.outer:
+    if a.training_seeds:
+        training_seeds(seeds, a.segment, Path(a.training_seeds))
+    elif a.outer:
         outer(seeds, a.steps)
     else:
         in_context(seeds, a.segment)
