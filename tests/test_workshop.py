@@ -354,3 +354,14 @@ def test_a_released_session_gives_free_heap_back_to_the_os(monkeypatch):
     monkeypatch.setattr(release, "trim_memory", lambda: ran.set())
     release._released(object())
     assert ran.wait(5.0)
+
+
+def test_the_memory_lesson_opens_where_surprise_drives_the_change():
+    """Lesson 02's claim on its preset: the size of each token's change to layer 0's M_memory follows the
+    surprise (correlation 0.52 on the shipped run; asserted above 0.3)."""
+    shipped = shipped_run(PRESETS["stepper-first-look"].run_key)
+    snaps = dict(shipped.snapshots[0])
+    tokens = sorted(t for t in snaps if t >= 0 and t - 1 in snaps)
+    change = [np.linalg.norm(snaps[t]["M_memory"] - snaps[t - 1]["M_memory"]) for t in tokens]
+    surprise = shipped.array("surprise")[tokens, 0].mean(-1)
+    assert len(tokens) >= 40 and np.corrcoef(surprise, change)[0, 1] > 0.3
