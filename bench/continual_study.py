@@ -59,7 +59,8 @@ TRAINED = {"Hope": "hope", "Titans": "titans", "Transformer, window 64": "transf
 
 def training_seeds(seeds: list[int], segment_len: int, runs: Path) -> None:
     """Each model's training seeds: the shipped checkpoint (seed 0) and `runs/lang-<model>-s<k>/model`
-    (trained by `python -m nested train --preset languages-<model> --seed k`), each streamed over the same
+    (trained by `python -m nested train --preset languages-<model> --seed k`; Hope's second stage in
+    `runs/lang-hope-s<k>-cont`, see runs/hope_seeds.sh), each streamed over the same
     stream seeds; mean ± sd over training seeds of each seed's mean over streams. Own alphabets."""
     import nested
     from nested.checkpoint import CHECKPOINTS
@@ -72,7 +73,8 @@ def training_seeds(seeds: list[int], segment_len: int, runs: Path) -> None:
     print("| model | training seeds | A alone | A after A | A after B | B after B | A after A again |")
     print("|---|---|---|---|---|---|---|")
     for name, ckpt in MODELS.items():
-        dirs = [CHECKPOINTS / ckpt] + sorted(runs.glob(f"lang-{TRAINED[name]}-s[0-9]*/model"))
+        stage = "-cont" if name == "Hope" else ""  # Hope's recipe has a second stage (nested.cards)
+        dirs = [CHECKPOINTS / ckpt] + sorted(runs.glob(f"lang-{TRAINED[name]}-s[0-9]{stage}/model"))
         dirs = [d for d in dirs if (d / "config.json").is_file()]
         per_seed, alone = [], []
         for d in dirs:
