@@ -152,6 +152,7 @@ def payload(run: StepperRun, other: StepperRun | None, model, start: int, *, lay
         "frames": got,
         "cmd": cmd,
         "speeds": SPEEDS,
+        "window": WINDOW,
     }
 
 
@@ -159,7 +160,7 @@ def light_payload(run: StepperRun, other: StepperRun | None, *, layer: int, memo
                   names: dict) -> dict:  # fmt: skip
     """A rerun that sends no frames (the browser already has them): the view and the command only."""
     return {"sig": view_signature(run, other, layer, memory, colour), "n": len(run.tokens), "names": names,
-            "scalars_from": 0, "scalars": [], "frames_from": 0, "frames": [], "cmd": cmd, "speeds": SPEEDS}  # fmt: skip
+            "scalars_from": 0, "scalars": [], "frames_from": 0, "frames": [], "cmd": cmd, "speeds": SPEEDS, "window": WINDOW}  # fmt: skip
 
 
 ASSETS = Path(__file__).with_name("player")

@@ -121,7 +121,7 @@ function decodeFrame(f) {
 
 function absorb(p, data) {
   if (data.sig !== p.sig) { p.sig = data.sig; p.scalars.clear(); p.frames.clear(); p.pending = null; }
-  p.n = data.n; p.names = data.names || {}; p.speeds = data.speeds || p.speeds;
+  p.n = data.n; p.names = data.names || {}; p.speeds = data.speeds || p.speeds; p.window = data.window || 32;
   (data.scalars || []).forEach((s, k) => p.scalars.set(data.scalars_from + k, s));
   (data.frames || []).forEach((f, k) => p.frames.set(data.frames_from + k, decodeFrame(f)));
   if (p.pending && p.frames.has(p.pending.start)) p.pending = null;
@@ -154,7 +154,7 @@ function prefetch(p) {
   const ahead = Math.max(16, Math.ceil(p.speed * 3));
   for (let i = p.index; i < Math.min(p.n, p.index + ahead); i++) {
     if (!p.frames.has(i)) {
-      const start = Math.floor(i / 32) * 32;
+      const start = Math.floor(i / p.window) * p.window;
       const t = performance.now();
       if (!p.pending || p.pending.start !== start || t - p.pending.t > RETRY_MS) {
         const windows = p.playing ? Math.min(4, Math.max(1, Math.ceil(p.speed / 8))) : 1; // ~3 s of play a request
@@ -208,6 +208,7 @@ function tick(p, now) {
       } else p.waiting = false;
       if (i !== p.index) { p.stats.played += i - p.index; p.index = i; render(p); }
     }
+    if (p.stats.started === undefined) p.stats.started = now;
     p.stats.playSeconds = (now - p.stats.started) / 1000;
     if (p.index >= p.n - 1) pause(p);
     prefetch(p);
