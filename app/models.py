@@ -37,6 +37,13 @@ def is_trained(name: str) -> bool:
     return ckpt is not None and (CHECKPOINTS / ckpt / "model.safetensors").is_file()
 
 
+def weights_seed(name: str, seed: int) -> int:
+    """The seed that decides `name`'s weights: a shipped checkpoint's are fixed, so every seed is 0 for it
+    (runs and caches keyed by it are not recomputed or duplicated per seed); an untrained model's weights
+    come from the seed. Names the app does not ship (a session's trained model) keep the seed."""
+    return 0 if name in APP_MODELS and is_trained(name) else seed
+
+
 def describe_model(name: str) -> str:
     ckpt, reg, _ = APP_MODELS[name]
     base = nested.DESCRIPTIONS[reg]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.lessons import lessons
-from app.models import DEFAULT_MODEL
+from app.models import DEFAULT_MODEL, weights_seed
 from app.presets import PRESETS
 from app.session import model_description, model_names
 from app.train_ui import collect_pending
@@ -83,4 +83,7 @@ def global_sidebar() -> dict:
             )  # fmt: skip
         device = pick_device()
         st.caption(f"Device: **{describe(device)}**")
-    return {"model": model, "seed": int(seed or 0), "device": str(device)}
+        if weights_seed(model, int(seed or 0)) != int(seed or 0):
+            st.caption("This model is trained: the seed does not change its weights, so nothing is recomputed.")
+    # pages key their runs and caches by the seed that decides the weights (0 for a trained checkpoint)
+    return {"model": model, "seed": weights_seed(model, int(seed or 0)), "device": str(device)}

@@ -259,3 +259,14 @@ def test_a_far_jump_streams_in_bounded_pieces_with_progress():
     assert done and all(b - a == STREAM_BUDGET for a, b in zip(done, done[1:], strict=False))  # bounded pieces
     assert data["frames_from"] == (n - 1) // 32 * 32 and data["frames"][-1] is not None  # then the window
     assert at.session_state["stepper_run"].computed == n and not at.exception
+
+
+def test_a_seed_cannot_change_a_trained_model_so_nothing_is_recomputed():
+    at = step(_at(), 3)  # the shipped hope
+    run = at.session_state["stepper_run"]
+    at.sidebar.number_input(key="seed").set_value(5).run()
+    assert at.session_state["stepper_run"] is run and at.session_state["stepper_index"] == 3  # the same run
+    assert any("does not change its weights" in c.value for c in at.sidebar.caption)
+    at.sidebar.selectbox(key="model").set_value("deltanet").run()  # untrained: the seed makes its weights
+    assert at.session_state["stepper_run"].key[:2] == ("deltanet", 5)
+    assert not any("does not change its weights" in c.value for c in at.sidebar.caption)
