@@ -84,3 +84,13 @@ def test_a_new_view_has_a_new_signature(hope):
 def test_the_window_around_a_position_holds_sixteen_tokens_before_it():
     assert player.window_around(0) == 0 and player.window_around(20) == 5 and player.window_around(400) == 385
     assert 400 - player.window_around(400) < player.WINDOW
+
+
+def test_samples_are_prose_without_rst_furniture():
+    from app.samples import prose, sample_texts
+
+    rst = 'Title\n*****\n\nIt is *used* to do it:\n\n   grammar ::= "x"\n\nThen  **more**\ntext.\n'
+    assert prose(rst) == "It is used to do it. Then more text."
+    for title, text in sample_texts().items():
+        assert len(text) > 1000 and "::=" not in text and "***" not in text and " *" not in text, title
+        assert "  " not in text and text[0].isupper(), title

@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 import nested
 from app import trainer
 from app.registry import ROOT, page_for
+from app.samples import sample_texts
 from app.trainer import (
     Busy,
     Caps,
@@ -183,7 +184,7 @@ def test_every_recipe_control_shapes_the_run():
     at.selectbox(key="train_model").set_value("hope").run()
     assert recipe(at).model_args == {"d_model": 64, "n_layers": 2, "cms_periods": [16, 64]}
     at.selectbox(key="train_corpus").set_value("Booleans").run()
-    assert recipe(at).task_args["text"].startswith("Boolean")
+    assert recipe(at).task_args["text"] == sample_texts()["Booleans"]
     at.radio(key="train_source").set_value("A task").run()
     at.selectbox(key="train_task").set_value("associative recall").run()
     assert (recipe(at).task, recipe(at).task_args) == ("recall", {})
