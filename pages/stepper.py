@@ -78,7 +78,7 @@ with st.expander("What am I looking at?"):
         "- **Strip**: the last four rows of 48 bytes up to the current one, coloured by the memory's surprise (its "
         "inner loss ½‖M(k) − v̂‖²), by the self-generated learning rate η_t (both averaged over heads), or by the "
         "model's next-token loss on that byte (the only choice for attention); the colour range is the shown "
-        "cells' minimum to maximum. Red box: current token.\n"
+        "cells' 5th to 95th percentile (one outlier does not darken the rest). Red box: current token.\n"
         "- **Heatmaps**: the chosen memory's first-layer matrix (head 0, pooled to at most 32 × 32) after this "
         "token, and what this token changed (Eq. 88: M ← M(αI − η k kᵀ) − η ∇L). The colour scale is fixed and "
         "logarithmic in |value| (memories shrink by orders of magnitude); hover for values.\n"

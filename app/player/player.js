@@ -254,7 +254,10 @@ function drawStrip(p, i) {
   const first = Math.max(0, Math.floor(i / ROW) * ROW - 3 * ROW);
   const vals = [];
   for (let t = first; t <= i; t++) { const s = p.scalars.get(t); if (s && s.v !== null) vals.push(s.v); }
-  const lo = Math.min(...vals), hi = Math.max(...vals);
+  // the colour range is the shown cells' 5th to 95th percentile: one outlier must not darken the rest
+  const sorted = vals.slice().sort((a, b) => a - b);
+  const q = (f) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(f * (sorted.length - 1))))];
+  const lo = sorted.length ? q(0.05) : 0, hi = sorted.length ? q(0.95) : 1;
   let html = "";
   for (let t = first; t < first + 4 * ROW && t < p.n; t++) {
     const s = t <= i ? p.scalars.get(t) : null;
@@ -266,7 +269,7 @@ function drawStrip(p, i) {
   }
   p.strip.innerHTML = html;
   p.stripLegend.innerHTML = vals.length
-    ? `Strip: tokens ${first}–${i} coloured by <b>${p.names.colour}</b> from ${fmt(lo, 4)} <span class="nlp-vgrad"></span> ${fmt(hi, 4)} (hover a cell for its value; red box: the current token).`
+    ? `Strip: tokens ${first}–${i} coloured by <b>${p.names.colour}</b> from ${fmt(lo, 4)} <span class="nlp-vgrad"></span> ${fmt(hi, 4)} (the shown cells' 5th to 95th percentile; beyond it the end colour; hover a cell for its value; red box: the current token).`
     : "";
 }
 
