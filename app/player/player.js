@@ -370,10 +370,14 @@ export default function (component) {
   render(p);
   prefetch(p);
   if (p.raf === null) p.raf = requestAnimationFrame((t) => tick(p, t));
+  // one key handler per player, whether or not the previous render was cleaned up
+  if (p.keys) document.removeEventListener("keydown", p.keys, true);
   const keys = (ev) => onKey(p, ev);
+  p.keys = keys;
   document.addEventListener("keydown", keys, true);
   return () => {
     document.removeEventListener("keydown", keys, true);
+    if (p.keys === keys) p.keys = null;
     if (p.raf !== null) cancelAnimationFrame(p.raf);
     p.raf = null;
   };
