@@ -113,7 +113,8 @@ def frames(run: StepperRun, model, start: int, end: int, layer: int, memory: str
             change = None
             if before is not None and memory in before:
                 change = quantize(m - downsample(before[memory], HEAT_SIDE), CHANGE_ZMAX)
-            out.append({"shape": list(m.shape), "m": quantize(m, HEAT_ZMAX), "d": change})
+            big = float(np.abs(now[memory]).max())  # the title says it: a memory can decay far below the colours
+            out.append({"shape": list(m.shape), "m": quantize(m, HEAT_ZMAX), "d": change, "max": float(f"{big:.3g}")})
         before = now
     return out
 

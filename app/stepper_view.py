@@ -151,7 +151,8 @@ def plotly_figures(run: StepperRun, other: StepperRun | None, model, other_model
     now, before = run.matrices(layer, i, model)
     if now and memory in now:
         m = downsample(now[memory])
-        figs["memory"] = memory_heatmap(m, f"{memory} after token {i}", 1.0)
+        big = float(abs(now[memory]).max())
+        figs["memory"] = memory_heatmap(m, f"{memory} after token {i} (largest |entry| {big:.1e})", 1.0)
         if before is not None:
             figs["change"] = memory_heatmap(m - downsample(before[memory]), "change from the previous token", 0.1)
     if run.memory_names(layer):

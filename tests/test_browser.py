@@ -79,6 +79,7 @@ def test_stepper_steps_five_tokens_and_the_views_change(server, browser):
         assert page.inner_text("[data-testid='nlp-head']").startswith(f"Token {i}:")
     assert page.inner_html("[data-testid='nlp-strip']") != strip, "the token strip did not change"
     assert _heat_pixels(page) != heat, "the memory heatmap did not change"
+    assert "Largest |entry| of M_memory" in page.inner_text(".nlp-root")  # the map's scale, said in words
     page.wait_for_function("location.href.includes('stepper_index=5')", timeout=30_000)  # the link follows at rest
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()

@@ -40,6 +40,9 @@ def test_frames_are_the_runs_matrices_and_their_change(hope):
         now = downsample(run.snapshot(1, i, model)["M_memory"], player.HEAT_SIDE)
         before = downsample(run.snapshot(1, i - 1, model)["M_memory"], player.HEAT_SIDE)
         assert f["shape"] == list(now.shape)
+        assert f["max"] == pytest.approx(
+            np.abs(run.snapshot(1, i, model)["M_memory"]).max(), rel=1e-2
+        )  # said on screen
         assert f["m"] == player.quantize(now, player.HEAT_ZMAX) and f["d"] == player.quantize(
             now - before, player.CHANGE_ZMAX
         )

@@ -116,7 +116,7 @@ function legendHtml(zmax) {
 function decodeFrame(f) {
   if (!f) return null;
   const raw = (s) => (s ? Uint8Array.from(atob(s), (c) => c.charCodeAt(0)) : null);
-  return { shape: f.shape, m: raw(f.m), d: raw(f.d) };
+  return { shape: f.shape, m: raw(f.m), d: raw(f.d), max: f.max };
 }
 
 function absorb(p, data) {
@@ -246,7 +246,12 @@ function render(p) {
   drawHeat(p.heatNow, f && f.m, f, 1, `${p.names.memory || "memory"} after token ${i}`, p);
   drawHeat(p.heatChange, f && f.d, f, 0.1, "change from the previous token", p);
   p.heats.style.display = p.names.memory ? "" : "none";
-  p.heatNote.textContent = !p.names.memory ? "" : f ? "" : `No memory matrices kept for token ${i} (a saved trace keeps a window of them).`;
+  p.heatNote.textContent = !p.names.memory ? ""
+    : !f ? `No memory matrices kept for token ${i} (a saved trace keeps a window of them).`
+    : `Largest |entry| of ${p.names.memory}: ${Number(f.max).toExponential(1)}` + (f.max < 1e-6
+      ? " — below the colour scale's 10⁻⁶ floor: this memory has decayed to (nearly) nothing (its retention α_t"
+        + " shrinks it every token), so the map is white."
+      : ".");
   drawCurves(p, i);
 }
 
