@@ -144,6 +144,13 @@ def test_a_lesson_link_opens_its_view(server, browser):
     page.wait_for_function("document.body.innerText.includes('Streamed ')", timeout=90_000)
     page.locator("[data-testid='stPlotlyChart']").nth(2).wait_for(timeout=60_000)  # curves, matrix, level resets
     assert len(_curve_lengths(page)) == 3 * 4  # the lesson's three models, four languages each
+    # the lesson's effect, as drawn: the window Transformer knows A at the end of A, is at chance 64 tokens into B
+    window_a = page.evaluate(
+        f"() => {{ const p = {FIRST_VISIBLE_PLOT}; const t = p._fullData.find(d => d.name === 'task A' &&"
+        " (d.hovertemplate || '').startsWith('Transformer, window 64'));"
+        " return Object.fromEntries(Array.from(t.x).map((x, i) => [x, t.y[i]])); }"
+    )
+    assert window_a["128"] >= 0.9 and window_a["192"] <= 0.3, window_a
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()
 
