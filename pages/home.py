@@ -2,15 +2,14 @@
 
 import pandas as pd
 import streamlit as st
-import torch
 
 import nested
 from app.exports import PLOTLY_CONFIG
 from app.figures import nest_raster
-from app.models import describe_model, encode_text
-from app.presets import FIRST_SAMPLE, TOUR, shipped_run
+from app.models import describe_model
+from app.nest_run import nest_trace
+from app.presets import TOUR
 from app.registry import page_for
-from app.samples import sample_texts
 from app.session import frozen_model
 from app.urlstate import choice
 
@@ -31,20 +30,6 @@ with st.expander("A 60-second tour", icon=":material/tour:", expanded="tour" in 
         )
     st.caption("Every view keeps its state in the URL: copy the address bar to share exactly what you see. "
                "The Workshop page has the lessons; Claims says which of the paper's claims hold at this scale.")  # fmt: skip
-
-
-@st.cache_data(max_entries=32, show_spinner="Streaming a sample through the model…")
-def sample_trace(name: str, seed: int, n_tokens: int = 96) -> nested.Trace:
-    """The first tokens of the first sample: from the shipped precomputed run when there is one. The
-    raster needs no memory snapshots, and st.cache_data copies its value on every rerun: drop them."""
-    shipped = shipped_run((name, seed, "sample", FIRST_SAMPLE, ()))
-    if shipped is not None:
-        trace = shipped.head(n_tokens)
-    else:
-        with torch.no_grad():
-            trace = frozen_model(name, seed).stream(encode_text(sample_texts()[FIRST_SAMPLE], limit=n_tokens)).trace
-    trace.snapshots = {}
-    return trace
 
 
 model = frozen_model(settings["model"], settings["seed"])
@@ -72,7 +57,15 @@ st.caption("Rows run fastest (top) to slowest. 'parameters' counts per sequence 
 
 n_tokens = choice(st.select_slider, "Tokens of the sample", [96, 256, 512, 1024], key="nest_tokens", default=96,
                   help="How much of the first sample text to stream; the default model's run is precomputed.")  # fmt: skip
-trace = sample_trace(settings["model"], settings["seed"], n_tokens)
+bar = st.empty()
+
+
+def _progress(done: int, total: int) -> None:  # a click reruns the page: the stream stops between pieces
+    bar.progress(done / total, text=f"Streaming the sample through {settings['model']}: {done} / {total} tokens…")
+
+
+trace = nest_trace(settings["model"], settings["seed"], n_tokens, lambda: model, _progress)
+bar.empty()
 st.plotly_chart(nest_raster(lvls, trace), width="stretch", config=PLOTLY_CONFIG)
 with st.expander("What am I looking at?"):
     st.markdown(

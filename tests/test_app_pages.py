@@ -119,3 +119,23 @@ def test_the_front_door_has_a_tour_whose_stops_open_their_views():
     assert len(at.get("page_link")) >= len(TOUR)
     for page, preset, _ in TOUR:
         assert page in {p.url_path for p in PAGES} and (preset is None or PRESETS[preset].page == page)
+
+
+def test_the_nest_streams_its_sample_in_pieces_with_progress_and_equals_one_stream():
+    import numpy as np
+    import torch
+
+    from app.models import build_frozen, encode_text
+    from app.nest_run import PIECE, nest_trace
+    from app.presets import FIRST_SAMPLE
+    from app.samples import sample_texts
+
+    model = build_frozen("deltanet", 7)  # untrained: nothing shipped, so it is streamed
+    seen = []
+    trace = nest_trace("deltanet", 7, 2 * PIECE + 10, lambda: model, lambda done, total: seen.append((done, total)))
+    assert seen == [(PIECE, 2 * PIECE + 10), (2 * PIECE, 2 * PIECE + 10), (2 * PIECE + 10, 2 * PIECE + 10)]
+    with torch.no_grad():
+        whole = model.stream(encode_text(sample_texts()[FIRST_SAMPLE], limit=2 * PIECE + 10)).trace
+    assert len(trace) == len(whole) and np.allclose(trace.array("eta"), whole.array("eta"), atol=1e-5)
+    assert trace.snapshots == {}  # the raster needs none
+    assert nest_trace("deltanet", 7, 2 * PIECE + 10, lambda: 1 / 0) is trace  # cached: not streamed again
