@@ -337,3 +337,19 @@ def test_a_link_with_typed_text_reopens_that_stream(server, browser):
     assert page.locator("textarea").first.input_value() == text
     assert "Token 0: 's'" in page.inner_text("body").replace("**", "")
     page.close()
+
+
+def test_a_phone_sized_screen_has_no_sideways_scroll(server, browser):
+    """390 px wide (a phone): the front door and the stepper fit the width; the player still steps."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    page = ctx.new_page()
+    for url in (f"{server}/", f"{server}/stepper"):
+        page.goto(url)
+        page.wait_for_selector("h1", timeout=60_000)
+        page.wait_for_function(IDLE, timeout=90_000)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 391, url
+    page.wait_for_function(READY, timeout=90_000)
+    page.get_by_test_id("nlp-step").click()
+    assert page.inner_text("[data-testid='nlp-head']").startswith("Token 1:")
+    assert page.evaluate("document.querySelector(\"[data-testid='nlp-strip']\").getBoundingClientRect().right") <= 391
+    ctx.close()
