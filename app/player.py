@@ -127,11 +127,11 @@ def window_around(index: int) -> int:
 
 
 def payload(run: StepperRun, other: StepperRun | None, model, start: int, *, layer: int, memory: str,
-            colour: str, cmd: dict, names: dict, windows: int = 1, ensure=None) -> dict:  # fmt: skip
+            colour: str, cmd: dict, names: dict, windows: int = 1, ensure=None) -> dict | None:  # fmt: skip
     """The data for one rerun: `windows` windows from `start` (clipped to the stream) with the scalars of
     the STRIP tokens before them, and the server's command. `ensure(a, b)` makes the runs cover tokens
     [a, b) (False: stop); it is called one window at a time, so every window's matrices are still in the
-    live run's ring of recent snapshots when they are read."""
+    live run's ring of recent snapshots when they are read. None when the first window fails."""
     n = len(run.tokens)
     start = max(0, min(start, n - 1))
     end = min(n, start + max(1, min(windows, MAX_WINDOWS)) * WINDOW)
@@ -143,18 +143,11 @@ def payload(run: StepperRun, other: StepperRun | None, model, start: int, *, lay
             end = a
             break
         got += frames(run, model, a, b, layer, memory)
-    return {
-        "sig": view_signature(run, other, layer, memory, colour),
-        "n": n,
-        "names": names,
-        "scalars_from": s0,
-        "scalars": scalars(run, other, s0, end, layer, colour),
-        "frames_from": start,
-        "frames": got,
-        "cmd": cmd,
-        "speeds": SPEEDS,
-        "window": WINDOW,
-    }
+    if not got:
+        return None  # the first window could not be computed (the error is on the page)
+    data = light_payload(run, other, layer=layer, memory=memory, colour=colour, cmd=cmd, names=names)
+    data.update(scalars_from=s0, scalars=scalars(run, other, s0, end, layer, colour), frames_from=start, frames=got)
+    return data
 
 
 def light_payload(run: StepperRun, other: StepperRun | None, *, layer: int, memory: str, colour: str, cmd: dict,

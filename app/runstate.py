@@ -116,10 +116,9 @@ class StepperRun:
     def ensure_window(self, model: nested.NestedLM | None, start: int, end: int, snapshots: bool = True) -> None:
         """Make every token of [start, end) viewable, and token start - 1's matrices (the first change's
         base): a preset covers only a window of matrices, so the live run streams past the last it lacks."""
-        if self.replay:
-            return
-        lacking = [t for t in range(max(start - 1, 0), end) if not self._preset_covers(t, snapshots)]
-        self.ensure(model, (lacking[-1] if lacking else end - 1) + 1, snapshots)
+        target = self.needs_upto(start, end, snapshots)
+        if target:
+            self.ensure(model, target - 1, snapshots)  # ensure(upto) streams to upto + 1
 
     def export_trace(self) -> Trace:
         """The most complete trace of this run: the live one, or, while a shipped run covers more tokens,

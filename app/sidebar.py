@@ -83,7 +83,9 @@ def global_sidebar() -> dict:
             )  # fmt: skip
         device = pick_device()
         st.caption(f"Device: **{describe(device)}**")
-        if weights_seed(model, int(seed or 0)) != int(seed or 0):
+        # pages key their runs and caches by the seed that decides the weights (0 for a trained checkpoint)
+        seed = int(seed or 0)
+        weights = weights_seed(model, seed)
+        if weights != seed:
             st.caption("This model is trained: the seed does not change its weights, so nothing is recomputed.")
-    # pages key their runs and caches by the seed that decides the weights (0 for a trained checkpoint)
-    return {"model": model, "seed": weights_seed(model, int(seed or 0)), "device": str(device)}
+    return {"model": model, "seed": weights, "device": str(device)}

@@ -104,10 +104,10 @@ def player_view(run: StepperRun, other: StepperRun | None, model, other_model, *
             data = player.light_payload(run, other, layer=layer, memory=memory, colour=colour, cmd=cmd, names=title)
             data["progress"] = progress
         else:
-            if not cover(*_first_window(start, n)):
-                return
             data = player.payload(run, other, model, start, layer=layer, memory=memory, colour=colour, cmd=cmd,
                                   names=title, windows=windows, ensure=cover)  # fmt: skip
+            if data is None:
+                return
             st.session_state[SENT_SIG] = sig
     else:
         data = player.light_payload(run, other, layer=layer, memory=memory, colour=colour, cmd=cmd, names=title)
