@@ -39,4 +39,5 @@ EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD curl --fail http://localhost:8501/_stcore/health || exit 1
 
-CMD ["streamlit", "run", "app/main.py", "--server.port=8501", "--server.address=0.0.0.0"]
+# app.serve warms the shared models before the server answers (the health check means warm)
+CMD ["python", "-m", "app.serve", "--server.port=8501", "--server.address=0.0.0.0"]

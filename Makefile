@@ -17,7 +17,7 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(VENV)/bin/streamlit run app/main.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(PY) -m app.serve --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -28,12 +28,13 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(timeout: float = 60.0, with_process: bool = False) -> Iterator:
-    """`streamlit run app/main.py` on a free port; yields its base URL once /_stcore/health answers (and
-    the server's Popen with `with_process`, for benches that read its CPU time and memory)."""
+    """The app as `make run` serves it (`python -m app.serve`: warm, then `streamlit run app/main.py`) on a
+    free port; yields its base URL once /_stcore/health answers (and the server's Popen with
+    `with_process`, for benches that read its CPU time and memory)."""
     port = free_port()
     env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), "--server.port", str(port),
+        [sys.executable, "-m", "app.serve", "--server.port", str(port),
          "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -16,7 +16,7 @@ trap cleanup EXIT INT TERM
 upstreams=""
 for i in $(seq 0 $((N - 1))); do
   p=$((BASE + i))
-  NESTED_TORCH_THREADS=1 "$PY" -m streamlit run app/main.py --server.port "$p" --server.address 127.0.0.1 \
+  NESTED_TORCH_THREADS=1 "$PY" -m app.serve --server.port "$p" --server.address 127.0.0.1 \
     --server.headless true --browser.gatherUsageStats false >"/tmp/nested-lab-$p.log" 2>&1 &
   pids+=($!)
   upstreams+="        server 127.0.0.1:$p;"$'\n'
