@@ -9,6 +9,8 @@ Positions by rotary embedding at absolute positions, so streaming with a cache e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -33,6 +35,15 @@ def softmax_read(q: Tensor, K: Tensor, V: Tensor, allowed: Tensor) -> Tensor:
     return torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1) @ V
 
 
+@dataclass(frozen=True)
+class CacheState:
+    """Softmax attention's stream state: the keys and values it still attends to (batch, heads, L, dh)."""
+
+    pos: int
+    k: Tensor
+    v: Tensor
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -40,39 +51,39 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.out_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
-    def init_state(self, batch: int, device, dtype) -> dict:
+    def init_state(self, batch: int, device, dtype) -> CacheState:
         H, dh = self.cfg.n_heads, self.cfg.head_dim
         empty = torch.zeros(batch, H, 0, dh, device=device, dtype=dtype)
-        return {"pos": 0, "k": empty, "v": empty}
+        return CacheState(0, empty, empty)
 
     # -- what the nest, traces and freezing see ---------------------------------------------------
     writable = False  # a cache, not a learned write: nothing to freeze
     learned = ()  # the cache holds the tokens themselves
     trace_rows: dict = {}  # no write, no retention
 
-    def with_write_gain(self, state: dict, gain: float) -> dict:
+    def with_write_gain(self, state: CacheState, gain: float) -> CacheState:
         raise ValueError("softmax attention caches every key and value; it has no write strength to freeze")
 
     def components(self) -> list[str]:
         return ["attention_cache"]
 
-    def snapshot(self, state: dict) -> None:
+    def snapshot(self, state: CacheState) -> None:
         return None
 
     def nest(self, layer: int) -> list[Level]:
         return [Level("attention_cache", layer, "attention", 1, 0,
                       "softmax attention: caches every key and value (frequency infinity, non-parametric)")]  # fmt: skip
 
-    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0, core=None):
+    def forward(self, x: Tensor, state: CacheState, stepwise: bool, layer: int = 0, core=None):
         cfg = self.cfg
         B, n, d = x.shape
         H, dh = cfg.n_heads, cfg.head_dim
-        pos = state["pos"]
+        pos = state.pos
         positions = torch.arange(pos, pos + n, device=x.device)
         q, k, v = (t.view(B, n, H, dh).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
         q, k = rope(q, positions, cfg.rope_base), rope(k, positions, cfg.rope_base)
-        K = torch.cat([state["k"], k], dim=2)
-        V = torch.cat([state["v"], v], dim=2)
+        K = torch.cat([state.k, k], dim=2)
+        V = torch.cat([state.v, v], dim=2)
         L = K.shape[2]
         key_pos = torch.arange(pos + n - L, pos + n, device=x.device)
         allowed = key_pos[None, :] <= positions[:, None]
@@ -83,6 +94,6 @@ class Attention(nn.Module):
         else:
             o = F.scaled_dot_product_attention(q, K, V, attn_mask=allowed)
         keep = L if cfg.window is None else min(L, cfg.window - 1)
-        new = {"pos": pos + n, "k": K[:, :, L - keep :], "v": V[:, :, L - keep :]}
+        new = CacheState(pos + n, K[:, :, L - keep :], V[:, :, L - keep :])
         y = self.out_proj(o.transpose(1, 2).reshape(B, n, d))
         return y, new, {}

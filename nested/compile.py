@@ -28,8 +28,8 @@ import torch._functorch.config as functorch_config
 import torch.nn.functional as F
 from torch import Tensor
 
-from nested.layers import check_finite
-from nested.selfmod import SelfModifyingTitans, memories_finite, split_points
+from nested.layers import check_finite, split_points
+from nested.selfmod import ChunkOut, SelfModifyingTitans, memories_finite
 
 MODES = ("stream", "chunks", "train")
 
@@ -112,8 +112,8 @@ class CompiledModel:
         args = []
         for blk, st in zip(model.blocks, state.mixers, strict=True):
             a = blk.mixer.core_args(st)
-            if not a[6].requires_grad:  # the first conv state: one graph for every segment
-                a[6] = a[6].detach().requires_grad_(True)
+            if not a.conv.requires_grad:  # the first conv state: one graph for every segment
+                a = a._replace(conv=a.conv.detach().requires_grad_(True))
             args.append(a)
         seg = state.window[-1]
         logits, outs, grads, finite = self.segment_graph(tok, targets, args, list(seg.weights))
@@ -153,7 +153,8 @@ class CompiledModel:
 
         loss, vjp_fn, (logits, outs) = torch.func.vjp(forward, weights, has_aux=True)
         (grads,) = vjp_fn(torch.ones_like(loss))
-        outs = [[None if gone else next(ts) for gone in mask] for mask, ts in zip(absent, map(iter, outs), strict=True)]
+        outs = [ChunkOut._make(None if gone else next(ts) for gone in mask)
+                for mask, ts in zip(absent, map(iter, outs), strict=True)]  # fmt: skip
         grads = [[(u.detach(), w.detach()) for u, w in layer] for layer in grads]
         return logits, outs, grads, memories_finite(outs)
 
@@ -178,7 +179,7 @@ def advance_mixers(model, mixers, n: int, args: list, outs: list, finite: Tensor
     for i, blk in enumerate(model.blocks):
         st, rec = blk.mixer.next_state(mixers[i], n, args[i], outs[i])
         if not all_finite:
-            check_finite({k: st[k] for k in ("W1", "W2")}, i, "selfmod")
+            check_finite({"W1": st.W1, "W2": st.W2}, i, "selfmod")
         new.append(st)
         records.append(rec)
     return tuple(new), records

@@ -12,15 +12,27 @@ at any chunk size (unlike the deep memories, whose gradients are taken at the ch
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nested.config import ModelConfig
-from nested.layers import CausalConv, RMSNorm, check_finite
+from nested.layers import CausalConv, RMSNorm, check_finite, fold_heads, split_points, unfold_heads
 from nested.levels import Level
 from nested.memory import RecurrenceInputs, run_recurrence
-from nested.selfmod import fold_heads, split_points, unfold_heads
+
+
+@dataclass(frozen=True)
+class MatrixMemoryState:
+    """One matrix-memory layer's stream state: the fast weights S (batch x heads, dh, dh), the q/k/v conv
+    windows, and write_gain scaling beta_t (0 freezes the writes: nested.Freeze)."""
+
+    pos: int
+    S: Tensor
+    convs: tuple[Tensor, ...]
+    write_gain: float = 1.0
 
 
 class DeltaNetMixer(nn.Module):
@@ -41,48 +53,46 @@ class DeltaNetMixer(nn.Module):
         self.out_norm = RMSNorm(d)
         self.out_proj = nn.Linear(d, d, bias=False)
 
-    def init_state(self, batch: int, device, dtype) -> dict:
+    def init_state(self, batch: int, device, dtype) -> MatrixMemoryState:
         H, dh = self.cfg.n_heads, self.cfg.head_dim
-        st = {"pos": 0, "S": torch.zeros(batch * H, dh, dh, device=device, dtype=dtype)}
-        for i, c in enumerate(self.convs):
-            st[f"conv{i}"] = c.init_state(batch, device, dtype)
-        return st
+        S = torch.zeros(batch * H, dh, dh, device=device, dtype=dtype)
+        return MatrixMemoryState(0, S, tuple(c.init_state(batch, device, dtype) for c in self.convs))
 
     # -- what the nest, traces and freezing see ---------------------------------------------------
     writable = True
     learned = ("S",)  # the fast-weight matrix
     trace_rows = {"eta": ("write strength β_t", "β"), "alpha": ("retention (decay)", "decay")}
 
-    def with_write_gain(self, state: dict, gain: float) -> dict:
+    def with_write_gain(self, state: MatrixMemoryState, gain: float) -> MatrixMemoryState:
         """The state with the write strength beta_t scaled by `gain` (0 stops the writes)."""
-        return {**state, "write_gain": float(gain)}
+        return replace(state, write_gain=float(gain))
 
     def components(self) -> list[str]:
         return [f"{self.rule}_memory"]
 
-    def snapshot(self, state: dict) -> dict:
-        return {f"{self.rule}_memory": state["S"][0].detach().float().cpu().numpy()}
+    def snapshot(self, state: MatrixMemoryState) -> dict:
+        return {f"{self.rule}_memory": state.S[0].detach().float().cpu().numpy()}
 
     def nest(self, layer: int) -> list[Level]:
         dh = self.cfg.head_dim
         return [Level(f"{self.rule}_memory", layer, "memory", 1, self.cfg.n_heads * dh * dh,
                       f"matrix memory written by the {self.rule.replace('_', ' ')} rule every token")]  # fmt: skip
 
-    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0, core=None):
+    def forward(self, x: Tensor, state: MatrixMemoryState, stepwise: bool, layer: int = 0, core=None):
         cfg = self.cfg
         H = cfg.n_heads
         B, n, _ = x.shape
-        new = dict(state)
-        parts = []
-        for i, (part, conv) in enumerate(zip(self.qkv(x).chunk(3, -1), self.convs, strict=True)):
-            c, new[f"conv{i}"] = conv(part, state[f"conv{i}"])
+        parts, convs = [], []
+        for part, conv, window in zip(self.qkv(x).chunk(3, -1), self.convs, state.convs, strict=True):
+            c, window = conv(part, window)
             parts.append(fold_heads(F.silu(c), H))
+            convs.append(window)
         q, k, v = F.normalize(parts[0], dim=-1), F.normalize(parts[1], dim=-1), parts[2]
         g = torch.sigmoid(self.gates(x)).view(B, n, 2, H).permute(2, 0, 3, 1).reshape(2, B * H, n)
-        beta = g[0] * state.get("write_gain", 1.0)
+        beta = g[0] * state.write_gain
         decay = g[1] if self.rule == "gated_delta" else torch.ones_like(beta)
-        S, outs = state["S"], []
-        for a, b in split_points(state["pos"], n, [cfg.chunk_size]):
+        S, outs = state.S, []
+        for a, b in split_points(state.pos, n, [cfg.chunk_size]):
             sl = slice(a, b)
             inp = RecurrenceInputs(
                 decay=decay[:, sl],
@@ -96,7 +106,7 @@ class DeltaNetMixer(nn.Module):
             r, S, _ = run_recurrence(S, None, inp, stepwise, read_after_write=True)
             outs.append(r)
         check_finite({"S": S}, layer, self.rule)
-        new.update(pos=state["pos"] + n, S=S)
+        new = replace(state, pos=state.pos + n, S=S, convs=tuple(convs))
         y = self.out_proj(self.out_norm(unfold_heads(torch.cat(outs, 1), H)))
         record = {"eta": beta.view(B, H, n).transpose(1, 2), "alpha": decay.view(B, H, n).transpose(1, 2)}
         return y, new, record

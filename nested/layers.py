@@ -140,3 +140,24 @@ def check_finite(tensors: dict[str, Tensor], layer: int, where: str) -> None:
         for name, t in tensors.items():
             if not bool(torch.isfinite(t).all()):
                 raise NonFiniteMemoryError(layer=layer, memory=f"{where}.{name}")
+
+
+# -- heads and pieces (every mixer) ---------------------------------------------------------------
+def fold_heads(x: Tensor, n_heads: int) -> Tensor:
+    B, T, d = x.shape
+    return x.view(B, T, n_heads, d // n_heads).transpose(1, 2).reshape(B * n_heads, T, d // n_heads)
+
+
+def unfold_heads(x: Tensor, n_heads: int) -> Tensor:
+    N, T, dh = x.shape
+    return x.view(N // n_heads, n_heads, T, dh).transpose(1, 2).reshape(N // n_heads, T, n_heads * dh)
+
+
+def split_points(pos: int, n: int, periods: list[int]) -> list[tuple[int, int]]:
+    """Cut [0, n) so no piece crosses a multiple of any period, counting from absolute position pos."""
+    cuts = {0, n}
+    for p in periods:
+        first = (-pos) % p
+        cuts.update(range(first, n, p))
+    c = sorted(cuts)
+    return [(a, b) for a, b in zip(c[:-1], c[1:], strict=False) if b > a]

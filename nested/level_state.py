@@ -15,9 +15,9 @@ from nested.freeze import parse_level
 from nested.state import StreamState
 
 
-def memory_keys(mixer, mixer_state: dict) -> list[str]:
-    """The learned tensors of one mixer's state (the mixer's `learned` names that the state holds)."""
-    return [k for k in mixer.learned if k in mixer_state]
+def memory_keys(mixer, mixer_state) -> list[str]:
+    """The learned tensors of one mixer's state (the mixer's `learned` fields that the state holds)."""
+    return [k for k in mixer.learned if getattr(mixer_state, k, None) is not None]
 
 
 def reset_level(model, state: StreamState, fresh: StreamState, name: str) -> StreamState:
@@ -26,8 +26,8 @@ def reset_level(model, state: StreamState, fresh: StreamState, name: str) -> Str
     segment (and drops the level's half-summed gradient)."""
     layer, level = parse_level(name, model)
     if level is None:
-        reset = set(memory_keys(model.blocks[layer].mixer, state.mixers[layer]))
-        mix = {k: (fresh.mixers[layer][k] if k in reset else v) for k, v in state.mixers[layer].items()}
+        now, initial = state.mixers[layer], fresh.mixers[layer]
+        mix = replace(now, **{k: getattr(initial, k) for k in memory_keys(model.blocks[layer].mixer, now)})
         return replace(state, mixers=_put(state.mixers, layer, mix))
     c, initial = state.cms[layer], fresh.cms[layer].weights[level]
     cms = replace(c, weights=_put(c.weights, level, initial), acc=_put(c.acc, level, None))
@@ -46,7 +46,8 @@ def level_change(model, a: StreamState, b: StreamState) -> dict[str, float]:
     for i, (ma, mb) in enumerate(zip(a.mixers, b.mixers, strict=True)):
         keys = memory_keys(model.blocks[i].mixer, ma)
         if keys:
-            out[f"layer {i} memories"] = math.sqrt(sum(float((mb[k] - ma[k]).pow(2).sum()) for k in keys))
+            moved = sum(float((getattr(mb, k) - getattr(ma, k)).pow(2).sum()) for k in keys)
+            out[f"layer {i} memories"] = math.sqrt(moved)
     for i, (ca, cb) in enumerate(zip(a.cms or (), b.cms or (), strict=True)):
         for lv, (pa, pb) in enumerate(zip(ca.weights, cb.weights, strict=True)):
             out[f"layer {i} cms[{lv}]"] = math.sqrt(

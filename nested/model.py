@@ -27,9 +27,9 @@ from nested.cms import CMS, MLP, level_grads
 from nested.config import ModelConfig
 from nested.deltanet import DeltaNetMixer
 from nested.freeze import Freeze
-from nested.layers import RMSNorm
+from nested.layers import RMSNorm, split_points
 from nested.recorder import record_level_steps, record_token
-from nested.selfmod import SelfModifyingTitans, split_points
+from nested.selfmod import SelfModifyingTitans
 from nested.state import Segment, StreamState
 from nested.titans import TitansMemory
 from nested.trace import Trace

@@ -21,12 +21,26 @@ Momentum (§11.2c): S_t = beta S_{t-1} + eta_t grad, M_t = decay(M_{t-1}) - S_t.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nested.config import ModelConfig
-from nested.layers import CausalConv, RMSNorm, bank_forward, bank_self_grads, causal_conv, check_finite, clip_scale
+from nested.layers import (
+    CausalConv,
+    RMSNorm,
+    bank_forward,
+    bank_self_grads,
+    causal_conv,
+    check_finite,
+    clip_scale,
+    fold_heads,
+    split_points,
+    unfold_heads,
+)
 from nested.levels import MEMORY_TEXT, Level
 from nested.memory import RecurrenceInputs, decay_tables, run_recurrence
 from nested.trace import HOPE_ROWS
@@ -37,20 +51,10 @@ def memory_names(adaptive_q: bool) -> list[str]:
     return ["M_k", "M_v"] + (["M_q"] if adaptive_q else []) + ["M_eta", "M_alpha", "M_memory"]
 
 
-def fold_heads(x: Tensor, n_heads: int) -> Tensor:
-    B, T, d = x.shape
-    return x.view(B, T, n_heads, d // n_heads).transpose(1, 2).reshape(B * n_heads, T, d // n_heads)
-
-
-def unfold_heads(x: Tensor, n_heads: int) -> Tensor:
-    N, T, dh = x.shape
-    return x.view(N // n_heads, n_heads, T, dh).transpose(1, 2).reshape(N // n_heads, T, n_heads * dh)
-
-
 def memories_finite(outs: list) -> Tensor:
-    """One flag, computed inside a compiled graph: every layer's new memories (outputs 1 and 2 of
-    `_chunk_core`) are finite. nested.compile.advance_mixers names the layer when it is not."""
-    return torch.isfinite(torch.stack([t.sum() for out in outs for t in (out[1], out[2])])).all()
+    """One flag, computed inside a compiled graph: every layer's new memories (`ChunkOut.W1`, `.W2`)
+    are finite. nested.compile.advance_mixers names the layer when it is not."""
+    return torch.isfinite(torch.stack([t.sum() for out in outs for t in (out.W1, out.W2)])).all()
 
 
 def clip_fraction(scale: Tensor, batch: int) -> Tensor:
@@ -60,14 +64,51 @@ def clip_fraction(scale: Tensor, batch: int) -> Tensor:
     return (scale[..., 0] < 1).to(scale.dtype).view(batch, N // batch, M, T).mean(1).transpose(1, 2)
 
 
-def split_points(pos: int, n: int, periods: list[int]) -> list[tuple[int, int]]:
-    """Cut [0, n) so no piece crosses a multiple of any period, counting from absolute position pos."""
-    cuts = {0, n}
-    for p in periods:
-        first = (-pos) % p
-        cuts.update(range(first, n, p))
-    c = sorted(cuts)
-    return [(a, b) for a, b in zip(c[:-1], c[1:], strict=False) if b > a]
+@dataclass(frozen=True)
+class SelfModState:
+    """One self-modifying Titans layer's stream state, per item x head (N = batch x heads) on dim 0.
+    W = (W1, W2): every memory's current weights (N, M, ., .); F = (F1, F2): the state the inner
+    gradients are taken at this chunk (§11.2g); S1, S2: momentum (None without); conv: the causal conv
+    window; eta_gain scales every eta_t (0 freezes the writes: nested.Freeze)."""
+
+    pos: int
+    W1: Tensor
+    W2: Tensor
+    F1: Tensor
+    F2: Tensor
+    conv: Tensor
+    S1: Tensor | None = None
+    S2: Tensor | None = None
+    eta_gain: float = 1.0
+
+
+class ChunkArgs(NamedTuple):
+    """The state's tensor inputs of `_chunk_core` (after the input and constants)."""
+
+    F1: Tensor
+    F2: Tensor
+    W1: Tensor
+    W2: Tensor
+    S1: Tensor | None
+    S2: Tensor | None
+    conv: Tensor
+    gain: float
+
+
+class ChunkOut(NamedTuple):
+    """What `_chunk_core` returns: the read o (N, n, dh), the new memories and conv window, and the
+    per-token records eta, alpha, surprise (N, n) and the clipped fraction (B, n, M)."""
+
+    o: Tensor
+    W1: Tensor
+    W2: Tensor
+    S1: Tensor | None
+    S2: Tensor | None
+    conv: Tensor
+    eta: Tensor
+    alpha: Tensor
+    surprise: Tensor
+    clipped: Tensor
 
 
 class SelfModifyingTitans(nn.Module):
@@ -96,18 +137,17 @@ class SelfModifyingTitans(nn.Module):
         self.out_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
     # -- state ---------------------------------------------------------------------------------
-    def init_state(self, batch: int, device, dtype) -> dict:
+    def init_state(self, batch: int, device, dtype) -> SelfModState:
         H = self.cfg.n_heads
 
         def per_item(p: Tensor) -> Tensor:  # contiguous: one compiled graph for every chunk
             return p.unsqueeze(0).expand(batch, *p.shape).reshape(batch * H, *p.shape[1:]).contiguous()
 
         W1, W2 = per_item(self.W1_0), per_item(self.W2_0)
-        st = {"pos": 0, "W1": W1, "W2": W2, "F1": W1, "F2": W2, "eta_gain": 1.0}  # eta_gain 0 freezes (eta -> 0)
-        if self.cfg.momentum > 0:
-            st["S1"], st["S2"] = torch.zeros_like(W1), torch.zeros_like(W2)
-        st["conv"] = torch.zeros(batch * H, self.cfg.conv_width - 1, 3 * self.cfg.head_dim, device=device, dtype=dtype)
-        return st
+        mom = self.cfg.momentum > 0
+        conv = torch.zeros(batch * H, self.cfg.conv_width - 1, 3 * self.cfg.head_dim, device=device, dtype=dtype)
+        return SelfModState(pos=0, W1=W1, W2=W2, F1=W1, F2=W2, conv=conv,
+                            S1=torch.zeros_like(W1) if mom else None, S2=torch.zeros_like(W2) if mom else None)  # fmt: skip
 
     # -- forward -------------------------------------------------------------------------------
     # -- what the nest, traces and freezing see ---------------------------------------------------
@@ -116,16 +156,16 @@ class SelfModifyingTitans(nn.Module):
     # what its trace rows "eta" / "alpha" hold, as the stepper labels them (title, symbol)
     trace_rows = HOPE_ROWS
 
-    def with_write_gain(self, state: dict, gain: float) -> dict:
+    def with_write_gain(self, state: SelfModState, gain: float) -> SelfModState:
         """The state with every memory's eta_t scaled by `gain` (0 freezes the writes, not the decay)."""
-        return {**state, "eta_gain": float(gain)}
+        return replace(state, eta_gain=float(gain))
 
     def components(self) -> list[str]:
         return list(self.names)
 
-    def snapshot(self, state: dict) -> dict:
+    def snapshot(self, state: SelfModState) -> dict:
         """Each memory's first layer W2 (the one the DGD preconditioner acts on), item 0, head 0."""
-        W2 = state["W2"][0].detach().float().cpu().numpy()
+        W2 = state.W2[0].detach().float().cpu().numpy()
         return {name: W2[m] for m, name in enumerate(self.names)}
 
     def nest(self, layer: int) -> list[Level]:
@@ -137,7 +177,7 @@ class SelfModifyingTitans(nn.Module):
         return [Level(n, layer, "self-modifying memory", 1, per, MEMORY_TEXT[n] + chunk(n)) for n in self.names]
 
     # -- forward -------------------------------------------------------------------------------
-    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0, core=None):
+    def forward(self, x: Tensor, state: SelfModState, stepwise: bool, layer: int = 0, core=None):
         """(y, state, record) for x (B, T, d), one token (streaming) or many. `core` may hold a compiled
         copy of `_chunk_core` (nested.compile): {"chunk": ...}."""
         core = core or {}
@@ -147,12 +187,12 @@ class SelfModifyingTitans(nn.Module):
         q_all = fold_heads(self.q_proj(x), H) if self.q_proj is not None else None
         xh_all = fold_heads(x, H)
         outs, recs = [], []
-        for a, b in split_points(state["pos"], x.shape[1], [cfg.chunk_size, cfg.proj_chunk]):
+        for a, b in split_points(state.pos, x.shape[1], [cfg.chunk_size, cfg.proj_chunk]):
             raw_q = q_all[:, a:b] if q_all is not None else None
             y, state, rec = self._piece(xh_all[:, a:b], raw_q, state, stepwise, consts, core.get("chunk"))
             outs.append(y)
             recs.append(rec)
-        check_finite({k: state[k] for k in ("W1", "W2")}, layer, "selfmod")
+        check_finite({"W1": state.W1, "W2": state.W2}, layer, "selfmod")
         clipped = torch.cat([r.pop("clipped") for r in recs], dim=1)  # (B, T, M)
         record = {k: torch.cat([r[k] for r in recs], dim=-1) for k in recs[0]}
         record = {k: v.view(B, H, -1).transpose(1, 2) for k, v in record.items()}  # (B, T, H)
@@ -169,18 +209,18 @@ class SelfModifyingTitans(nn.Module):
             "conv_w": self.conv_qkv.weight.view(H, 3 * dh, -1).repeat(batch, 1, 1),  # (N, 3dh, w)
         }
 
-    def piece_core(self, x: Tensor, args: list, stepwise: bool = False) -> tuple[Tensor, tuple]:
+    def piece_core(self, x: Tensor, args: ChunkArgs, stepwise: bool = False) -> tuple[Tensor, ChunkOut]:
         """One piece x (B, n, d) that crosses no chunk boundary, as a pure function of tensors: the layer
         output (B, n, d) and the `_chunk_core` outputs (for `next_state`). `args` from `core_args`."""
         H = self.cfg.n_heads
         raw_q = fold_heads(self.q_proj(x), H) if self.q_proj is not None else None
         out = self._chunk_core(fold_heads(x, H), raw_q, self.chunk_consts(x.shape[0]), stepwise, *args)
-        return self.out_proj(self.out_norm(unfold_heads(out[0], H))), out
+        return self.out_proj(self.out_norm(unfold_heads(out.o, H))), out
 
-    def _refresh_frozen(self, state: dict) -> tuple[Tensor, Tensor]:
+    def _refresh_frozen(self, state: SelfModState) -> tuple[Tensor, Tensor]:
         """At a chunk boundary the frozen (gradient-reference) state becomes the current one."""
-        pos, m = state["pos"], self.i_mem
-        F1, F2, W1, W2 = state["F1"], state["F2"], state["W1"], state["W2"]
+        pos, m = state.pos, self.i_mem
+        F1, F2, W1, W2 = state.F1, state.F2, state.W1, state.W2
         proj_now = pos % self.cfg.proj_chunk == 0
         mem_now = pos % self.cfg.chunk_size == 0
         if proj_now and mem_now:
@@ -191,40 +231,33 @@ class SelfModifyingTitans(nn.Module):
             return torch.cat([F1[:, :m], W1[:, m:]], 1), torch.cat([F2[:, :m], W2[:, m:]], 1)
         return F1, F2
 
-    def core_args(self, state: dict) -> list:
-        """The state's tensor inputs of `_chunk_core` (after the input and constants): F1, F2, W1, W2,
-        S1, S2 (None without momentum), the conv state, and the frozen flag. Positions stay here."""
+    def core_args(self, state: SelfModState) -> ChunkArgs:
+        """The state's tensor inputs of `_chunk_core` (positions stay in the state)."""
         F1, F2 = self._refresh_frozen(state)
-        mom = self.cfg.momentum > 0
-        return [F1, F2, state["W1"], state["W2"], state["S1"] if mom else None, state["S2"] if mom else None,
-                state["conv"], float(state.get("eta_gain", 1.0))]  # fmt: skip
+        return ChunkArgs(F1, F2, state.W1, state.W2, state.S1, state.S2, state.conv, float(state.eta_gain))
 
-    def next_state(self, state: dict, n: int, args: list, out: tuple) -> tuple[dict, dict]:
+    def next_state(self, state: SelfModState, n: int, args: ChunkArgs, out: ChunkOut) -> tuple[SelfModState, dict]:
         """The state after n tokens and their record, from a core's inputs `args` and outputs `out`."""
-        _, W1, W2, S1, S2, conv, eta, alpha, surprise, clipped = out
-        new = dict(state)
-        new.update(pos=state["pos"] + n, F1=args[0], F2=args[1], conv=conv, W1=W1, W2=W2)
-        if self.cfg.momentum > 0:
-            new.update(S1=S1, S2=S2)
-        return new, {"eta": eta, "alpha": alpha, "surprise": surprise, "clipped": clipped}
+        new = replace(state, pos=state.pos + n, F1=args.F1, F2=args.F2, conv=out.conv, W1=out.W1, W2=out.W2,
+                      S1=out.S1, S2=out.S2)  # fmt: skip
+        return new, {"eta": out.eta, "alpha": out.alpha, "surprise": out.surprise, "clipped": out.clipped}
 
-    def _piece(self, xh: Tensor, raw_q: Tensor | None, state: dict, stepwise: bool, consts: dict, core=None):
+    def _piece(self, xh: Tensor, raw_q: Tensor | None, state: SelfModState, stepwise: bool, consts: dict, core=None):
         """Tokens inside one chunk of both chunk sizes, heads folded into the batch (N = B*H): the
         frozen state is constant here. Returns o (N, n, dh), the new state, per-token records."""
         args = self.core_args(state)
         if core is None or (stepwise and xh.shape[1] > 1):  # one token: stepwise and parallel are one step
             core = self._chunk_core
-        elif torch.is_grad_enabled() and not args[6].requires_grad:
+        elif torch.is_grad_enabled() and not args.conv.requires_grad:
             # the first chunk's zero conv state would otherwise compile a second graph
-            args[6] = args[6].detach().requires_grad_(True)
+            args = args._replace(conv=args.conv.detach().requires_grad_(True))
         out = core(xh, raw_q, consts, stepwise, *args)
         new, record = self.next_state(state, xh.shape[1], args, out)
-        return out[0], new, record
+        return out.o, new, record
 
     def _chunk_core(self, xh, raw_q, consts, stepwise: bool, F1, F2, W1, W2, S1, S2, conv_state, gain: float):
         """The tensor work of `_piece`: a pure function of tensors (and the frozen flag `gain`), what
-        `nested.compile_model(model, "chunks" | "train")` compiles. Returns o (N, n, dh), the new W1, W2, S1, S2 (None without momentum),
-        the conv state, and eta, alpha, surprise (N, n)."""
+        `nested.compile_model(model, "chunks" | "train")` compiles. Returns a `ChunkOut`."""
         cfg = self.cfg
         N, n, dh = xh.shape
         M, hm, m = F1.shape[1], F1.shape[-1], self.i_mem
@@ -291,5 +324,5 @@ class SelfModifyingTitans(nn.Module):
         S1_new = torch.cat([S1_rest, S1_mem[:, None]], 1) if mom else None
         S2_new = S2_next.view(N, M, hm, dh) if mom else None
         # o_t = M_memory,t-1(q_t)
-        return (q + reads1, W1_new, W2_next.view(N, M, hm, dh), S1_new, S2_new, conv_state, eta, alpha,
-                inner_loss[:, m], clip_fraction(scale, N // self.cfg.n_heads))  # fmt: skip
+        return ChunkOut(q + reads1, W1_new, W2_next.view(N, M, hm, dh), S1_new, S2_new, conv_state, eta, alpha,
+                        inner_loss[:, m], clip_fraction(scale, N // self.cfg.n_heads))  # fmt: skip

@@ -14,15 +14,42 @@ are taken at the chunk-start state M_{t'} (the chunk-wise parallel form of §3).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nested.config import ModelConfig
-from nested.layers import CausalConv, RMSNorm, bank_inner_grads, check_finite, clip_scale
+from nested.layers import (
+    CausalConv,
+    RMSNorm,
+    bank_inner_grads,
+    check_finite,
+    clip_scale,
+    fold_heads,
+    split_points,
+    unfold_heads,
+)
 from nested.levels import Level
 from nested.memory import RecurrenceInputs, run_recurrence
-from nested.selfmod import fold_heads, split_points, unfold_heads
+
+
+@dataclass(frozen=True)
+class TitansState:
+    """One Titans layer's stream state, per item x head on dim 0: the memory W = (W1, W2), the chunk-start
+    state F = (F1, F2) its gradients are taken at, the momentum S = (S1, S2), the q/k/v conv windows, and
+    eta_gain scaling theta_t (0 freezes the writes: nested.Freeze)."""
+
+    pos: int
+    W1: Tensor
+    W2: Tensor
+    F1: Tensor
+    F2: Tensor
+    S1: Tensor
+    S2: Tensor
+    convs: tuple[Tensor, ...]
+    eta_gain: float = 1.0
 
 
 class TitansMemory(nn.Module):
@@ -42,18 +69,15 @@ class TitansMemory(nn.Module):
         self.out_norm = RMSNorm(d)
         self.out_proj = nn.Linear(d, d, bias=False)
 
-    def init_state(self, batch: int, device, dtype) -> dict:
+    def init_state(self, batch: int, device, dtype) -> TitansState:
         H = self.cfg.n_heads
 
         def per_item(p: Tensor) -> Tensor:
             return p.unsqueeze(0).expand(batch, *p.shape).reshape(batch * H, *p.shape[1:])
 
         W1, W2 = per_item(self.W1_0), per_item(self.W2_0)
-        st = {"pos": 0, "W1": W1, "W2": W2, "F1": W1, "F2": W2, "eta_gain": 1.0}  # eta_gain 0 freezes writes
-        st["S1"], st["S2"] = torch.zeros_like(W1), torch.zeros_like(W2)
-        for i, c in enumerate(self.convs):
-            st[f"conv{i}"] = c.init_state(batch, device, dtype)
-        return st
+        convs = tuple(c.init_state(batch, device, dtype) for c in self.convs)
+        return TitansState(0, W1, W2, F1=W1, F2=W2, S1=torch.zeros_like(W1), S2=torch.zeros_like(W2), convs=convs)
 
     # -- what the nest, traces and freezing see ---------------------------------------------------
     writable = True
@@ -62,67 +86,67 @@ class TitansMemory(nn.Module):
     # and "alpha" holds 1 - α_t (the factor the memory is multiplied by)
     trace_rows = {"eta": ("inner learning rate θ_t", "θ"), "alpha": ("retention 1 − α_t", "1−α")}
 
-    def with_write_gain(self, state: dict, gain: float) -> dict:
+    def with_write_gain(self, state: TitansState, gain: float) -> TitansState:
         """The state with the inner learning rate theta_t scaled by `gain` (0 stops the writes)."""
-        return {**state, "eta_gain": float(gain)}
+        return replace(state, eta_gain=float(gain))
 
     def components(self) -> list[str]:
         return ["titans_memory"]
 
-    def snapshot(self, state: dict) -> dict:
-        return {"titans_memory": state["W2"][0, 0].detach().float().cpu().numpy()}
+    def snapshot(self, state: TitansState) -> dict:
+        return {"titans_memory": state.W2[0, 0].detach().float().cpu().numpy()}
 
     def nest(self, layer: int) -> list[Level]:
         return [Level("titans_memory", layer, "memory", 1, self.W1_0.numel() + self.W2_0.numel(),
                       "Titans memory: surprise-driven writes with momentum and forgetting")]  # fmt: skip
 
-    def forward(self, x: Tensor, state: dict, stepwise: bool, layer: int = 0, core=None):
+    def forward(self, x: Tensor, state: TitansState, stepwise: bool, layer: int = 0, core=None):
         outs, recs = [], []
-        for a, b in split_points(state["pos"], x.shape[1], [self.cfg.chunk_size]):
+        for a, b in split_points(state.pos, x.shape[1], [self.cfg.chunk_size]):
             y, state, rec = self._piece(x[:, a:b], state, stepwise)
             outs.append(y)
             recs.append(rec)
-        check_finite({k: state[k] for k in ("W1", "W2")}, layer, "titans")
+        check_finite({"W1": state.W1, "W2": state.W2}, layer, "titans")
         return torch.cat(outs, 1), state, {k: torch.cat([r[k] for r in recs], 1) for k in recs[0]}
 
-    def _piece(self, x: Tensor, state: dict, stepwise: bool):
+    def _piece(self, x: Tensor, state: TitansState, stepwise: bool):
         cfg = self.cfg
         H = cfg.n_heads
         B, n, _ = x.shape
-        if state["pos"] % cfg.chunk_size == 0:
-            F1, F2 = state["W1"], state["W2"]
+        if state.pos % cfg.chunk_size == 0:
+            F1, F2 = state.W1, state.W2
         else:
-            F1, F2 = state["F1"], state["F2"]
-        new = dict(state)
-        qkv = []
-        for i, (part, conv) in enumerate(zip(self.qkv(x).chunk(3, -1), self.convs, strict=True)):
-            c, new[f"conv{i}"] = conv(part, state[f"conv{i}"])
+            F1, F2 = state.F1, state.F2
+        qkv, convs = [], []
+        for part, conv, window in zip(self.qkv(x).chunk(3, -1), self.convs, state.convs, strict=True):
+            c, window = conv(part, window)
             qkv.append(fold_heads(F.silu(c), H))
+            convs.append(window)
         q, k, v = F.normalize(qkv[0], dim=-1), F.normalize(qkv[1], dim=-1), qkv[2]
         g = torch.sigmoid(self.gates(x)).view(B, n, 3, H).permute(2, 0, 3, 1).reshape(3, B * H, n)
-        theta, eta, alpha = g[0] * cfg.titans_max_lr * state.get("eta_gain", 1.0), g[1], g[2]
+        theta, eta, alpha = g[0] * cfg.titans_max_lr * state.eta_gain, g[1], g[2]
 
         e, hidden, g2, inner_loss = bank_inner_grads(F1, F2, k, v[:, None], "l2", "corrected")
         scale = clip_scale(e, hidden, g2, k, cfg.inner_clip)
         e, g2 = e[:, 0] * scale[:, 0], g2[:, 0] * scale[:, 0]
         decay = 1 - alpha
         reads2, W2, S2 = run_recurrence(
-            state["W2"][:, 0],
-            state["S2"][:, 0],
+            state.W2[:, 0],
+            state.S2[:, 0],
             RecurrenceInputs(decay=decay, lr=theta, grads=g2, gkeys=k, mom=eta, queries=q),
             stepwise,
             cfg.read_after_write,
         )
         reads1, W1, S1 = run_recurrence(
-            state["W1"][:, 0],
-            state["S1"][:, 0],
+            state.W1[:, 0],
+            state.S1[:, 0],
             RecurrenceInputs(decay=decay, lr=theta, grads=e, gkeys=hidden[:, 0], mom=eta, queries=F.silu(reads2)),
             stepwise,
             cfg.read_after_write,
         )
         o = q + reads1
-        new.update(pos=state["pos"] + n, F1=F1, F2=F2)
-        new["W1"], new["W2"], new["S1"], new["S2"] = W1[:, None], W2[:, None], S1[:, None], S2[:, None]
+        new = replace(state, pos=state.pos + n, F1=F1, F2=F2, W1=W1[:, None], W2=W2[:, None], S1=S1[:, None],
+                      S2=S2[:, None], convs=tuple(convs))  # fmt: skip
         y = self.out_proj(self.out_norm(unfold_heads(o, H)))
         record = {
             "eta": theta.view(B, H, n).transpose(1, 2),

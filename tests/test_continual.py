@@ -189,10 +189,8 @@ def test_reset_level_restores_that_level_only():
     assert all(torch.equal(a, b) for a, b in zip(r.cms[1].weights[1], st.cms[1].weights[1], strict=True))
     assert r.window[-1].weights[1][0] is fresh.cms[1].weights[0]
     m = reset_level(model, st, fresh, "layer 0 memories")
-    assert torch.equal(m.mixers[0]["W1"], fresh.mixers[0]["W1"]) and torch.equal(
-        m.mixers[0]["conv"], st.mixers[0]["conv"]
-    )
-    assert not torch.equal(st.mixers[0]["W1"], fresh.mixers[0]["W1"])
+    assert torch.equal(m.mixers[0].W1, fresh.mixers[0].W1) and torch.equal(m.mixers[0].conv, st.mixers[0].conv)
+    assert not torch.equal(st.mixers[0].W1, fresh.mixers[0].W1)
     lab = ContinualLab(SuccessorLanguages(n_tasks=2, alphabet=4), [Learner("m", model, resets=True)])
     assert set(lab.reset_probe("m")) == set(model.freeze_options())
     assert lab.reset_probe("m")["layer 0 memories"] == lab.curves["m"][0]  # nothing learned yet: a no-op

@@ -1,6 +1,7 @@
 """The public contract of DESIGN.md §2: one function, two schedules, explicit per-item state."""
 
 import math
+from dataclasses import fields
 
 import pytest
 import torch
@@ -87,12 +88,15 @@ def test_state_is_never_mutated_in_place():
     tok = _tokens(T=9)
     with torch.no_grad():
         first = model.stream(tok[:, :5], trace=False)
-        snapshot = {k: v.clone() for k, v in first.state.mixers[0].items() if torch.is_tensor(v)}
+        mixer = first.state.mixers[0]
+        snapshot = {
+            f.name: getattr(mixer, f.name).clone() for f in fields(mixer) if torch.is_tensor(getattr(mixer, f.name))
+        }
         x = model.stream(tok[:, 5:], state=first.state, trace=False).logits
         y = model.stream(tok[:, 5:], state=first.state, trace=False).logits  # reuse the same state
     assert torch.equal(x, y)
     for k, v in snapshot.items():
-        assert torch.equal(first.state.mixers[0][k], v), k
+        assert torch.equal(getattr(first.state.mixers[0], k), v), k
 
 
 def test_gradients_reach_every_meta_learned_initial_state():
@@ -305,10 +309,10 @@ def test_freezing_the_memories_stops_their_writes_but_not_their_decay():
         out = model.stream(_tokens(B=1, T=6), state=st, trace=True)
     eta = out.trace.array("eta")
     assert (eta == 0).all()
-    W0 = model.init_state(1).mixers[0]["W1"]
+    W0 = model.init_state(1).mixers[0].W1
     alpha = torch.tensor(out.trace.array("alpha")[:, 0, 0], dtype=torch.float64)
     # with eta = 0 each token only multiplies the memory by alpha_t (Eq. 88)
-    assert torch.allclose(out.state.mixers[0]["W1"], W0 * alpha.prod(), atol=1e-10)
+    assert torch.allclose(out.state.mixers[0].W1, W0 * alpha.prod(), atol=1e-10)
 
 
 @pytest.mark.parametrize("name, symbols", [("hope", ("η", "α")), ("titans", ("θ", "1−α"))])
@@ -319,9 +323,9 @@ def test_the_retention_row_is_the_factor_the_memory_is_multiplied_by_and_the_tra
     with torch.no_grad():
         out = model.stream(_tokens(B=1, T=6), state=model.init_state(1, freeze="layer 0 memories"), trace=True)
     assert (out.trace.gate_labels(0)["eta"][1], out.trace.gate_labels(0)["alpha"][1]) == symbols
-    W0 = model.init_state(1).mixers[0]["W1"][0]
+    W0 = model.init_state(1).mixers[0].W1[0]
     kept = torch.tensor(out.trace.array("alpha")[:, 0, 0], dtype=torch.float64)
-    assert torch.allclose(out.state.mixers[0]["W1"][0], W0 * kept.prod(), atol=1e-10)
+    assert torch.allclose(out.state.mixers[0].W1[0], W0 * kept.prod(), atol=1e-10)
     assert not torch.allclose(kept, torch.ones_like(kept))  # the row is not a constant 1
 
 
@@ -335,7 +339,7 @@ def test_compiled_streaming_equals_eager():
         compiled = fast.stream(tokens, trace=False)
     assert torch.allclose(eager.logits, compiled.logits, atol=1e-4, rtol=1e-4)
     for a, b in zip(eager.state.mixers, compiled.state.mixers, strict=True):
-        assert torch.allclose(a["W1"], b["W1"], atol=1e-5) and torch.allclose(a["W2"], b["W2"], atol=1e-5)
+        assert torch.allclose(a.W1, b.W1, atol=1e-5) and torch.allclose(a.W2, b.W2, atol=1e-5)
     for a, b in zip(eager.state.cms, compiled.state.cms, strict=True):  # the CMS levels learned the same
         assert torch.allclose(a.weights[1][0], b.weights[1][0], atol=1e-5)
     assert fast.whole_token is not None and not hasattr(model, "whole_token")  # graphs live in the wrapper

@@ -111,8 +111,8 @@ def test_one_token_of_eq88_written_out(clip):
         # Eq. 88 with the DGD preconditioner on the first layer (the one whose input is k)
         want2 = alpha * W2[m] - eta * torch.outer(W2[m] @ k, k) - eta * s * g2
         want1 = alpha * W1[m] - eta * s * g1
-        assert torch.allclose(new["W2"][0, m], want2, atol=1e-12), name
-        assert torch.allclose(new["W1"][0, m], want1, atol=1e-12), name
+        assert torch.allclose(new.W2[0, m], want2, atol=1e-12), name
+        assert torch.allclose(new.W1[0, m], want1, atol=1e-12), name
     o = _memory(W1[-1], W2[-1], q)  # Eq. 94: read before write, from M_memory,t-1
     with torch.no_grad():
         assert torch.allclose(y[0, 0], mix.out_proj(mix.out_norm(o[None]))[0], atol=1e-12)
