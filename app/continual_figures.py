@@ -57,12 +57,21 @@ def forgetting_curves(summary: dict, models: list[str] | None = None) -> go.Figu
                                  showlegend=False, hoverinfo="skip", line={"color": "#999", "dash": "dot", "width": 1}))  # fmt: skip
     layout = _stacked(len(models), [_title(summary, m) for m in models], summary["segments"], "probe acc.")
     layout["xaxis"] = {"title": {"text": "tokens streamed"}, "anchor": f"y{len(models)}" if len(models) > 1 else "y"}
+    for r, m in enumerate(models):  # a level frozen mid-stream: where it stopped learning
+        at = summary["models"][m].get("freeze_at")
+        if at:
+            ax = "" if r == 0 else str(r + 1)
+            layout["shapes"].append({"type": "line", "xref": "x", "yref": f"y{ax} domain", "x0": at, "x1": at, "y0": 0,
+                                     "y1": 1, "line": {"color": "#333", "dash": "dash", "width": 1.5}})  # fmt: skip
+            layout["annotations"].append({"text": "frozen from here", "x": at, "xref": "x", "y": 1, "yref": f"y{ax} domain",
+                                          "xanchor": "left", "yanchor": "top", "showarrow": False, "font": {"size": 10}})  # fmt: skip
     return go.Figure(traces, layout)
 
 
 def _title(summary: dict, model: str) -> str:
-    freeze = summary["models"][model].get("freeze")
-    return f"{model}" + (f" (frozen: {freeze})" if freeze else "")
+    info = summary["models"][model]
+    freeze, at = info.get("freeze"), info.get("freeze_at")
+    return f"{model}" + (f" (frozen: {freeze}{f' from token {at:,}' if at else ''})" if freeze else "")
 
 
 def forgetting_matrix(summary: dict, model: str) -> go.Figure:

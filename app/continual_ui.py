@@ -47,6 +47,9 @@ EXPLAINER = (
     "- **How much each level moved**: the size of each memory's and each CMS level's change during each segment.\n"
     "- **Own alphabets**: learning B never contradicts A, so losing A is forgetting (decay, capacity, a window "
     "that moved on). **Shared alphabet**: B's rule overwrites A's answers (interference).\n"
+    "- **Hope, level frozen**: the same Hope with one level's writes (a memory) or learning rate (a CMS level) "
+    "at 0, from the start or from a chosen token ('Freeze now': from where the stream is; a dashed line marks it). "
+    "Until then it is Hope exactly; after, that level holds what it had.\n"
     "- The sliding-window Transformer sees only its last 64 tokens: once a language leaves the window it is gone."
 )
 
@@ -57,6 +60,7 @@ class Setup:
     shared: bool = False
     seed: int = 0
     frozen: str = ""  # the level the "Hope, level frozen" learner freezes
+    frozen_at: int = 0  # from this stream position (0: from the start)
 
     @property
     def task(self) -> SuccessorLanguages:
@@ -72,7 +76,9 @@ def learners(setup: Setup, model_for=None) -> list[Learner]:
     out = []
     for label in setup.models:
         if label == FROZEN_HOPE:
-            out.append(Learner(f"Hope, {setup.frozen} frozen", model_for(LAB_MODELS["Hope"]), freeze=setup.frozen))
+            since = f" from token {setup.frozen_at:,}" if setup.frozen_at else ""
+            out.append(Learner(f"Hope, {setup.frozen} frozen{since}", model_for(LAB_MODELS["Hope"]),
+                               freeze=setup.frozen, freeze_at=setup.frozen_at))  # fmt: skip
         else:
             out.append(Learner(label, model_for(LAB_MODELS.get(label, label)), resets=label == "Hope"))  # or yours
     return out
@@ -136,6 +142,13 @@ def run_string(lab: ContinualLab) -> str:
 def kept(setup: Setup) -> ContinualLab | None:
     """The session's live lab if it was made for `setup`."""
     return st.session_state.get("cl_lab") if st.session_state.get("cl_setup") == setup else None
+
+
+def freeze_now() -> None:
+    """The "Freeze now" button: the frozen learner's level stops learning from where the session's stream is
+    now (the page replays the run with the freeze at that token)."""
+    lab = st.session_state.get("cl_lab")
+    st.session_state["cl_frozen_at"] = lab.pos if lab is not None else 0
 
 
 def current_lab(setup: Setup, text: str) -> ContinualLab | None:

@@ -129,8 +129,12 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurements")
     ap.add_argument("--compiled-cms-grad", default="segment", choices=["segment", "exact"])
     ap.add_argument("--only", default="all", choices=["all", "train", "stream", "clips"])
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads for training (default: "
+                    "torch's, one per core; 1 is how the app and the background trainings run)")  # fmt: skip
     a = ap.parse_args()
     torch.manual_seed(0)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
     print(f"training: d_model {a.d_model}, {a.n_layers} layers, seq {a.seq}, batch {a.batch}, {a.steps} steps\n")
     tokens = torch.randint(0, 256, (a.batch, a.seq))

@@ -33,11 +33,13 @@ BLOCK = 256  # a segment is generated in blocks of this many symbols (each seede
 
 @dataclass
 class Learner:
-    """One model in the lab with its own stream state. `freeze` is a nested.Freeze spec for its run."""
+    """One model in the lab with its own stream state. `freeze` is a nested.Freeze spec for its run, applied
+    from stream position `freeze_at` on (0: from the start; later: the level learns until then, then stops)."""
 
     name: str
     model: torch.nn.Module
     freeze: str = ""
+    freeze_at: int = 0
     resets: bool = False  # summaries add the probe with each level reset (Hope: "which level carries which task")
     state: StreamState | None = None
     last_pred: int | None = None  # the prediction for the stream's next token
@@ -45,8 +47,13 @@ class Learner:
 
     def __post_init__(self):
         self.model.eval()
-        self.state = self.model.init_state(1, freeze=self.freeze or None)
+        if self.freeze_at < 0:
+            raise ValueError(f"a level is frozen from a stream position >= 0, got {self.freeze_at}")
+        self.state = self.model.init_state(1, freeze=self.freeze if self.freeze_at == 0 else None)
         self.fresh = self.model.init_state(1)
+
+    def freezes_at(self, pos: int) -> bool:
+        return bool(self.freeze) and self.freeze_at == pos > 0
 
 
 @dataclass
@@ -143,7 +150,7 @@ class ContinualLab:
             self.segments.append((task, self.pos, self.pos + n))
         done = 0
         while done < n:
-            k = min(self.probe_every - self.pos % self.probe_every, n - done)
+            k = min(self.probe_every - self.pos % self.probe_every, n - done, self._to_next_freeze())
             self._advance(seg_tokens[done : done + k])
             done += k
             if self.pos % self.probe_every == 0 or done == n:
@@ -155,10 +162,17 @@ class ContinualLab:
         for t, n in schedule.segments:
             self.feed(t, n)
 
+    def _to_next_freeze(self) -> int:
+        """Tokens until a learner's level is frozen mid-stream (pieces stop there), or a large number."""
+        ahead = [lr.freeze_at - self.pos for lr in self.learners if lr.freeze and lr.freeze_at > self.pos]
+        return min(ahead, default=MAX_TOKENS)
+
     @torch.no_grad()
     def _advance(self, toks: list[int]) -> None:
         x = torch.tensor([toks], dtype=torch.long)
         for lr in self.learners:
+            if lr.freezes_at(self.pos):
+                lr.state = lr.model.with_freeze(lr.state, lr.freeze)
             res = lr.model.run(x.to(lr.model.device), lr.state)
             pred = res.logits[0].argmax(-1).cpu().tolist()
             # in-stream hit: the prediction made *before* each token (the first one's came with the last piece)
@@ -239,6 +253,7 @@ class ContinualLab:
             n = lr.name
             models[n] = {
                 "freeze": lr.freeze,
+                "freeze_at": lr.freeze_at if lr.freeze else None,
                 "curves": [[r[t] for t in self.tasks] for r in self.curves[n]],
                 "losses": [[r[t] for t in self.tasks] for r in self.losses[n]],
                 "resets": {lv: [[r[t] for t in self.tasks]] for lv, r in self.reset_probe(n).items()}

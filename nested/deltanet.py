@@ -15,11 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nested.config import ModelConfig
-from nested.layers import CausalConv, RMSNorm, check_finite, fold_heads, split_points, unfold_heads
+from nested.layers import CausalConv, RMSNorm, check_finite, conv_qkv, split_points, unfold_heads
 from nested.levels import Level
 from nested.memory import RecurrenceInputs, run_recurrence
 
@@ -82,12 +81,7 @@ class DeltaNetMixer(nn.Module):
         cfg = self.cfg
         H = cfg.n_heads
         B, n, _ = x.shape
-        parts, convs = [], []
-        for part, conv, window in zip(self.qkv(x).chunk(3, -1), self.convs, state.convs, strict=True):
-            c, window = conv(part, window)
-            parts.append(fold_heads(F.silu(c), H))
-            convs.append(window)
-        q, k, v = F.normalize(parts[0], dim=-1), F.normalize(parts[1], dim=-1), parts[2]
+        q, k, v, convs = conv_qkv(x, self.qkv, self.convs, state.convs, H)
         g = torch.sigmoid(self.gates(x)).view(B, n, 2, H).permute(2, 0, 3, 1).reshape(2, B * H, n)
         beta = g[0] * state.write_gain
         decay = g[1] if self.rule == "gated_delta" else torch.ones_like(beta)
@@ -106,7 +100,7 @@ class DeltaNetMixer(nn.Module):
             r, S, _ = run_recurrence(S, None, inp, stepwise, read_after_write=True)
             outs.append(r)
         check_finite({"S": S}, layer, self.rule)
-        new = replace(state, pos=state.pos + n, S=S, convs=tuple(convs))
+        new = replace(state, pos=state.pos + n, S=S, convs=convs)
         y = self.out_proj(self.out_norm(unfold_heads(torch.cat(outs, 1), H)))
         record = {"eta": beta.view(B, H, n).transpose(1, 2), "alpha": decay.view(B, H, n).transpose(1, 2)}
         return y, new, record

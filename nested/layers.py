@@ -54,6 +54,17 @@ class CausalConv(nn.Module):
         return causal_conv(x, state, self.weight)
 
 
+def conv_qkv(x: Tensor, proj: nn.Linear, convs: nn.ModuleList, windows: tuple[Tensor, ...], n_heads: int):
+    """The q, k, v of a linear-memory layer (Titans §3, DeltaNet): x W_qkv, each through its causal conv
+    and SiLU, q and k L2-normalised, heads folded into the batch. Returns (q, k, v, the new conv windows)."""
+    parts, new = [], []
+    for part, conv, window in zip(proj(x).chunk(3, -1), convs, windows, strict=True):
+        c, window = conv(part, window)
+        parts.append(fold_heads(F.silu(c), n_heads))
+        new.append(window)
+    return F.normalize(parts[0], dim=-1), F.normalize(parts[1], dim=-1), parts[2], tuple(new)
+
+
 def rope(x: Tensor, positions: Tensor, base: float) -> Tensor:
     """Rotary position embedding on the last dim of x (..., T, d) at absolute `positions` (T,)."""
     d = x.shape[-1]

@@ -91,18 +91,30 @@ class NestedLM(nn.Module):
     def init_state(self, batch: int, freeze: Freeze | str | None = None) -> StreamState:
         """Fresh state from the meta-learned initial memories, one per batch item, nothing shared.
         `freeze` (a nested.Freeze or its string) scales or freezes any level's writes for this run."""
-        spec = Freeze.parse(freeze, self)
         dev, dt = self.device, self.embed.weight.dtype
-        mixers = []
-        for i, blk in enumerate(self.blocks):
-            st, gain = blk.mixer.init_state(batch, dev, dt), spec.memory_gain(i)
-            mixers.append(st if gain == 1.0 else blk.mixer.with_write_gain(st, gain))
-        cms = None
-        if self.segment:
+        mixers = tuple(blk.mixer.init_state(batch, dev, dt) for blk in self.blocks)
+        cms = tuple(blk.ffn.init_state(batch) for blk in self.blocks) if self.segment else None
+        return self.with_freeze(StreamState(pos=0, batch=batch, mixers=mixers, cms=cms), freeze)
+
+    def with_freeze(self, state: StreamState, freeze: Freeze | str | None) -> StreamState:
+        """`state` with the levels `freeze` names scaled or frozen from its position on (a memory's write
+        strength, a CMS level's learning rate; the levels it does not name keep theirs). Mid-stream, a CMS
+        level frozen inside its period never takes that period's step: it stays bit-for-bit where it is."""
+        spec = Freeze.parse(freeze, self)
+        if not spec:
+            return state
+        named = dict(spec.gains)
+        mixers = tuple(
+            blk.mixer.with_write_gain(st, named[f"layer {i} memories"]) if f"layer {i} memories" in named else st
+            for i, (blk, st) in enumerate(zip(self.blocks, state.mixers, strict=True))
+        )
+        cms = state.cms
+        if cms is not None:
             cms = tuple(
-                blk.ffn.init_state(batch, spec.cms_gains(i, blk.ffn.n_levels)) for i, blk in enumerate(self.blocks)
+                replace(c, gain=tuple(named.get(f"layer {i} cms[{lv}]", g) for lv, g in enumerate(c.gain)))
+                for i, c in enumerate(cms)
             )
-        return StreamState(pos=0, batch=batch, mixers=tuple(mixers), cms=cms)
+        return replace(state, mixers=mixers, cms=cms)
 
     def freeze_options(self) -> list[str]:
         """Every level a run can freeze, as nested.Freeze names ("layer 0 memories", "layer 1 cms[0]")."""

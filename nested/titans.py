@@ -27,7 +27,7 @@ from nested.layers import (
     bank_inner_grads,
     check_finite,
     clip_scale,
-    fold_heads,
+    conv_qkv,
     split_points,
     unfold_heads,
 )
@@ -117,12 +117,7 @@ class TitansMemory(nn.Module):
             F1, F2 = state.W1, state.W2
         else:
             F1, F2 = state.F1, state.F2
-        qkv, convs = [], []
-        for part, conv, window in zip(self.qkv(x).chunk(3, -1), self.convs, state.convs, strict=True):
-            c, window = conv(part, window)
-            qkv.append(fold_heads(F.silu(c), H))
-            convs.append(window)
-        q, k, v = F.normalize(qkv[0], dim=-1), F.normalize(qkv[1], dim=-1), qkv[2]
+        q, k, v, convs = conv_qkv(x, self.qkv, self.convs, state.convs, H)
         g = torch.sigmoid(self.gates(x)).view(B, n, 3, H).permute(2, 0, 3, 1).reshape(3, B * H, n)
         theta, eta, alpha = g[0] * cfg.titans_max_lr * state.eta_gain, g[1], g[2]
 
@@ -146,7 +141,7 @@ class TitansMemory(nn.Module):
         )
         o = q + reads1
         new = replace(state, pos=state.pos + n, F1=F1, F2=F2, W1=W1[:, None], W2=W2[:, None], S1=S1[:, None],
-                      S2=S2[:, None], convs=tuple(convs))  # fmt: skip
+                      S2=S2[:, None], convs=convs)  # fmt: skip
         y = self.out_proj(self.out_norm(unfold_heads(o, H)))
         record = {
             "eta": theta.view(B, H, n).transpose(1, 2),

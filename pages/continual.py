@@ -34,11 +34,19 @@ with in_context:
     regime = choice(c2.radio, "Languages", list(cl.REGIMES), key="cl_regime")
     levels = frozen_model(cl.LAB_MODELS["Hope"], 0).freeze_options()
     frozen = choice(c3.selectbox, f"Level of '{cl.FROZEN_HOPE}'", levels, key="cl_frozen", default="layer 1 cms[1]")
+    frozen_at = int_input(c3, "… frozen from token", 0, MAX_TOKENS, 0, key="cl_frozen_at", step=16,
+                          help="0: frozen from the start. Later: the level learns until that token, then stops "
+                          "(the run replays with the freeze there). 'Freeze now' below sets it to where the stream is.")  # fmt: skip
+    c3.button("Freeze now", key="cl_freeze_now", on_click=cl.freeze_now, disabled=cl.FROZEN_HOPE not in models,
+              icon=":material/ac_unit:", help=f"'{cl.FROZEN_HOPE}': its level stops learning from where the stream is now "
+              f"(add '{cl.FROZEN_HOPE}' to the models first)")  # fmt: skip
     seed = int_input(c3, "Stream seed", 0, 10**6, 0, key="cl_seed")
     if not models:
         st.info("Pick at least one model.")
         st.stop()
-    setup = cl.Setup(tuple(models), cl.REGIMES[regime], int(seed), frozen if cl.FROZEN_HOPE in models else "")
+    with_frozen = cl.FROZEN_HOPE in models
+    setup = cl.Setup(tuple(models), cl.REGIMES[regime], int(seed), frozen if with_frozen else "",
+                     frozen_at if with_frozen else 0)  # fmt: skip
     for label, score in cl.unlearned(setup).items():
         st.warning(f"**{label}** " + ("is untrained here (no shipped checkpoint): its curves are noise."
                    if score is None else f"learned these languages only partly: alone, it answers {score:.0%} of "

@@ -180,6 +180,49 @@ def test_a_frozen_level_stays_fixed_while_the_curve_is_computed():
     assert held["layer 0 cms[1]"] > 0.0  # only the named level is frozen
 
 
+@pytest.mark.parametrize("level", ["layer 1 cms[1]", "layer 0 memories"])
+def test_a_level_frozen_mid_stream_learns_until_then_and_never_after(level):
+    """Freezing at token 20 (inside layer 1 cms[1]'s period of 8 and a probe interval): until then the
+    learner is the free one bit for bit (curves equal); from then on the level stays exactly where it was
+    at token 20 (a CMS level skips the step its period would have taken) while the others go on; the
+    lab equals streaming by hand with `model.with_freeze` at that token."""
+    task = SuccessorLanguages(n_tasks=2, alphabet=4)
+    model = small("hope")
+    lab = ContinualLab(task, [Learner("free", model), Learner("late", model, freeze=level, freeze_at=20)],
+                       probe_every=8)  # fmt: skip
+    lab.feed("A", 20)
+    at_freeze = lab.learners[1].state
+    assert lab.curves["late"] == lab.curves["free"]
+    assert all(torch.equal(a, b) for a, b in zip(leaves(at_freeze), leaves(lab.learners[0].state), strict=True))
+    lab.feed("B", 28)
+    late = lab.learners[1].state
+    if level.endswith("memories"):
+        W_then, W_now = at_freeze.mixers[0].W1, late.mixers[0].W1
+        assert late.mixers[0].eta_gain == 0.0 and not torch.equal(W_then, W_now)  # decay goes on, writes stop
+        assert not torch.equal(late.mixers[1].W1, at_freeze.mixers[1].W1)
+    else:
+        assert all(torch.equal(a, b) for a, b in zip(at_freeze.cms[1].weights[1], late.cms[1].weights[1], strict=True))
+        assert not torch.equal(at_freeze.cms[1].weights[0][0], late.cms[1].weights[0][0])  # the others learn on
+        assert not torch.equal(lab.learners[0].state.cms[1].weights[1][0], at_freeze.cms[1].weights[1][0])
+    assert lab.summary(resets=False)["models"]["late"]["freeze_at"] == 20
+
+    tokens = torch.tensor([lab.tokens])
+    with torch.no_grad():
+        st = model.run(tokens[:, :20], model.init_state(1)).state
+        st = model.run(tokens[:, 20:], model.with_freeze(st, level)).state
+    assert all(torch.equal(a, b) for a, b in zip(leaves(st), leaves(late), strict=True))
+
+
+def test_with_freeze_changes_only_the_levels_it_names():
+    model = small("hope")
+    st = model.with_freeze(model.init_state(1, freeze="layer 0 cms[0]"), "layer 1 cms[1]=0.5, layer 1 memories")
+    assert st.cms[0].gain == (0.0, 1.0) and st.cms[1].gain == (1.0, 0.5)
+    assert st.mixers[0].eta_gain == 1.0 and st.mixers[1].eta_gain == 0.0
+    assert model.with_freeze(st, None) is st
+    with pytest.raises(ValueError, match="no level"):
+        model.with_freeze(st, "layer 7 memories")
+
+
 def test_reset_level_restores_that_level_only():
     model = small("hope")
     fresh = model.init_state(1)

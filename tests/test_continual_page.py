@@ -106,6 +106,27 @@ def test_the_frozen_hope_learner_freezes_the_chosen_level():
     assert changes["layer 0 cms[0]"] == 0.0
 
 
+
+def test_freeze_now_stops_the_level_where_the_stream_is_and_the_curves_mark_it():
+    """Feed A, press "Freeze now": the run replays with the level learning until that token only (its
+    weights then equal those at the press), the URL keeps the token, the curves mark it; Hope beside it
+    learns on."""
+    at = open_page(cl_models=["Hope", "Hope, level frozen"], cl_frozen="layer 1 cms[1]", cl_step="64")
+    at.button(key="cl_feed_A").click().run()
+    before = lab(at).learners[1].state.cms[1].weights[1]
+    at.button(key="cl_freeze_now").click().run()
+    assert not at.exception
+    assert at.session_state["cl_frozen_at"] == 64 and at.query_params["cl_frozen_at"] == "64"
+    replayed = lab(at).learners[1]
+    assert replayed.name == "Hope, layer 1 cms[1] frozen from token 64" and replayed.freeze_at == 64
+    assert all(a.equal(b) for a, b in zip(before, replayed.state.cms[1].weights[1], strict=True))
+    at.button(key="cl_feed_B").click().run()
+    after = lab(at).learners
+    assert all(a.equal(b) for a, b in zip(before, after[1].state.cms[1].weights[1], strict=True))
+    assert not after[0].state.cms[1].weights[1][0].equal(before[0])  # the free Hope's level learned on
+    fig = at.get("plotly_chart")[0].proto.spec
+    assert "frozen from here" in fig and "from token 64" in fig
+
 def test_figures_draw_every_model_task_and_segment():
     s = shipped_summary()
     fig = forgetting_curves(s)
