@@ -106,7 +106,6 @@ def test_the_frozen_hope_learner_freezes_the_chosen_level():
     assert changes["layer 0 cms[0]"] == 0.0
 
 
-
 def test_freeze_now_stops_the_level_where_the_stream_is_and_the_curves_mark_it():
     """Feed A, press "Freeze now": the run replays with the level learning until that token only (its
     weights then equal those at the press), the URL keeps the token, the curves mark it; Hope beside it
@@ -126,6 +125,7 @@ def test_freeze_now_stops_the_level_where_the_stream_is_and_the_curves_mark_it()
     assert not after[0].state.cms[1].weights[1][0].equal(before[0])  # the free Hope's level learned on
     fig = at.get("plotly_chart")[0].proto.spec
     assert "frozen from here" in fig and "from token 64" in fig
+
 
 def test_figures_draw_every_model_task_and_segment():
     s = shipped_summary()
