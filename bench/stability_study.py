@@ -62,6 +62,8 @@ ABLATIONS: dict[str, dict] = {
     "with momentum 0.9": {"momentum": 0.9},
     "w/o CMS (MLP FFN)": {"ffn": "mlp"},
     "adaptive q (M_q)": {"adaptive_q": True},
+    "fixed k (x W_k, no M_k)": {"adaptive_k": False},
+    "fixed v (x W_v, no M_v)": {"adaptive_v": False},
     "w/o self-modification (Titans mixer)": {"mixer": "titans"},
 }
 SETTINGS.update(ABLATIONS)

@@ -30,6 +30,8 @@ class ModelConfig:
     precondition: bool = True  # DGD term (alpha I - eta k k^T); False = plain GD (Table 6 "w/o DGD")
     momentum: float = 0.0  # beta of S_t = beta S_{t-1} + grad (Table 6 "momentum"); 0 = off
     adaptive_q: bool = False  # q = M_q(x) (adaptive) or x W_q (fixed, "the only non-adaptive projection")
+    adaptive_k: bool = True  # k = M_k(x) (a self-modifying memory) or x W_k (Table 6: "moved to the lowest level")
+    adaptive_v: bool = True  # v = M_v(x) or x W_v (Table 6's largest drop)
     stopgrad_targets: bool = False  # True: the outer loss does not backprop through v_hat = M(v)
     eta_scale: float = 1.0  # eta_t = eta_scale * sigmoid(.) (scalar head per head, §11.2b)
     eta_init_bias: float = -4.0  # eta_t starts near 0.018: the inner clip a guard (bench/stability_study.py)

@@ -5,6 +5,8 @@ Per token t, with every memory a 2-layer residual MLP M(x) = x + W1 silu(W2 x) (
     o_t   = M_memory,t-1(q_t)                                     read before write (Eq. 94)
     k_t   = M_k(x_t),  v_t = M_v(x_t),  eta_t = head(M_eta(x_t)),  alpha_t = head(M_alpha(x_t))
     q_t   = x_t W_q (fixed, default) or M_q(x_t) (adaptive_q)     (§11.2a)
+    (adaptive_k / adaptive_v = False: k_t = x_t W_k / v_t = x_t W_v, a fixed projection instead of a
+    memory; Table 6's "k / v projection moved to the lowest level")
     v_hat_box = M_box(v_t)                                        self-generated values (Eq. 87)
     M_box,t = M_box,t-1 (alpha_t I - eta_t k_t k_t^T) - eta_t grad L(M_box; k_t, v_hat_box)   (Eq. 88)
 
@@ -46,9 +48,10 @@ from nested.memory import RecurrenceInputs, decay_tables, run_recurrence
 from nested.trace import HOPE_ROWS
 
 
-def memory_names(adaptive_q: bool) -> list[str]:
-    """The memories of one self-modifying Titans layer, M_memory last."""
-    return ["M_k", "M_v"] + (["M_q"] if adaptive_q else []) + ["M_eta", "M_alpha", "M_memory"]
+def memory_names(adaptive_q: bool, adaptive_k: bool = True, adaptive_v: bool = True) -> list[str]:
+    """The memories of one self-modifying Titans layer, M_memory last (a fixed projection is not one)."""
+    kv = (["M_k"] if adaptive_k else []) + (["M_v"] if adaptive_v else [])
+    return kv + (["M_q"] if adaptive_q else []) + ["M_eta", "M_alpha", "M_memory"]
 
 
 def memories_finite(outs: list) -> Tensor:
@@ -119,15 +122,15 @@ class SelfModifyingTitans(nn.Module):
         self.cfg = cfg
         H, dh = cfg.n_heads, cfg.head_dim
         hm = cfg.mem_mult * dh
-        self.names = memory_names(cfg.adaptive_q)
+        self.names = memory_names(cfg.adaptive_q, cfg.adaptive_k, cfg.adaptive_v)
         M = len(self.names)
-        self.i_k, self.i_v = 0, 1
-        self.i_q = 2 if cfg.adaptive_q else None
+        self.i_q, self.i_k, self.i_v = (self.names.index(n) if n in self.names else None for n in ("M_q", "M_k", "M_v"))
         self.i_eta, self.i_alpha, self.i_mem = M - 3, M - 2, M - 1
         # Meta-learned initial states M_box,0 (knowledge transfer by initialisation, Eq. 28)
         self.W1_0 = nn.Parameter(0.02 * torch.randn(H, M, dh, hm))
         self.W2_0 = nn.Parameter(torch.randn(H, M, hm, dh) / dh**0.5)
-        self.q_proj = None if cfg.adaptive_q else nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        fixed = lambda adaptive: None if adaptive else nn.Linear(cfg.d_model, cfg.d_model, bias=False)  # noqa: E731
+        self.q_proj, self.k_proj, self.v_proj = fixed(cfg.adaptive_q), fixed(cfg.adaptive_k), fixed(cfg.adaptive_v)
         # scalar heads per attention head on M_eta(x) and M_alpha(x): [eta, alpha]  (§11.2b)
         self.gate_w = nn.Parameter(0.05 * torch.randn(H, 2, dh))
         self.gate_b = nn.Parameter(torch.tensor([cfg.eta_init_bias, cfg.alpha_init_bias]).repeat(H, 1))
@@ -184,12 +187,12 @@ class SelfModifyingTitans(nn.Module):
         cfg = self.cfg
         B, H = x.shape[0], cfg.n_heads
         consts = self.chunk_consts(B)
-        q_all = fold_heads(self.q_proj(x), H) if self.q_proj is not None else None
+        fixed_all = self.fixed_projections(x)
         xh_all = fold_heads(x, H)
         outs, recs = [], []
         for a, b in split_points(state.pos, x.shape[1], [cfg.chunk_size, cfg.proj_chunk]):
-            raw_q = q_all[:, a:b] if q_all is not None else None
-            y, state, rec = self._piece(xh_all[:, a:b], raw_q, state, stepwise, consts, core.get("chunk"))
+            fixed = tuple(None if f is None else f[:, a:b] for f in fixed_all)
+            y, state, rec = self._piece(xh_all[:, a:b], fixed, state, stepwise, consts, core.get("chunk"))
             outs.append(y)
             recs.append(rec)
         check_finite({"W1": state.W1, "W2": state.W2}, layer, "selfmod")
@@ -199,6 +202,11 @@ class SelfModifyingTitans(nn.Module):
         record["clipped"] = clipped
         o = unfold_heads(torch.cat(outs, dim=1), H)
         return self.out_proj(self.out_norm(o)), state, record
+
+    def fixed_projections(self, x: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """q, k, v of x (B, T, d) from the fixed projections, heads folded (None where a memory makes it)."""
+        H = self.cfg.n_heads
+        return tuple(None if p is None else fold_heads(p(x), H) for p in (self.q_proj, self.k_proj, self.v_proj))
 
     def chunk_consts(self, batch: int) -> dict:
         """Per-call constants of `_chunk_core` in the folded (batch x heads) layout."""
@@ -213,8 +221,8 @@ class SelfModifyingTitans(nn.Module):
         """One piece x (B, n, d) that crosses no chunk boundary, as a pure function of tensors: the layer
         output (B, n, d) and the `_chunk_core` outputs (for `next_state`). `args` from `core_args`."""
         H = self.cfg.n_heads
-        raw_q = fold_heads(self.q_proj(x), H) if self.q_proj is not None else None
-        out = self._chunk_core(fold_heads(x, H), raw_q, self.chunk_consts(x.shape[0]), stepwise, *args)
+        out = self._chunk_core(fold_heads(x, H), self.fixed_projections(x), self.chunk_consts(x.shape[0]), stepwise,
+                               *args)  # fmt: skip
         return self.out_proj(self.out_norm(unfold_heads(out.o, H))), out
 
     def _refresh_frozen(self, state: SelfModState) -> tuple[Tensor, Tensor]:
@@ -242,7 +250,7 @@ class SelfModifyingTitans(nn.Module):
                       S1=out.S1, S2=out.S2)  # fmt: skip
         return new, {"eta": out.eta, "alpha": out.alpha, "surprise": out.surprise, "clipped": out.clipped}
 
-    def _piece(self, xh: Tensor, raw_q: Tensor | None, state: SelfModState, stepwise: bool, consts: dict, core=None):
+    def _piece(self, xh: Tensor, fixed: tuple, state: SelfModState, stepwise: bool, consts: dict, core=None):
         """Tokens inside one chunk of both chunk sizes, heads folded into the batch (N = B*H): the
         frozen state is constant here. Returns o (N, n, dh), the new state, per-token records."""
         args = self.core_args(state)
@@ -251,23 +259,22 @@ class SelfModifyingTitans(nn.Module):
         elif torch.is_grad_enabled() and not args.conv.requires_grad:
             # the first chunk's zero conv state would otherwise compile a second graph
             args = args._replace(conv=args.conv.detach().requires_grad_(True))
-        out = core(xh, raw_q, consts, stepwise, *args)
+        out = core(xh, fixed, consts, stepwise, *args)
         new, record = self.next_state(state, xh.shape[1], args, out)
         return out.o, new, record
 
-    def _chunk_core(self, xh, raw_q, consts, stepwise: bool, F1, F2, W1, W2, S1, S2, conv_state, gain: float):
+    def _chunk_core(self, xh, fixed, consts, stepwise: bool, F1, F2, W1, W2, S1, S2, conv_state, gain: float):
         """The tensor work of `_piece`: a pure function of tensors (and the frozen flag `gain`), what
         `nested.compile_model(model, "chunks" | "train")` compiles. Returns a `ChunkOut`."""
         cfg = self.cfg
         N, n, dh = xh.shape
         M, hm, m = F1.shape[1], F1.shape[-1], self.i_mem
         proj = bank_forward(F1, F2, xh)  # every memory on x_t, frozen state (N, M, n, dh)
-        if raw_q is None:
-            raw_q = proj[:, self.i_q]
         gates = torch.sigmoid((proj[:, self.i_eta : self.i_alpha + 1] * consts["gate_w"]).sum(-1) + consts["gate_b"])
         eta, alpha = cfg.eta_scale * gain * gates[:, 0], gates[:, 1]  # (N, n)
 
-        raw = torch.cat([raw_q, proj[:, self.i_k], proj[:, self.i_v]], dim=-1)
+        raw = torch.cat([proj[:, i] if f is None else f for f, i in zip(fixed, (self.i_q, self.i_k, self.i_v), strict=True)],
+                        dim=-1)  # fmt: skip
         conv, conv_state = causal_conv(raw, conv_state, consts["conv_w"])
         cq, ck, v = F.silu(conv).split(dh, dim=-1)
         q, k = F.normalize(cq, dim=-1), F.normalize(ck, dim=-1)

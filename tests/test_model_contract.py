@@ -16,6 +16,8 @@ CASES = [
     ("hope", {"cms_periods": (4, 8), "chunk_size": 1, "adaptive_q": True, "n_heads": 2, "cms_variant": "nested"}),
     ("hope", {"cms_periods": (2, 6), "chunk_size": 7, "inner_objective": "dot", "cms_variant": "independent"}),
     ("hope", {"cms_periods": (5,), "chunk_size": 3, "precondition": False, "read_after_write": True}),
+    ("hope", {"cms_periods": (2, 4), "chunk_size": 3, "adaptive_k": False, "adaptive_v": False, "adaptive_q": True}),
+    ("hope", {"cms_periods": (4,), "chunk_size": 2, "proj_chunk_size": 4, "adaptive_v": False}),
     ("hope-attention", {"cms_periods": (2, 4)}),
     ("titans", {"chunk_size": 4}),
     ("titans", {"chunk_size": 1, "read_after_write": True}),
@@ -399,3 +401,26 @@ def test_first_order_cms_base_gradient_equals_autograd_through_the_update_chain(
     assert torch.allclose(fast_logits, ref_logits, atol=1e-10)
     for a, b in zip(fast, ref, strict=True):
         assert float(b.abs().max()) > 0 and torch.allclose(a, b, atol=1e-10)
+
+
+@pytest.mark.parametrize("fixed", ["k", "v"])
+def test_a_fixed_k_or_v_is_a_projection_not_a_memory(fixed):
+    """Table 6's "k / v projection moved to the lowest level": the memory is gone from the layer (names,
+    weights) and the layer's raw k / v is x W_k / x W_v (heads folded), before the same conv as a memory's."""
+    model = _build("hope", cms_periods=(4,), chunk_size=4, **{f"adaptive_{fixed}": False})
+    mixer = model.blocks[0].mixer
+    assert f"M_{fixed}" not in mixer.names and mixer.W1_0.shape[1] == len(mixer.names) == 4
+    assert getattr(mixer, f"{fixed}_proj") is not None and f"blocks.0.mixer.{fixed}_proj.weight" in model.state_dict()
+    adaptive = _build("hope", cms_periods=(4,), chunk_size=4)
+    assert "M_k" in adaptive.blocks[0].mixer.names and adaptive.blocks[0].mixer.k_proj is None
+    x = torch.randn(1, 3, model.cfg.d_model, dtype=torch.float64)
+    q, k, v = mixer.fixed_projections(x)
+    assert q is not None and (k is None) == (fixed != "k") and (v is None) == (fixed != "v")
+    got = k if fixed == "k" else v
+    want = (
+        getattr(mixer, f"{fixed}_proj")(x)
+        .view(1, 3, mixer.cfg.n_heads, -1)
+        .transpose(1, 2)
+        .reshape(-1, 3, mixer.cfg.head_dim)
+    )
+    assert torch.equal(got, want)
