@@ -26,7 +26,8 @@ RECALL_MODELS = {"Hope": "hope-recall", "Titans": "titans-recall", "Transformer"
                  "Transformer, window 24": "swa-recall"}  # fmt: skip
 DEFAULT_MODELS = list(RECALL_MODELS)
 SAMPLES = 64  # sequences per size: the curve's accuracy rests on SAMPLES x queries answers
-SWITCH_LABELS = {"on": "on (as trained)", "off": "off (memories frozen)", "ascent": "sign flipped (ascent)"}
+SWITCH_LABELS = {"on": "on (as trained)", "off": "off (memories frozen)", "ascent": "sign flipped (ascent)",
+                 "steps x4": "4 inner steps per token"}  # fmt: skip
 SWITCH_STATUS = {
     "on": "Test-time learning is **ON**: every memory and CMS level learns from the context as it streams.",
     "off": "Test-time learning is **OFF**: no memory is written and no CMS level learns (memories keep their "
@@ -34,6 +35,8 @@ SWITCH_STATUS = {
     "memories learned in context.",
     "ascent": "The inner update's **sign is flipped**: every memory write climbs its inner loss instead of "
     "descending it (CMS unchanged). A model that memorises by gradient descent should lose its recall.",
+    "steps x4": "Every memory takes **4 inner steps per token** instead of 1 (each with that token's gradient; "
+    "CMS unchanged). A memory that fits its pairs by gradient descent should keep its recall or gain.",
 }
 EXAMPLE_SIZES = {"mqar": [4, 8, 16, 24, 32], "niah-single": [64, 128, 256], "niah-multikey": [64, 128, 256],
                  "niah-passkey": [64, 128, 256]}  # fmt: skip
@@ -45,8 +48,9 @@ EXPLAINER = """
   symbol: a digit), over 64 sequences per size. MQAR: pairs like `ab3` then queries `ab` → `3`; the
   context grows with the number of pairs. Needle in a haystack: `#KEY=1234.` hidden in Python's docs (or in
   repeated filler for the passkey), then ` #KEY=` asked at the end. Chance is 1 in 10.
-- **Test-time learning switch**: the same trained weights with every inner update off, or with its sign
-  flipped. For a Transformer the three runs are identical (it has no inner learner): its line is the control.
+- **Test-time learning switch**: the same trained weights with every inner update off, with its sign
+  flipped, or with 4 inner steps per token. For a Transformer the runs are identical (it has no inner
+  learner): its line is the control.
 - **One example**: the sequence as a strip; needles (or the pairs that will be asked) are boxed, each
   answer is marked green when the model got it, red otherwise; the table gives, per query, the probability
   the model's read returned for the stored answer (among the 10 digits). Below, where each memory model wrote: the
@@ -78,20 +82,30 @@ def shipped_curves() -> dict | None:
         return None
 
 
-def build_presets() -> dict:
+def build_presets(keep: bool = True) -> dict:
+    """Compute the shipped curves and examples; with `keep`, the entries the file already has stay as they
+    are and only the missing ones (a new switch, model or family) are computed."""
+    old = (shipped_curves() or {}) if keep else {}
+    old_curves, examples = old.get("curves", {}), dict(old.get("examples", {}))
     models = {name: build_frozen(name, 0, device="cpu") for name in RECALL_MODELS.values()}  # each loaded once
-    curves = {family: {label: {switch: recall_curve(models[name], family, n=SAMPLES, seed=0, switch=switch)
-                               for switch in SWITCHES} for label, name in RECALL_MODELS.items()}
-              for family in FAMILIES}  # fmt: skip
-    examples = {}
+    curves: dict = {}
+    for family in FAMILIES:
+        for label, name in RECALL_MODELS.items():
+            for switch in SWITCHES:
+                have = old_curves.get(family, {}).get(label, {}).get(switch)
+                curves.setdefault(family, {}).setdefault(label, {})[switch] = have or recall_curve(
+                    models[name], family, n=SAMPLES, seed=0, switch=switch
+                )
     for family in FAMILIES:
         for name, model in models.items():
             for switch in SWITCHES:
+                key = f"{name}|{family}|{EXAMPLE_DEFAULT[family]}|0|{switch}"
+                if key in examples:
+                    continue
                 try:
-                    ex = example(model, family, EXAMPLE_DEFAULT[family], seed=0, switch=switch)
+                    examples[key] = example(model, family, EXAMPLE_DEFAULT[family], seed=0, switch=switch)
                 except NonFiniteMemoryError:  # left out: the page computes it live and says it diverged
                     continue
-                examples[f"{name}|{family}|{EXAMPLE_DEFAULT[family]}|0|{switch}"] = ex
     data = {"seed": 0, "samples": SAMPLES, "curves": curves, "examples": examples}
     PRESET_FILE.write_text(json.dumps(data))
     return data

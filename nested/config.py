@@ -36,6 +36,7 @@ class ModelConfig:
     eta_scale: float = 1.0  # eta_t = eta_scale * sigmoid(.) (scalar head per head, §11.2b)
     eta_init_bias: float = -4.0  # eta_t starts near 0.018: the inner clip a guard (bench/stability_study.py)
     alpha_init_bias: float = 5.0  # alpha_t = sigmoid(.) starts near 0.993: slow forgetting
+    inner_steps: int = 1  # inner GD steps per token (each with the token's gradient; the recall lab's switch)
     inner_clip: float = 10.0  # per-token inner gradient norm clip (DESIGN.md §7)
     read_after_write: bool = False  # Hope reads M_{t-1}(q_t) (§4.2); Titans' notation reads M_t
     titans_max_lr: float = 0.1  # theta_t = sigmoid(.) * max_lr (lucidrains' parameterisation; 0.5 fails to train)
@@ -62,6 +63,8 @@ class ModelConfig:
             raise ValueError(f"cms_periods must be positive token counts, got {self.cms_periods}")
         if self.chunk_size < 1 or (self.proj_chunk_size is not None and self.proj_chunk_size < 1):
             raise ValueError("chunk sizes must be >= 1")
+        if not isinstance(self.inner_steps, int) or not 1 <= self.inner_steps <= 16:
+            raise ValueError(f"inner_steps must be a whole number from 1 to 16, got {self.inner_steps!r}")
         for name, allowed in [
             ("mixer", {"selfmod", "attention", "titans", "deltanet", "linear"}),
             ("ffn", {"cms", "mlp"}),

@@ -97,7 +97,7 @@ class DeltaNetMixer(nn.Module):
                 pkeys=None if self.rule == "hebbian" else k[:, sl],
                 queries=q[:, sl],
             )
-            r, S, _ = run_recurrence(S, None, inp, stepwise, read_after_write=True)
+            r, S, _ = run_recurrence(S, None, inp, stepwise, read_after_write=True, steps=cfg.inner_steps)
             outs.append(r)
         check_finite({"S": S}, layer, self.rule)
         new = replace(state, pos=state.pos + n, S=S, convs=convs)

@@ -265,6 +265,27 @@ def recurrence_chunk(
     return reads, W_new, S_new
 
 
+def repeat_steps(inp: RecurrenceInputs, steps: int) -> RecurrenceInputs:
+    """Every token's inputs `steps` times in a row: `steps` inner steps per token, each with the token's
+    own (precomputed) gradient, decay, preconditioner and momentum (queries repeated too; see
+    `run_recurrence` for which copy is read)."""
+    if steps == 1:
+        return inp
+
+    def rep(t: Tensor | None, dim: int) -> Tensor | None:
+        return None if t is None else t.repeat_interleave(steps, dim=dim)
+
+    return RecurrenceInputs(decay=rep(inp.decay, -1), lr=rep(inp.lr, -1), grads=rep(inp.grads, -2),
+                            gkeys=rep(inp.gkeys, -2), precond=rep(inp.precond, -1), pkeys=rep(inp.pkeys, -2),
+                            mom=rep(inp.mom, -1), queries=rep(inp.queries, -2))  # fmt: skip
+
+
+def step_tables(decay: Tensor, mom: Tensor | None, steps: int) -> DecayTables:
+    """`decay_tables` for inputs that `repeat_steps` repeats."""
+    rep = (lambda t: t) if steps == 1 else (lambda t: None if t is None else t.repeat_interleave(steps, dim=-1))
+    return decay_tables(rep(decay), rep(mom))
+
+
 def run_recurrence(
     W: Tensor,
     S: Tensor | None,
@@ -273,9 +294,17 @@ def run_recurrence(
     read_after_write: bool = False,
     read_rows: slice | None = None,
     tables: DecayTables | None = None,
+    steps: int = 1,
 ):
     """Dispatch to the literal loop (`stepwise=True`) or the chunk-parallel form (which may reuse
-    precomputed decay tables)."""
+    precomputed decay tables: `step_tables` when steps > 1). `steps` inner steps per token (the recall
+    lab's "more inner steps" switch, `ModelConfig.inner_steps`): a token's read is taken before its first
+    step (read before write) or after its last (read after write)."""
+    inp = repeat_steps(inp, steps)
     if stepwise:
-        return recurrence_step(W, S, inp, read_after_write, read_rows)
-    return recurrence_chunk(W, S, inp, read_after_write, read_rows, tables)
+        reads, W, S = recurrence_step(W, S, inp, read_after_write, read_rows)
+    else:
+        reads, W, S = recurrence_chunk(W, S, inp, read_after_write, read_rows, tables)
+    if reads is not None and steps > 1:
+        reads = reads[..., steps - 1 :: steps, :] if read_after_write else reads[..., ::steps, :]
+    return reads, W, S

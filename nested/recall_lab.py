@@ -16,12 +16,18 @@ Switches act on the model's inner levels for one run (nested.Freeze; the outer w
   loss instead of descending it. arXiv 2602.21204 reports that test-time-training layers barely suffer
   from this (they act like learned linear attention); a model that really memorises by gradient descent
   on its inner objective should lose its recall.
+- "steps x4": four inner steps per token instead of one (`ModelConfig.inner_steps`), each with the token's own
+  gradient; the same weights, CMS untouched. The other experiment of arXiv 2602.21204: a memory that fits its
+  key-value pairs by gradient descent should keep (or improve) its recall with more steps; a layer that only
+  acts as learned linear attention has no reason to.
 A model without in-context memories (a Transformer) has nothing to switch: its runs are identical.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +56,8 @@ FAMILIES = {
     "niah-passkey": Family("niah", lambda n: {"context_len": n, "variant": "passkey"}, (64, 128, 256, 512),
                            "context (bytes)"),
 }  # fmt: skip
-SWITCHES = ("on", "off", "ascent")
+SWITCHES = ("on", "off", "ascent", "steps x4")
+MORE_STEPS = 4  # inner steps per token under "steps x4"
 MAX_SIZE = {"recall": 64, "niah": 2048}  # what a live run may ask for (a 2 KB haystack streams in seconds)
 
 
@@ -68,16 +75,32 @@ def inner_spec(model, switch: str) -> Freeze:
     if switch not in SWITCHES:
         raise ValueError(f"switch must be one of {SWITCHES}, got {switch!r}")
     names = model.freeze_options()
-    if switch == "on":
+    if switch in ("on", "steps x4"):
         return Freeze()
     if switch == "off":
         return Freeze(tuple((n, 0.0) for n in names))
     return Freeze(tuple((n, -1.0) for n in names if n.endswith("memories")))
 
 
+_STEPPED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def switched_model(model, switch: str):
+    """The model a switch runs: `model` itself, or for "steps x4" a copy of it (same weights, read-only
+    like it) whose memories take MORE_STEPS inner steps per token; one copy per model, kept while it lives."""
+    if switch != "steps x4":
+        return model
+    if model not in _STEPPED:
+        clone = copy.deepcopy(model)
+        clone.cfg.inner_steps = MORE_STEPS  # every module of the clone shares this one config object
+        _STEPPED[model] = clone
+    return _STEPPED[model]
+
+
 def predictor(model, switch: str = "on"):
     """tokens (B, T) -> logits from a fresh state, with the switch applied to every inner level."""
     spec = inner_spec(model, switch)
+    model = switched_model(model, switch)
 
     @torch.no_grad()
     def predict(tokens: torch.Tensor) -> torch.Tensor:
@@ -146,6 +169,7 @@ def example(model, family: str, size: int, seed: int = 0, switch: str = "on") ->
     batch = task.sample(1, seed)
     tokens = batch.inputs[:1]
     spec = inner_spec(model, switch)
+    model = switched_model(model, switch)
     res = model.stream(tokens.to(model.device), model.init_state(1, freeze=spec), trace=True)
     logits = res.logits[0].float().cpu()
     answers = torch.tensor(task.answers)

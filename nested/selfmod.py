@@ -44,7 +44,7 @@ from nested.layers import (
     unfold_heads,
 )
 from nested.levels import MEMORY_TEXT, Level
-from nested.memory import RecurrenceInputs, decay_tables, run_recurrence
+from nested.memory import RecurrenceInputs, run_recurrence, step_tables
 from nested.trace import HOPE_ROWS
 
 
@@ -288,7 +288,8 @@ class SelfModifyingTitans(nn.Module):
 
         mom = cfg.momentum > 0
         beta = torch.full_like(eta, cfg.momentum) if mom else None
-        tables = None if stepwise else decay_tables(alpha, beta)
+        K = cfg.inner_steps
+        tables = None if stepwise else step_tables(alpha, beta, K)
         # First layers W2 of all memories share the key k: stack them along the output rows, and read
         # only M_memory's rows (the row-separable read of recurrence_chunk).
         reads2, W2_next, S2_next = run_recurrence(
@@ -308,6 +309,7 @@ class SelfModifyingTitans(nn.Module):
             cfg.read_after_write,
             read_rows=slice(m * hm, (m + 1) * hm),
             tables=tables,
+            steps=K,
         )
         # Second layers W1: each memory has its own key (its hidden activation). M_memory is read; the
         # projection memories only need their end-of-piece state (a broadcast stack sharing the tables).
@@ -318,6 +320,7 @@ class SelfModifyingTitans(nn.Module):
             stepwise,
             cfg.read_after_write,
             tables=tables,
+            steps=K,
         )
         bcast = lambda t: None if t is None else t[:, None]  # noqa: E731
         _, W1_rest, S1_rest = run_recurrence(
@@ -326,6 +329,7 @@ class SelfModifyingTitans(nn.Module):
             RecurrenceInputs(decay=bcast(alpha), lr=bcast(eta), grads=e[:, :m], gkeys=hidden[:, :m], mom=bcast(beta)),
             stepwise,
             tables=None if tables is None else tables.unsqueeze(1),
+            steps=K,
         )
         W1_new = torch.cat([W1_rest, W1_mem[:, None]], 1)
         S1_new = torch.cat([S1_rest, S1_mem[:, None]], 1) if mom else None

@@ -131,6 +131,7 @@ class TitansMemory(nn.Module):
             RecurrenceInputs(decay=decay, lr=theta, grads=g2, gkeys=k, mom=eta, queries=q),
             stepwise,
             cfg.read_after_write,
+            steps=cfg.inner_steps,
         )
         reads1, W1, S1 = run_recurrence(
             state.W1[:, 0],
@@ -138,6 +139,7 @@ class TitansMemory(nn.Module):
             RecurrenceInputs(decay=decay, lr=theta, grads=e, gkeys=hidden[:, 0], mom=eta, queries=F.silu(reads2)),
             stepwise,
             cfg.read_after_write,
+            steps=cfg.inner_steps,
         )
         o = q + reads1
         new = replace(state, pos=state.pos + n, F1=F1, F2=F2, W1=W1[:, None], W2=W2[:, None], S1=S1[:, None],

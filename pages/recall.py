@@ -24,7 +24,7 @@ family = choice(c1.selectbox, "Task", list(FAMILIES), key="recall_family")
 models = ru.lab_models()
 labels = multichoice("Models", list(models), key="recall_models", default=ru.DEFAULT_MODELS, container=c2)
 switches = multichoice("Inner updates", list(ru.SWITCH_LABELS), key="recall_switches", default=["on", "off"],
-                       container=c3, help="on: as trained; off: no memory write, no CMS step; ascent: sign flipped")  # fmt: skip
+                       container=c3, help="on: as trained; off: no memory write, no CMS step; ascent: sign flipped; 4 steps: four inner steps per token")  # fmt: skip
 seed = int_input(c1, "Seed", 0, 10**6, 0, key="recall_seed")
 if not labels or not switches:
     st.info("Pick at least one model and one setting of the inner updates.")

@@ -14,6 +14,7 @@ from nested.memory import (
     hebbian_update,
     recurrence_chunk,
     recurrence_step,
+    run_recurrence,
 )
 
 
@@ -131,3 +132,34 @@ def test_eq93_double_kk_halves_the_fixed_point_and_single_delta_does_not(f64, ob
                                precond=torch.full((1, 1), 0.3), pkeys=k)  # fmt: skip
         _, M, _ = recurrence_step(M, None, inp)
     assert torch.allclose(torch.einsum("noi,nti->nto", M, k), fixed_point * vh, atol=1e-8)
+
+
+@pytest.mark.parametrize("read_after_write", [False, True])
+@pytest.mark.parametrize("stepwise", [False, True])
+def test_k_inner_steps_per_token_are_k_delta_rule_steps(f64, read_after_write, stepwise):
+    """`steps=3`: each token's delta-rule step (decay a, preconditioner beta k k^T, gradient -v k^T) taken 3
+    times in a row, in both schedules; the read of a token is before its first step or after its last."""
+    N, C, d = 2, 4, 5
+    g = torch.Generator().manual_seed(1)
+    k = F.normalize(torch.randn(N, C, d, generator=g), dim=-1)
+    v, q = torch.randn(N, C, d, generator=g), torch.randn(N, C, d, generator=g)
+    beta, a = torch.rand(N, C, generator=g), 0.8 + 0.2 * torch.rand(N, C, generator=g)
+    W0 = torch.randn(N, d, d, generator=g)
+    inp = RecurrenceInputs(decay=a, lr=beta, grads=-v, gkeys=k, precond=beta, pkeys=k, queries=q)
+    reads, W, _ = run_recurrence(W0, None, inp, stepwise, read_after_write, steps=3)
+    for n in range(N):
+        M = W0[n]
+        for t in range(C):
+            if not read_after_write:
+                assert torch.allclose(reads[n, t], M @ q[n, t], atol=1e-10)
+            for _ in range(3):
+                M = (
+                    a[n, t] * M
+                    - beta[n, t] * torch.outer(M @ k[n, t], k[n, t])
+                    + beta[n, t] * torch.outer(v[n, t], k[n, t])
+                )
+            if read_after_write:
+                assert torch.allclose(reads[n, t], M @ q[n, t], atol=1e-10)
+        assert torch.allclose(W[n], M, atol=1e-10)
+    one, _, _ = run_recurrence(W0, None, inp, stepwise, read_after_write, steps=1)
+    assert not torch.allclose(one[:, 1:], reads[:, 1:])  # the switch changes what later tokens read

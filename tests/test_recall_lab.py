@@ -145,3 +145,18 @@ def test_memories_keep_writing_under_eval_and_inference_mode():
     assert any(not np.allclose(first[k], last[k]) for k in first)  # the memory moved while reading
     off = predictor(model, "off")(tokens)
     assert not torch.allclose(predictor(model, "on")(tokens), off)  # and its writes change the prediction
+
+
+def test_more_inner_steps_run_a_copy_with_the_same_weights():
+    """ "steps x4": a cached copy whose memories take 4 inner steps per token; the shared model is untouched;
+    a memory model's predictions change, and one token's read is still from the state before it (Hope)."""
+    from nested.recall_lab import MORE_STEPS, switched_model
+
+    model = _model("hope")
+    more = switched_model(model, "steps x4")
+    assert more is switched_model(model, "steps x4") and more is not model
+    assert more.cfg.inner_steps == MORE_STEPS and model.cfg.inner_steps == 1
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), more.state_dict().values(), strict=True))
+    x = torch.randint(0, 256, (2, 24), generator=torch.Generator().manual_seed(0))
+    on, four = predictor(model, "on")(x), predictor(model, "steps x4")(x)
+    assert torch.equal(on[:, 0], four[:, 0]) and not torch.allclose(on[:, 1:], four[:, 1:])
