@@ -1,4 +1,5 @@
-"""Is it memorising? Recall of the shipped recall models with test-time learning on, off and sign-flipped.
+"""Is it memorising? Recall of the shipped recall models with test-time learning on, off, sign-flipped
+and with 4 inner steps per token.
 
     python bench/recall_study.py [--family mqar] [--seeds 3] [--n 64]
 
@@ -29,7 +30,9 @@ def main() -> None:
     ap.add_argument("--family", default="mqar", choices=list(FAMILIES))
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--switches", default="|".join(SWITCHES), help="names of SWITCHES, separated by |")
     a = ap.parse_args()
+    switches = [s for s in a.switches.split("|") if s in SWITCHES]
     sizes = FAMILIES[a.family].sizes
     print(f"{a.family}: accuracy (mean ± sd over {a.seeds} evaluation seeds, {a.n} sequences each); chance 10%")
     print("| model | inner updates | " + " | ".join(f"{FAMILIES[a.family].size_label} {s}" for s in sizes) + " |")
@@ -37,7 +40,7 @@ def main() -> None:
     for label, name in RECALL_MODELS.items():
         model = build_frozen(name, 0, device="cpu")
         trained = "" if is_trained(name) else " (untrained)"
-        for switch in SWITCHES:
+        for switch in switches:
             runs = [recall_curve(model, a.family, n=a.n, seed=100 + s, switch=switch) for s in range(a.seeds)]
             cells = []
             for i in range(len(sizes)):
