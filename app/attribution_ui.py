@@ -1,9 +1,10 @@
 """The attribution page's work (pages/attribution.py): cached attributions, the strip, the level bars.
 
 Attributions are pure functions of (model, seed, text, position, target, method) and the read-only
-weights, so they are cached for every session (st.cache_data). The exact CMS gradient can fail on a
-model (a NaN in the second-order graph): the page then falls back to the first-order gradient and says so
-with the completeness gap it leaves.
+weights, so they are cached for every session (st.cache_data). Should the exact CMS gradient fail (a
+NaN in the second-order graph; the one cause found, a retention gate that underflows, is fixed in
+nested.memory.decay_tables) the page falls back to the first-order gradient and says so with the
+completeness gap it leaves.
 """
 
 from __future__ import annotations

@@ -183,18 +183,20 @@ class DecayTables:
         return DecayTables(*(None if t is None else t.unsqueeze(dim) for t in vars(self).values()))
 
 
-def decay_tables(decay: Tensor, mom: Tensor | None = None) -> DecayTables:
+def decay_tables(decay: Tensor, mom: Tensor | None = None, log_decay: Tensor | None = None) -> DecayTables:
     """Tables for per-token decay (N, C) and optional momentum decay (N, C). Log-space, masked before
-    exp, so no ratio overflows."""
+    exp, so no ratio overflows and nothing is divided. `log_decay`, when the caller has it in closed
+    form (a sigmoid gate: log sigmoid(z)), replaces log(decay): the log of a decay that rounds to 0 has
+    a second derivative of 1/decay^2, which overflows and made exact (second-order) gradients NaN."""
     C = decay.shape[-1]
     inc, strict = _tril_masks(C, decay.device)
-    loga = torch.log(decay.clamp_min(1e-30))
+    loga = torch.log(decay.clamp_min(1e-30)) if log_decay is None else log_decay
     la = torch.cumsum(loga, dim=-1)
     diff = la[..., :, None] - la[..., None, :]
     LA = torch.where(inc, diff, -torch.inf).exp()
     LAp = torch.where(strict, diff - loga[..., :, None], -torch.inf).exp()
     A = la.exp()
-    Ap = A / decay.clamp_min(1e-30)
+    Ap = (la - loga).exp()  # A_{t-1}
     if mom is None:
         return DecayTables(LA, LAp, A, Ap, LA, LAp)
     lb = torch.cumsum(torch.log(mom.clamp_min(1e-30)), dim=-1)
@@ -280,10 +282,10 @@ def repeat_steps(inp: RecurrenceInputs, steps: int) -> RecurrenceInputs:
                             mom=rep(inp.mom, -1), queries=rep(inp.queries, -2))  # fmt: skip
 
 
-def step_tables(decay: Tensor, mom: Tensor | None, steps: int) -> DecayTables:
+def step_tables(decay: Tensor, mom: Tensor | None, steps: int, log_decay: Tensor | None = None) -> DecayTables:
     """`decay_tables` for inputs that `repeat_steps` repeats."""
     rep = (lambda t: t) if steps == 1 else (lambda t: None if t is None else t.repeat_interleave(steps, dim=-1))
-    return decay_tables(rep(decay), rep(mom))
+    return decay_tables(rep(decay), rep(mom), rep(log_decay))
 
 
 def run_recurrence(

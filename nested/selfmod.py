@@ -270,7 +270,8 @@ class SelfModifyingTitans(nn.Module):
         N, n, dh = xh.shape
         M, hm, m = F1.shape[1], F1.shape[-1], self.i_mem
         proj = bank_forward(F1, F2, xh)  # every memory on x_t, frozen state (N, M, n, dh)
-        gates = torch.sigmoid((proj[:, self.i_eta : self.i_alpha + 1] * consts["gate_w"]).sum(-1) + consts["gate_b"])
+        logits = (proj[:, self.i_eta : self.i_alpha + 1] * consts["gate_w"]).sum(-1) + consts["gate_b"]
+        gates = torch.sigmoid(logits)
         eta, alpha = cfg.eta_scale * gain * gates[:, 0], gates[:, 1]  # (N, n)
 
         raw = torch.cat([proj[:, i] if f is None else f for f, i in zip(fixed, (self.i_q, self.i_k, self.i_v), strict=True)],
@@ -289,7 +290,7 @@ class SelfModifyingTitans(nn.Module):
         mom = cfg.momentum > 0
         beta = torch.full_like(eta, cfg.momentum) if mom else None
         K = cfg.inner_steps
-        tables = None if stepwise else step_tables(alpha, beta, K)
+        tables = None if stepwise else step_tables(alpha, beta, K, F.logsigmoid(logits[:, 1]))
         # First layers W2 of all memories share the key k: stack them along the output rows, and read
         # only M_memory's rows (the row-separable read of recurrence_chunk).
         reads2, W2_next, S2_next = run_recurrence(

@@ -88,3 +88,21 @@ def test_attribution_rejects_bad_requests(bad):
     args = dict(position=5, target=None, method="saliency") | bad
     with pytest.raises(ValueError):
         attribute(frozen("titans"), torch.randint(0, 256, (1, 8)), **args)
+
+
+def test_the_exact_gradient_is_finite_where_a_decay_gate_underflows():
+    """A memory's retention gate alpha = sigmoid(z) that rounds to 0 made the second-order graph NaN
+    (the second derivative of log(alpha) is -1/alpha^2, which overflows; exact IG on hope-text hit it at 2/7
+    of the path). The decay tables take log alpha = logsigmoid(z): the exact gradient (through two CMS
+    steps here) is finite, and differs from the first-order one by the paths through those steps."""
+    model = frozen("hope", alpha_init_bias=-120.0)  # alpha = sigmoid(-120): 0 in float32 (periods 4, 8)
+    x = torch.randint(0, 256, (1, 10), generator=torch.Generator().manual_seed(0))
+    assert float(torch.sigmoid(model.blocks[0].mixer.gate_b[0, 1])) == 0.0
+    grads = []
+    for exact in (True, False):
+        emb = model.embed(x).detach().requires_grad_(True)
+        out = model.from_embeddings(emb, x, exact_cms=exact)[0, -1].log_softmax(-1)[3]
+        (g,) = torch.autograd.grad(out, emb)
+        grads.append(g)
+    assert torch.isfinite(grads[0]).all() and torch.isfinite(grads[1]).all()
+    assert not torch.allclose(grads[0], grads[1])
