@@ -57,7 +57,7 @@ TRAINED = {"Hope": "hope", "Titans": "titans", "Transformer, window 64": "transf
            "Transformer": "transformer"}  # fmt: skip
 
 
-def training_seeds(seeds: list[int], segment_len: int, runs: Path) -> None:
+def training_seeds(seeds: list[int], segment_len: int, runs: Path, only: list[str] | None = None) -> None:
     """Each model's training seeds: the shipped checkpoint (seed 0) and `runs/lang-<model>-s<k>/model`
     (trained by `python -m nested train --preset languages-<model> --seed k`; Hope's second stage in
     `runs/lang-hope-s<k>-cont`, see runs/hope_seeds.sh), each streamed over the same
@@ -73,6 +73,8 @@ def training_seeds(seeds: list[int], segment_len: int, runs: Path) -> None:
     print("| model | training seeds | A alone | A after A | A after B | B after B | A after A again |")
     print("|---|---|---|---|---|---|---|")
     for name, ckpt in MODELS.items():
+        if only and name not in only:
+            continue
         stage = "-cont" if name == "Hope" else ""  # Hope's recipe has a second stage (nested.cards)
         dirs = [CHECKPOINTS / ckpt] + sorted(runs.glob(f"lang-{TRAINED[name]}-s[0-9]{stage}/model"))
         dirs = [d for d in dirs if (d / "config.json").is_file()]
@@ -82,6 +84,9 @@ def training_seeds(seeds: list[int], segment_len: int, runs: Path) -> None:
             per_seed.append(retention({name: model}, task, "ABA", segment_len, seeds)[name].mean(0))
             alone.append(isolation_scores(model, task, n_streams=len(seeds), segment_len=segment_len)["probe"]["A"])
         m = np.stack(per_seed)
+        for d, row, a in zip(dirs, per_seed, alone, strict=True):  # each training seed (its mean over streams)
+            print(f"  {d}: A alone {a:.2f}, A after A {row[0, 0]:.2f}, after B {row[1, 0]:.2f}, B after B "
+                  f"{row[1, 1]:.2f}, A again {row[2, 0]:.2f}", file=sys.stderr, flush=True)  # fmt: skip
         print(f"| {name} | {len(dirs)} | {pm(alone)} | {pm(m[:, 0, 0])} | {pm(m[:, 1, 0])} | {pm(m[:, 1, 1])} | "
               f"{pm(m[:, 2, 0])} |", flush=True)  # fmt: skip
 
@@ -121,10 +126,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200, help="across training: optimizer steps a task")
     ap.add_argument("--training-seeds", default=None, metavar="RUNS",
                     help="in context, over training seeds: the shipped checkpoints and RUNS/lang-<model>-s<k>/model")  # fmt: skip
+    ap.add_argument("--models", default="", help="with --training-seeds: only these (names of MODELS, separated by |)")
     a = ap.parse_args()
     seeds = list(range(a.seeds))
     if a.training_seeds:
-        training_seeds(seeds, a.segment, Path(a.training_seeds))
+        training_seeds(seeds, a.segment, Path(a.training_seeds), [m for m in a.models.split("|") if m])
     elif a.outer:
         outer(seeds, a.steps)
     else:

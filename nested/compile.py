@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nested.layers import check_finite, split_points
-from nested.selfmod import ChunkOut, SelfModifyingTitans, memories_finite
+from nested.selfmod import SelfModifyingTitans, memories_finite
+from nested.selfmod_state import ChunkOut
 
 MODES = ("stream", "chunks", "train")
 

@@ -23,8 +23,7 @@ Momentum (§11.2c): S_t = beta S_{t-1} + eta_t grad, M_t = decay(M_{t-1}) - S_t.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import NamedTuple
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +44,7 @@ from nested.layers import (
 )
 from nested.levels import MEMORY_TEXT, Level
 from nested.memory import RecurrenceInputs, run_recurrence, step_tables
+from nested.selfmod_state import ChunkArgs, ChunkOut, SelfModState
 from nested.trace import HOPE_ROWS
 
 
@@ -65,53 +65,6 @@ def clip_fraction(scale: Tensor, batch: int) -> Tensor:
     gradient was clipped, per item, token and memory (batch, T, M)."""
     N, M, T, _ = scale.shape
     return (scale[..., 0] < 1).to(scale.dtype).view(batch, N // batch, M, T).mean(1).transpose(1, 2)
-
-
-@dataclass(frozen=True)
-class SelfModState:
-    """One self-modifying Titans layer's stream state, per item x head (N = batch x heads) on dim 0.
-    W = (W1, W2): every memory's current weights (N, M, ., .); F = (F1, F2): the state the inner
-    gradients are taken at this chunk (§11.2g); S1, S2: momentum (None without); conv: the causal conv
-    window; eta_gain scales every eta_t (0 freezes the writes: nested.Freeze)."""
-
-    pos: int
-    W1: Tensor
-    W2: Tensor
-    F1: Tensor
-    F2: Tensor
-    conv: Tensor
-    S1: Tensor | None = None
-    S2: Tensor | None = None
-    eta_gain: float = 1.0
-
-
-class ChunkArgs(NamedTuple):
-    """The state's tensor inputs of `_chunk_core` (after the input and constants)."""
-
-    F1: Tensor
-    F2: Tensor
-    W1: Tensor
-    W2: Tensor
-    S1: Tensor | None
-    S2: Tensor | None
-    conv: Tensor
-    gain: float
-
-
-class ChunkOut(NamedTuple):
-    """What `_chunk_core` returns: the read o (N, n, dh), the new memories and conv window, and the
-    per-token records eta, alpha, surprise (N, n) and the clipped fraction (B, n, M)."""
-
-    o: Tensor
-    W1: Tensor
-    W2: Tensor
-    S1: Tensor | None
-    S2: Tensor | None
-    conv: Tensor
-    eta: Tensor
-    alpha: Tensor
-    surprise: Tensor
-    clipped: Tensor
 
 
 class SelfModifyingTitans(nn.Module):
