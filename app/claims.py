@@ -81,7 +81,8 @@ CLAIMS: list[Claim] = [
         "barely hurts (arXiv 2602.21204, a third-party claim the recall lab tests).",
         "Ascent costs little recall (arXiv 2602.21204; not a Nested Learning claim).",
         "Ascent takes Titans to 0.0 % at every MQAR length and Hope to 0.0 % up to 16 pairs (6.1 % at 32, 1 of 3 "
-        "seeds diverged), 3 evaluation seeds.",
+        "seeds diverged), 3 evaluation seeds. Four inner steps per token do not help either (Hope 60.0 % at 8 pairs "
+        "against 67.8 % with one, Titans 47.9 % against 68.2 %).",
         NOT_REPRODUCED,
         "python bench/recall_study.py --family mqar",
         "recall",
@@ -95,8 +96,8 @@ CLAIMS: list[Claim] = [
         "Hope-3 nearly recovers the one-language chrF after two languages; ICL collapses (Fig. 8, no numbers; §8.2).",
         "Successor languages, A then B (own alphabets), 3 stream seeds: accuracy on A after B — Hope 0.21 ± 0.07, "
         "Titans 0.38 ± 0.25, Transformer window 64 0.21 ± 0.07, full attention 1.00 (chance 0.25). Over 3 training "
-        "seeds (Hope: 1 so far): Titans 0.51 ± 0.43 (one seed keeps A completely, one never learns the task), "
-        "window 0.17 ± 0.04.",
+        "seeds: Titans 0.51 ± 0.43 (one seed keeps A completely, one never learns the task), window 0.17 ± 0.04, "
+        "Hope 0.27 ± 0.09 (2 seeds so far).",
         NOT_REPRODUCED,
         "python bench/continual_study.py; bench/language_seeds.sh && python bench/continual_study.py --training-seeds runs",
         "continual",
