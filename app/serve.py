@@ -47,12 +47,18 @@ def warm() -> dict:
         from app.presets import PRESETS, shipped_run
         from app.session import _shared_model
 
-        models = [name for name in APP_MODELS if _shared_model(name, weights_seed(name, 0)) is not None]
+        models, failed = [], []
+        for name in APP_MODELS:  # a model that cannot load is reported, and the page says so when asked for it
+            try:
+                _shared_model(name, weights_seed(name, 0))
+                models.append(name)
+            except Exception as exc:  # noqa: BLE001 (any failure: the server still starts)
+                failed.append(f"{name}: {exc}")
         runs = [p.name for p in PRESETS.values() if p.run_key is not None and shipped_run(p.run_key) is not None]
     finally:
         for log, level in zip(loggers, levels, strict=True):
             log.setLevel(level)
-    return {"modules": modules, "models": models, "runs": runs, "import_s": t_import,
+    return {"modules": modules, "models": models, "failed": failed, "runs": runs, "import_s": t_import,
             "total_s": time.perf_counter() - t0}  # fmt: skip
 
 
@@ -62,6 +68,8 @@ def main(argv: list[str]) -> None:
     done = warm()
     print(f"Nested Learning Lab: warmed {len(done['modules'])} modules, {len(done['models'])} models, "
           f"{len(done['runs'])} preset runs in {done['total_s']:.1f} s", flush=True)  # fmt: skip
+    for line in done["failed"]:
+        print(f"Nested Learning Lab: could not load {line}", file=sys.stderr, flush=True)
     from streamlit.web import cli
 
     sys.argv = ["streamlit", "run", str(ROOT / "app" / "main.py"), *argv]

@@ -93,3 +93,20 @@ def test_warming_fills_every_shared_cache_the_pages_read(monkeypatch):
     for page in (ROOT / "pages").glob("*.py"):
         imported |= set(re.findall(r"^from (app\.\w+) import", page.read_text(), flags=re.M))
     assert imported and imported <= set(done["modules"])
+
+
+def test_a_model_that_cannot_load_is_reported_and_the_rest_warm(monkeypatch):
+    from app import session
+
+    session._shared_model.clear()
+
+    def broken(name, seed, device=None):
+        if name == "titans":
+            raise ValueError("checkpoint damaged")
+        return object()
+
+    monkeypatch.setattr(session, "build_frozen", broken)
+    done = serve.warm()
+    assert done["failed"] == ["titans: checkpoint damaged"] and "titans" not in done["models"]
+    assert set(done["models"]) == set(APP_MODELS) - {"titans"}
+    session._shared_model.clear()  # nothing fake stays cached for later tests
