@@ -60,7 +60,7 @@ TRAINED = {"Hope": "hope", "Titans": "titans", "Transformer, window 64": "transf
 def training_seeds(seeds: list[int], segment_len: int, runs: Path, only: list[str] | None = None) -> None:
     """Each model's training seeds: the shipped checkpoint (seed 0) and `runs/lang-<model>-s<k>/model`
     (trained by `python -m nested train --preset languages-<model> --seed k`; Hope's second stage in
-    `runs/lang-hope-s<k>-cont`, see runs/hope_seeds.sh), each streamed over the same
+    `runs/lang-hope-s<k>-cont`, see bench/language_seeds.sh), each streamed over the same
     stream seeds; mean ± sd over training seeds of each seed's mean over streams. Own alphabets."""
     import nested
     from nested.checkpoint import CHECKPOINTS

@@ -32,7 +32,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--switches", default="|".join(SWITCHES), help="names of SWITCHES, separated by |")
     a = ap.parse_args()
-    switches = [s for s in a.switches.split("|") if s in SWITCHES]
+    switches = a.switches.split("|")
+    unknown = [s for s in switches if s not in SWITCHES]
+    if unknown:
+        ap.error(f"unknown switches {unknown}; choose from {list(SWITCHES)}")
     sizes = FAMILIES[a.family].sizes
     print(f"{a.family}: accuracy (mean ± sd over {a.seeds} evaluation seeds, {a.n} sequences each); chance 10%")
     print("| model | inner updates | " + " | ".join(f"{FAMILIES[a.family].size_label} {s}" for s in sizes) + " |")

@@ -267,6 +267,11 @@ def recurrence_chunk(
     return reads, W_new, S_new
 
 
+def _each_token(t: Tensor | None, steps: int, dim: int) -> Tensor | None:
+    """Every token of t (tokens along `dim`) `steps` times in a row."""
+    return t if t is None or steps == 1 else t.repeat_interleave(steps, dim=dim)
+
+
 def repeat_steps(inp: RecurrenceInputs, steps: int) -> RecurrenceInputs:
     """Every token's inputs `steps` times in a row: `steps` inner steps per token, each with the token's
     own (precomputed) gradient, decay, preconditioner and momentum (queries repeated too; see
@@ -275,7 +280,7 @@ def repeat_steps(inp: RecurrenceInputs, steps: int) -> RecurrenceInputs:
         return inp
 
     def rep(t: Tensor | None, dim: int) -> Tensor | None:
-        return None if t is None else t.repeat_interleave(steps, dim=dim)
+        return _each_token(t, steps, dim)
 
     return RecurrenceInputs(decay=rep(inp.decay, -1), lr=rep(inp.lr, -1), grads=rep(inp.grads, -2),
                             gkeys=rep(inp.gkeys, -2), precond=rep(inp.precond, -1), pkeys=rep(inp.pkeys, -2),
@@ -284,8 +289,7 @@ def repeat_steps(inp: RecurrenceInputs, steps: int) -> RecurrenceInputs:
 
 def step_tables(decay: Tensor, mom: Tensor | None, steps: int, log_decay: Tensor | None = None) -> DecayTables:
     """`decay_tables` for inputs that `repeat_steps` repeats."""
-    rep = (lambda t: t) if steps == 1 else (lambda t: None if t is None else t.repeat_interleave(steps, dim=-1))
-    return decay_tables(rep(decay), rep(mom), rep(log_decay))
+    return decay_tables(*(_each_token(t, steps, -1) for t in (decay, mom, log_decay)))
 
 
 def run_recurrence(
