@@ -71,7 +71,9 @@ def forgetting_curves(summary: dict, models: list[str] | None = None) -> go.Figu
 def _title(summary: dict, model: str) -> str:
     info = summary["models"][model]
     freeze, at = info.get("freeze"), info.get("freeze_at")
-    return f"{model}" + (f" (frozen: {freeze}{f' from token {at:,}' if at else ''})" if freeze else "")
+    if not freeze or freeze in model:  # the learner's name already says what is frozen (the page names it so)
+        return model
+    return f"{model} (frozen: {freeze}{f' from token {at:,}' if at else ''})"
 
 
 def forgetting_matrix(summary: dict, model: str) -> go.Figure:
