@@ -2,14 +2,16 @@
 by an optimizer whose own state is a memory of past gradients (PAPER.md §9 E5, §3.1, Algorithm 1).
 
 Tasks are regressions from a shared input space R^d_in to R^d_out, each a random 2-layer teacher
-(tanh), so the tasks interfere: fitting B moves the weights that fitted A. The learner is an MLP trained
+(tanh), so the tasks interfere: fitting B moves the weights that fitted A. The learner (E5's (i)-(v),
+`nested.continual_learners`: an MLP, CMS sequential / independent / nested, fast/slow weights) is trained
 online (one fresh batch a step). Every `eval_every` steps the held-out loss of *every* task is measured
 (the forgetting curve, E5), and every optimizer memory's norm is read (momentum, Adam's moments, M3's
 fast and slow momentum: what the optimizer still carries from the last task).
 
-    run = train_sequence("ABA", optimizer="m3", steps_per_segment=300)
+    run = train_sequence("ABA", optimizer="m3", steps_per_segment=300, learner="cms-sequential:1,32,512")
     run.losses          # (n_evals, n_tasks) held-out MSE
     run.memories        # {memory name: [norm at each eval]}
+    run.recovery()      # E5's time to recover and forgetting when a task returns
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
+from nested.continual_learners import Learner, LearnerSpec
 from nested.optim import OPTIMIZERS, memory_view
 from nested.tasks.base import rng
 
@@ -72,6 +74,9 @@ class SequenceRun:
     losses: list[list[float]] = field(default_factory=list)  # per eval: held-out MSE per task
     memories: dict[str, list[float]] = field(default_factory=dict)  # optimizer memory -> norm per eval
     diverged_at: int | None = None
+    learner: str = "mlp"
+    online: list[float] = field(default_factory=list)  # per eval: mean training loss since the last eval
+    n_values: int = 0  # trained values the learner stores
 
     def loss(self, task: str) -> np.ndarray:
         return np.array([row[self.tasks.index(task)] for row in self.losses])
@@ -81,9 +86,31 @@ class SequenceRun:
         at = {s: i for i, s in enumerate(self.steps)}
         return np.array([self.losses[at[b]] for _, _, b in self.segments if b in at])
 
+    def recovery(self, within: float = 0.1) -> list[dict]:
+        """E5's measures each time a task returns (segment j of task t, seen before): `forgot` = its
+        held-out loss when it returns minus the best it reached before; `steps` = steps into the segment
+        until the loss is within `within` (10 %) of that best (None: never, in this segment)."""
+        out, x = [], np.array(self.steps)
+        for j, (t, a, b) in enumerate(self.segments):
+            if t not in [s[0] for s in self.segments[:j]]:
+                continue
+            curve = self.loss(t)
+            best = float(curve[x <= a].min())
+            inside = (x > a) & (x <= b)
+            hit = np.nonzero(inside & (curve <= best * (1 + within)))[0]
+            start = float(curve[x <= a][-1])
+            out.append({"segment": j, "task": t, "best_before": best, "forgot": start - best,
+                        "steps": int(x[hit[0]] - a) if len(hit) else None})  # fmt: skip
+        return out
+
+    def mean_online_loss(self) -> float:
+        """E5's average online loss: the training loss over the whole run."""
+        return float(np.mean(self.online)) if self.online else float("nan")
+
     def to_dict(self) -> dict:
         return {"optimizer": self.optimizer, "lr": self.lr, "tasks": self.tasks, "segments": [list(s) for s in self.segments],
-                "steps": self.steps, "losses": self.losses, "memories": self.memories, "diverged_at": self.diverged_at}  # fmt: skip
+                "steps": self.steps, "losses": self.losses, "memories": self.memories, "diverged_at": self.diverged_at,
+                "learner": self.learner, "online": self.online, "n_values": self.n_values}  # fmt: skip
 
 
 def parse_schedule(schedule: str, tasks: list[str]) -> str:
@@ -98,17 +125,13 @@ def parse_schedule(schedule: str, tasks: list[str]) -> str:
     return s
 
 
-def learner(teachers: Teachers, width: int = 64, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(teachers.d_in, width), nn.Tanh(), nn.Linear(width, teachers.d_out))
-
-
 def train_sequence(schedule: str = "ABA", optimizer: str = "adam", lr: float = 0.01, steps_per_segment: int = 300,
                    batch: int = 32, eval_every: int = 10, teachers: Teachers | None = None, seed: int = 0,
-                   reset_state: bool = False) -> SequenceRun:  # fmt: skip
-    """Train one MLP on the schedule's tasks in turn (online: a fresh batch each step). `reset_state`
+                   reset_state: bool = False, learner: str | LearnerSpec = "mlp") -> SequenceRun:  # fmt: skip
+    """Train a learner on the schedule's tasks in turn (online: a fresh batch each step). `reset_state`
     clears the optimizer's memories at each task boundary (§4.5 argues dropping them hurts)."""
     teachers = teachers or Teachers()
+    spec = learner if isinstance(learner, LearnerSpec) else LearnerSpec.parse(learner)
     schedule = parse_schedule(schedule, teachers.names)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -120,30 +143,37 @@ def train_sequence(schedule: str = "ABA", optimizer: str = "adam", lr: float = 0
     g = rng(teachers.seed + 10_007 * seed + 1)
     heldout = {t: (x := torch.randn(teachers.n_heldout, teachers.d_in, generator=g), teachers.target(w[t], x))
                for t in teachers.names}  # fmt: skip
-    net = learner(teachers, seed=seed)
-    opt = OPTIMIZERS[optimizer](net.parameters(), lr=lr)
+    model = Learner(spec, teachers.d_in, teachers.d_out, seed=seed)
+    net, opts = model.net, model.optimizers(OPTIMIZERS[optimizer], lr)
     segs = [(t, i * steps_per_segment, (i + 1) * steps_per_segment) for i, t in enumerate(schedule)]
-    run = SequenceRun(optimizer, lr, teachers.names, segs)
+    run = SequenceRun(optimizer, lr, teachers.names, segs, learner=str(spec), n_values=model.n_values)
+    since: list[float] = []
 
     def measure(step: int) -> None:
         with torch.no_grad():
             run.losses.append([float(((net(x) - y) ** 2).mean()) for x, y in heldout.values()])
         run.steps.append(step)
-        for mem in memory_view(opt):
-            norm = math.sqrt(sum(float(t.float().pow(2).sum()) for t in mem.tensors)) if mem.tensors else 0.0
-            run.memories.setdefault(mem.name, []).append(norm)
+        if since:
+            run.online.append(sum(since) / len(since))
+            since.clear()
+        for group, opt in zip(model.groups, opts, strict=True):
+            for mem in memory_view(opt):
+                norm = math.sqrt(sum(float(t.float().pow(2).sum()) for t in mem.tensors)) if mem.tensors else 0.0
+                name = mem.name if len(opts) == 1 else f"{group.name}: {mem.name}"
+                run.memories.setdefault(name, []).append(norm)
 
     measure(0)
     for task, a, b in segs:
         if reset_state and a > 0:
-            opt.state.clear()
+            for opt in opts:
+                opt.state.clear()
         for step in range(a, b):
             x = torch.randn(batch, teachers.d_in, generator=g)
             loss = ((net(x) - teachers.target(w[task], x)) ** 2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if not math.isfinite(float(loss.detach())):
+            loss.backward()  # gradients add up in .grad until their group steps (Eq. 71's sum)
+            model.step(opts, step)
+            since.append(float(loss.detach()))
+            if not math.isfinite(since[-1]):
                 run.diverged_at = step
                 return run
             if (step + 1) % eval_every == 0 or step + 1 == b:
