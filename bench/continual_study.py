@@ -3,6 +3,7 @@
     python bench/continual_study.py              # in context: the shipped languages models, schedule ABA
     python bench/continual_study.py --outer      # across training: optimizers on teacher tasks, lr grid
     python bench/continual_study.py --training-seeds runs   # in context, over the models' training seeds
+    python bench/continual_study.py --learners   # across training: E5's learners (i)-(v), schedule ABACAD
 
 In context: for each shipped model, 3 stream seeds, the probe accuracy on A right after A, after B, and
 after A again (and on B after B), plus each language alone; both regimes (own alphabets, shared).
@@ -118,12 +119,73 @@ def outer(seeds: list[int], steps: int) -> None:
                   f"{pm(mats[:, 2, 1])} |")  # fmt: skip
 
 
+LEARNERS = ["mlp", "cms-sequential:1,32,512", "cms-independent:1,32,512", "cms-nested:1,32,512", "fast-slow",
+            "cms-sequential:1", "cms-sequential:1,32", "cms-sequential:1,32,64"]  # fmt: skip
+
+
+def learners(seeds: list[int], steps: int, optimizer: str = "adam") -> None:
+    """E5: the stream A, B, A, C, A, D (`steps` a block); each learner's base rate from GRID by how well it
+    learns each task (ABAC, seed 0), then `seeds` training seeds: the loss on A after A and after B, how
+    much of A is lost when it returns and the steps to recover within 10 % of its best, the online loss."""
+    import time
+
+    from nested.continual_learners import LearnerSpec
+    from nested.continual_train import train_sequence
+
+    print(f"\n### E5's learners: schedule ABACAD, {steps} steps a task, {optimizer}; base lr from {GRID} by the mean "
+          "loss on each task at the end of its own segment (ABAC, seed 0)\n", flush=True)  # fmt: skip
+    best = {}
+    for name in LEARNERS:
+        scores = {}
+        for lr in GRID:
+            r = train_sequence("ABAC", optimizer, lr, steps, seed=0, learner=name, eval_every=50)
+            m = r.forgetting_matrix()
+            scores[lr] = (
+                np.inf
+                if r.diverged_at is not None
+                else float(np.mean([m[j, ord(t) - 65] for j, t in enumerate("ABAC")]))
+            )
+        best[name] = min(scores, key=scores.get)
+        print(
+            f"- {name}: " + ", ".join(f"{lr:g} → {v:.3f}" for lr, v in scores.items()) + f"; best {best[name]:g}",
+            flush=True,
+        )
+    print("\n| learner (values stored, lr) | A after A | A after B | A lost at its 1st / 2nd return | steps to recover (1st / 2nd) "
+          "| online loss | ms / step |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for name in LEARNERS:
+        mats, lost, rec, online, t0 = [], [[], []], [[], []], [], time.perf_counter()
+        for s in seeds:
+            r = train_sequence("ABACAD", optimizer, best[name], steps, seed=s, learner=name, eval_every=10)
+            mats.append(r.forgetting_matrix())
+            for i, ret in enumerate(r.recovery()[:2]):
+                lost[i].append(ret["forgot"])
+                rec[i].append(np.nan if ret["steps"] is None else ret["steps"])
+            online.append(r.mean_online_loss())
+        ms = (time.perf_counter() - t0) / (len(seeds) * 6 * steps) * 1e3
+        m = np.stack(mats)
+
+        def steps_pm(x):
+            x = np.array(x, dtype=float)
+            never = int(np.isnan(x).sum())
+            shown = (
+                f"{np.nanmean(x):.0f} ± {np.nanstd(x, ddof=1) if (~np.isnan(x)).sum() > 1 else 0:.0f}"
+                if never < len(x)
+                else "never"
+            )
+            return shown + (f" ({never} never)" if 0 < never < len(x) else "")
+
+        print(f"| {LearnerSpec.parse(name).label} ({r.n_values:,}, {best[name]:g}) | {pm(m[:, 0, 0])} | {pm(m[:, 1, 0])} | "
+              f"{pm(lost[0])} / {pm(lost[1])} | {steps_pm(rec[0])} / {steps_pm(rec[1])} | {pm(online)} | {ms:.2f} |", flush=True)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--outer", action="store_true", help="across training instead of in context")
+    ap.add_argument("--learners", action="store_true", help="across training: E5's learners (i)-(v)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--segment", type=int, default=128, help="in context: tokens a segment")
-    ap.add_argument("--steps", type=int, default=200, help="across training: optimizer steps a task")
+    ap.add_argument("--steps", type=int, default=None, help="across training: optimizer steps a task (200; E5: 2000)")
     ap.add_argument("--training-seeds", default=None, metavar="RUNS",
                     help="in context, over training seeds: the shipped checkpoints and RUNS/lang-<model>-s<k>/model")  # fmt: skip
     ap.add_argument("--models", default="", help="with --training-seeds: only these (names of MODELS, separated by |)")
@@ -131,8 +193,10 @@ def main() -> None:
     seeds = list(range(a.seeds))
     if a.training_seeds:
         training_seeds(seeds, a.segment, Path(a.training_seeds), [m for m in a.models.split("|") if m])
+    elif a.learners:
+        learners(seeds, a.steps or 2000)
     elif a.outer:
-        outer(seeds, a.steps)
+        outer(seeds, a.steps or 200)
     else:
         in_context(seeds, a.segment)
 
