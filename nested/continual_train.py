@@ -112,6 +112,10 @@ class SequenceRun:
                 "steps": self.steps, "losses": self.losses, "memories": self.memories, "diverged_at": self.diverged_at,
                 "learner": self.learner, "online": self.online, "n_values": self.n_values}  # fmt: skip
 
+    @classmethod
+    def from_dict(cls, d: dict) -> SequenceRun:
+        return cls(**{**d, "segments": [tuple(s) for s in d["segments"]]})
+
 
 def parse_schedule(schedule: str, tasks: list[str]) -> str:
     s = "".join(schedule.split()).upper()

@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.continual_figures import forgetting_curves, forgetting_matrix, level_changes, level_resets, summary_rows
+from app.continual_train_ui import LEARNING_RATES
 from app.continual_ui import PRESET_FILE, shipped_summary
 from app.registry import ROOT, page_for
 
@@ -214,3 +215,28 @@ def test_the_forgetting_lesson_opens_on_its_effect():
     assert window[at[128]] >= 0.9 and window[at[160]] >= 0.9
     assert window[at[192]] <= shipped["chance"] + 0.05 and window[at[256]] <= shipped["chance"] + 0.05
     assert window[at[384]] >= 0.9  # and relearns A when A streams again
+
+
+def test_across_training_tab_trains_e5_learners_and_reports_their_recovery():
+    at = open_page(cl_models=["Titans"])
+    at.multiselect(key="ct_optimizers").set_value(["adam"]).run()
+    at.text_input(key="ct_schedule").set_value("ABA").run()
+    at.select_slider(key="ct_steps").set_value(100).run()
+    at.multiselect(key="ct_learners").set_value(["MLP", "CMS nested C=(1, 32, 512)", "fast/slow weights"]).run()
+    assert not at.exception
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    curves = next(s for s in specs if any("held-out MSE" in str(ax) for ax in s["layout"].values()))
+    titles = {a["text"] for a in curves["layout"]["annotations"]}
+    assert {"<b>adam · MLP (lr 0.01)</b>", "<b>adam · CMS nested C=(1, 32, 512) (lr 0.01)</b>",
+            "<b>adam · fast/slow weights (lr 0.01)</b>"} <= titles  # fmt: skip
+    returns = next(d.value for d in at.dataframe if "online loss" in d.value.columns)
+    assert list(returns["run"]) == ["adam · MLP", "adam · CMS nested C=(1, 32, 512)", "adam · fast/slow weights"]
+    assert list(returns["values stored"]) == [2632, 4324, 2640]
+    assert (returns["lost: A at its return 1"] > 1.0).all()  # every learner forgets A while it learns B
+    assert at.query_params["ct_learners"] == ["MLP", "CMS nested C=(1, 32, 512)", "fast/slow weights"]
+    at.multiselect(key="ct_optimizers").set_value(list(LEARNING_RATES)).run()  # 6 x 3 trainings: refused, kept
+    assert not at.exception and any("at most 8" in e.value for e in at.error)
+    at.multiselect(key="ct_optimizers").set_value(["adam"]).run()
+    at.text_input(key="ct_schedule").set_value("ABACABACABAC").run()
+    at.select_slider(key="ct_steps").set_value(2000).run()
+    assert not at.exception and any("over 20,000 steps" in e.value for e in at.error)
