@@ -68,6 +68,17 @@ def continual_eval(model, train_cfg: dict) -> dict | None:
     return isolation_scores(model, make_task("languages", **train_cfg["task_args"]))
 
 
+RECALL_CARD = {"mqar": (4, 8, 16, 32), "niah-single": (64, 128, 256, 512)}
+
+
+def recall_eval(model, n: int = 64, seed: int = 0) -> dict:
+    """Recall models: accuracy vs context length on MQAR and one needle (nested.recall_lab), on the card."""
+    from nested.recall_lab import recall_curve
+
+    return {"n": n, "seed": seed, **{family: {str(r["size"]): r["accuracy"] for r in recall_curve(model, family, sizes, n, seed)}
+                                     for family, sizes in RECALL_CARD.items()}}  # fmt: skip
+
+
 def card_eval(model, train_cfg: dict, n: int = 64, seed: int = 0) -> dict:
     """The deterministic evaluation written on the card: the training task's held-out probe."""
     args = dict(train_cfg["task_args"])
@@ -81,12 +92,15 @@ def card_eval(model, train_cfg: dict, n: int = 64, seed: int = 0) -> dict:
 
 def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -> Path:
     """Train `name` by its recipe (or take the finished run in `from_run`, trained by the same recipe:
-    `python -m nested train --preset P --steps N --out DIR`), evaluate it and write it with its card."""
+    `python -m nested train --preset P --steps N --out DIR`), evaluate it and write it with its card.
+    A recipe with `continue_steps` trains a second stage from the first one's weights with a fresh
+    optimizer, by `continue_preset` (default: the same preset)."""
     from nested.train import preset, train
 
     spec = SHIPPED[name]
     cfg = preset(spec["preset"], steps=spec["steps"], eval_every=0, ckpt_every=0, **spec.get("overrides", {}))
     more = spec.get("continue_steps", 0)
+    second = spec.get("continue_preset", spec["preset"])
     dest = CHECKPOINTS / name
     if from_run is not None:
         run = Path(from_run)
@@ -94,14 +108,15 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
         done = model.checkpoint_meta
         free = ("steps", "compile", "eval_every", "ckpt_every", "out_dir", "eval_samples", "init")
         expect = more or cfg.steps
+        recipe = preset(second, steps=more, **spec.get("overrides", {})) if more else cfg
         if (
             {k: v for k, v in done["train"].items() if k not in free}
-            != {k: v for k, v in vars(cfg).items() if k not in free}
+            != {k: v for k, v in vars(recipe).items() if k not in free}
             or done["steps"] != expect
             or bool(more) != bool(done["train"].get("init"))
         ):
-            raise ValueError(f"{run} was not trained by the {name} recipe ({spec['preset']}, {expect} steps"
-                             + (", continued from the first stage's weights)" if more else ")"))  # fmt: skip
+            raise ValueError(f"{run} was not trained by the {name} recipe ({spec['preset']}, {cfg.steps} steps"
+                             + (f", then {more} by {second} from those weights)" if more else ")"))  # fmt: skip
         summary = {k: done[k] for k in ("tokens_seen", "train_seconds")} | {"threads": done.get("threads", "?")}
         if more:  # the first stage is the checkpoint it continued from: its card holds that stage's cost
             first = json.loads((Path(done["train"]["init"]) / CONFIG).read_text())["meta"]
@@ -118,7 +133,7 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
             if more:  # second stage: the first stage's weights, a fresh optimizer
                 first = summary
                 nested.save(model, Path(tmp) / "first")
-                cfg2 = preset(spec["preset"], steps=more, eval_every=0, ckpt_every=0, init=str(Path(tmp) / "first"),
+                cfg2 = preset(second, steps=more, eval_every=0, ckpt_every=0, init=str(Path(tmp) / "first"),
                               out_dir=str(Path(tmp) / "second"), **spec.get("overrides", {}))  # fmt: skip
                 summary = train(cfg2, progress=progress)
                 model = summary.pop("model").cpu().eval()
@@ -136,6 +151,7 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
         "train": {k: v for k, v in vars(cfg).items() if k != "out_dir"},
         "steps": cfg.steps + more,
         **({"stages": [cfg.steps, more]} if more else {}),
+        **({"continue_preset": second} if more and second != spec["preset"] else {}),
         "tokens_seen": summary["tokens_seen"],
         "train_seconds": summary["train_seconds"],
         "machine": f"{platform.machine()}, {summary.get('threads', torch.get_num_threads())} threads, torch {torch.__version__}",
@@ -146,6 +162,8 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
     cont = continual_eval(model, json.loads(json.dumps(vars(cfg))))
     if cont is not None:
         meta["continual_eval"] = cont
+    if spec["preset"].startswith("recall-"):
+        meta["recall_eval"] = recall_eval(model)
     doc = json.loads((dest / CONFIG).read_text())
     doc["meta"] = meta
     (dest / CONFIG).write_text(json.dumps(doc, indent=2, sort_keys=True))
@@ -162,7 +180,8 @@ def _steps_line(meta: dict) -> str:
     stages = meta.get("stages")
     if not stages:
         return f"{meta['steps']} steps"
-    return (f"{meta['steps']:,} steps: {stages[0]:,}, then {stages[1]:,} more from those weights with a fresh "
+    by = f" on `{meta['continue_preset']}`" if meta.get("continue_preset") else ""
+    return (f"{meta['steps']:,} steps: {stages[0]:,}, then {stages[1]:,} more{by} from those weights with a fresh "
             "optimizer")  # fmt: skip
 
 
@@ -193,6 +212,11 @@ def write_card(dest: Path, what: str, meta: dict, n_params: int) -> None:
             f"probe accuracy {per} (mean {cont['probe_mean']:.3f}; chance {cont['chance']:.3f}); in-stream accuracy over "
             f"the segment's second half " + ", ".join(f"{t} {v:.2f}" for t, v in cont["in_stream"].items())
         )
+    rec = meta.get("recall_eval")
+    if rec:
+        curve = lambda fam: ", ".join(f"{k} {v:.2f}" for k, v in rec[fam].items())  # noqa: E731
+        lines.append(f"- Accuracy vs context ({rec['n']} samples a size, seed {rec['seed']}; chance 0.10): MQAR by "
+                     f"key-value pairs {curve('mqar')}; one needle by bytes of haystack {curve('niah-single')}")  # fmt: skip
     lines += ["", "The evaluation above is recomputed from these weights by tests/test_shipped_checkpoints.py."]
     (dest / "README.md").write_text("\n".join(lines) + "\n")
 

@@ -103,3 +103,22 @@ def test_recall_with_min_pairs_draws_a_context_length_per_batch_and_stays_solvab
         assert torch.equal(task.solve(b.inputs), b.targets)  # every scored digit is recoverable from the pairs
     with pytest.raises(ValueError, match="min_pairs"):
         make_task("recall", n_pairs=8, min_pairs=9, n_queries=4)
+
+
+def test_recall_mix_draws_mqar_and_every_needle_variant_and_its_solver_is_exact():
+    from nested.tasks import IGNORE, make_task
+
+    task, kinds = make_task("recall-mix"), set()
+    for seed in range(40):
+        b = task.sample(4, seed)
+        text = bytes(b.inputs[0].tolist()).decode()
+        kinds.add("mqar" if "|" in text else "passkey" if "#PK=" in text else f"niah-{text.count('#') - 1}")
+        scored = b.targets != IGNORE
+        assert scored.any() and torch.equal(task.solve(b.inputs)[scored], b.targets[scored])
+        if "#" in text:
+            assert 56 <= b.inputs.shape[1] + 1 <= 128
+    assert kinds == {"mqar", "passkey", "niah-1", "niah-4"}
+    with pytest.raises(ValueError):
+        make_task("recall-mix", niah_len=(40, 128))
+    with pytest.raises(ValueError):
+        make_task("recall-mix", niah_share=1.5)

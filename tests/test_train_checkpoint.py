@@ -238,3 +238,40 @@ def test_ship_takes_a_two_stage_run_only_when_it_continued_a_first_stage_of_the_
     assert meta["steps"] == 6 and meta["stages"] == [4, 2]
     assert meta["tokens_seen"] == 600 and meta["train_seconds"] == 60.0
     assert "6 steps: 4, then 2 more from those weights with a fresh optimizer" in (dest / "README.md").read_text()
+
+
+def test_ship_takes_a_second_stage_by_another_preset_and_writes_recall_curves(tmp_path, monkeypatch):
+    """The recall models' recipe: MQAR, then MQAR + needles (`continue_preset`) from those weights. A second
+    stage trained by the first stage's preset is refused; the card names the second preset and carries
+    accuracy vs context on MQAR and one needle, equal to a recomputation."""
+    import json
+
+    from nested import cards
+    from nested.train import preset
+
+    monkeypatch.setitem(cards.SHIPPED, "tiny-recall", {"preset": "recall-mixed-transformer", "steps": 4,
+                                                       "continue_preset": "recall-mix-transformer",
+                                                       "continue_steps": 2, "what": "a test model"})  # fmt: skip
+    monkeypatch.setattr(cards, "CHECKPOINTS", tmp_path / "shipped")
+    monkeypatch.setattr(cards, "RECALL_CARD", {"mqar": (4, 8), "niah-single": (64,)})
+    model = nested.build_model("transformer", d_model=16, n_layers=1, seed=0)
+
+    def run_dir(name, recipe, steps, init):
+        d = tmp_path / name
+        train = {**json.loads(json.dumps(vars(preset(recipe, steps=steps)))), "init": init}
+        nested.save(model, d / "model", meta={"train": train, "steps": steps, "tokens_seen": 10, "train_seconds": 1.0})
+        (d / "history.json").write_text(json.dumps([{"step": i, "loss": 2.0} for i in range(steps)]))
+        return d
+
+    first = run_dir("first", "recall-mixed-transformer", 4, None)
+    with pytest.raises(ValueError, match="then 2 by recall-mix-transformer"):
+        cards.ship("tiny-recall", from_run=run_dir("same", "recall-mixed-transformer", 2, str(first / "model")))
+    dest = cards.ship("tiny-recall", from_run=run_dir("second", "recall-mix-transformer", 2, str(first / "model")))
+    meta = nested.load(dest).checkpoint_meta
+    assert meta["continue_preset"] == "recall-mix-transformer" and meta["stages"] == [4, 2]
+    rec = meta["recall_eval"]
+    assert rec == cards.recall_eval(nested.load(dest).eval())
+    assert set(rec["mqar"]) == {"4", "8"} and set(rec["niah-single"]) == {"64"}
+    card = (dest / "README.md").read_text()
+    assert "more on `recall-mix-transformer` from those weights" in card
+    assert f"one needle by bytes of haystack 64 {rec['niah-single']['64']:.2f}" in card

@@ -4,7 +4,7 @@ and a probe that scores any predictor on it."""
 from nested.tasks.base import IGNORE, Batch, Task
 from nested.tasks.formal import FormalLanguage
 from nested.tasks.languages import LanguageStream, SuccessorLanguages
-from nested.tasks.recall import AssociativeRecall, NeedleInHaystack
+from nested.tasks.recall import AssociativeRecall, NeedleInHaystack, RecallMix
 from nested.tasks.switching import Stream, TaskSwitching
 from nested.tasks.text import NewLanguageTask, TextTask
 
@@ -12,6 +12,7 @@ TASKS = {
     "text": TextTask,
     "recall": AssociativeRecall,
     "niah": NeedleInHaystack,
+    "recall-mix": RecallMix,
     "switching": TaskSwitching,
     "new-language": NewLanguageTask,
     "formal": FormalLanguage,
@@ -26,4 +27,4 @@ def make_task(name: str, **kwargs) -> Task:
 
 
 __all__ = ["IGNORE", "TASKS", "AssociativeRecall", "Batch", "FormalLanguage", "LanguageStream",
-           "NeedleInHaystack", "NewLanguageTask", "Stream", "SuccessorLanguages", "Task", "TaskSwitching", "TextTask", "make_task"]  # fmt: skip
+           "NeedleInHaystack", "NewLanguageTask", "RecallMix", "Stream", "SuccessorLanguages", "Task", "TaskSwitching", "TextTask", "make_task"]  # fmt: skip

@@ -156,3 +156,37 @@ class NeedleInHaystack(Task):
                     if start + j < len(row):
                         out[i, start + j] = ord(ch)
         return out
+
+
+class RecallMix(Task):
+    """The recall lab's training mix: each batch is MQAR (4..`n_pairs` pairs) with probability
+    1 - `niah_share`, else a needle in a haystack (single, multikey or passkey, drawn evenly) of a
+    context length drawn from `niah_len`. Scored like its source task."""
+
+    name = "recall-mix"
+    answers = DIGITS
+
+    def __init__(self, n_pairs: int = 32, min_pairs: int = 4, n_queries: int = 8, niah_share: float = 0.5,
+                 niah_len: tuple[int, int] = (56, 128)):  # fmt: skip
+        if not 0.0 <= niah_share <= 1.0:
+            raise ValueError("niah_share must be in [0, 1]")
+        if not 56 <= niah_len[0] <= niah_len[1]:
+            raise ValueError("niah_len must be (lo, hi) with 56 <= lo <= hi (room for 4 needles and the question)")
+        self.mqar = AssociativeRecall(n_pairs, n_queries, min_pairs=min_pairs)
+        self.niah_share, self.niah_len = niah_share, tuple(niah_len)
+
+    def sample(self, batch_size: int, seed: int) -> Batch:
+        g = rng(seed)
+        if float(torch.rand(1, generator=g)) >= self.niah_share:
+            return self.mqar.sample(batch_size, seed)
+        variant = ("single", "multikey", "passkey")[int(torch.randint(0, 3, (1,), generator=g))]
+        length = int(torch.randint(self.niah_len[0], self.niah_len[1] + 1, (1,), generator=g))
+        return NeedleInHaystack(length, n_needles=4, variant=variant).sample(batch_size, seed)
+
+    def solve(self, inputs: Tensor) -> Tensor:
+        out = torch.full_like(inputs, IGNORE)
+        for i, row in enumerate(inputs):
+            text = bytes(row.tolist()).decode("ascii", "replace")
+            task = self.mqar if "|" in text and "#" not in text else NeedleInHaystack(len(text))
+            out[i] = task.solve(row[None])[0]
+        return out
