@@ -37,7 +37,7 @@ def pm(x) -> str:
 def in_context(seeds: list[int], segment_len: int) -> None:
     import nested
     from nested.checkpoint import CHECKPOINTS
-    from nested.continual import isolation_scores, retention
+    from nested.forgetting import isolation_scores, retention
     from nested.tasks import SuccessorLanguages
 
     models = {k: nested.load(CHECKPOINTS / v).eval() for k, v in MODELS.items() if (CHECKPOINTS / v).is_dir()}
@@ -65,7 +65,7 @@ def training_seeds(seeds: list[int], segment_len: int, runs: Path, only: list[st
     stream seeds; mean ± sd over training seeds of each seed's mean over streams. Own alphabets."""
     import nested
     from nested.checkpoint import CHECKPOINTS
-    from nested.continual import isolation_scores, retention
+    from nested.forgetting import isolation_scores, retention
     from nested.tasks import SuccessorLanguages
 
     task = SuccessorLanguages(n_tasks=4, shared=False)

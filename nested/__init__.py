@@ -15,9 +15,9 @@ from nested.device import pick_device
 from nested.errors import CheckpointError, NestedError, NonFiniteMemoryError
 from nested.freeze import Freeze
 from nested.levels import Level, levels
-from nested.model import NestedLM, StreamResult
+from nested.model import NestedLM
 from nested.registry import DESCRIPTIONS, MODELS, build_model, make_config, model_from_config
-from nested.state import StreamState
+from nested.state import StreamResult, StreamState
 from nested.trace import Trace, UpdateEvent
 
 __version__ = "0.1.0"

@@ -63,7 +63,7 @@ def continual_eval(model, train_cfg: dict) -> dict | None:
     """Languages models: each language alone (nested.continual.isolation_scores), on the card."""
     if train_cfg["task"] != "languages":
         return None
-    from nested.continual import isolation_scores
+    from nested.forgetting import isolation_scores
 
     return isolation_scores(model, make_task("languages", **train_cfg["task_args"]))
 

@@ -73,7 +73,7 @@ class CompiledModel:
         return self.model._run(tokens, None, stepwise=False, trace=None, kernels=self)[0]
 
     def run(self, tokens: Tensor, state=None):
-        from nested.model import StreamResult
+        from nested.state import StreamResult
 
         logits, state = self.model._run(tokens, state, stepwise=False, trace=None, kernels=self)
         return StreamResult(logits, state, None)

@@ -16,44 +16,20 @@ level chunks carry over in the state to the next call.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nested.attention import Attention
 from nested.cms import CMS, MLP, level_grads
 from nested.config import ModelConfig
-from nested.deltanet import DeltaNetMixer
 from nested.freeze import Freeze
 from nested.layers import RMSNorm, split_points
+from nested.mixers import make_mixer
 from nested.recorder import record_level_steps, record_token
-from nested.selfmod import SelfModifyingTitans
-from nested.state import Segment, StreamState
-from nested.titans import TitansMemory
+from nested.state import Segment, StreamResult, StreamState
 from nested.trace import Trace
-
-
-def make_mixer(cfg: ModelConfig) -> nn.Module:
-    if cfg.mixer == "selfmod":
-        return SelfModifyingTitans(cfg)
-    if cfg.mixer == "attention":
-        return Attention(cfg)
-    if cfg.mixer == "titans":
-        return TitansMemory(cfg)
-    if cfg.mixer == "deltanet":
-        return DeltaNetMixer(cfg, rule=cfg.extra.get("rule", "delta"))
-    if cfg.mixer == "linear":
-        return DeltaNetMixer(cfg, rule="hebbian")
-    raise ValueError(f"unknown mixer {cfg.mixer!r}")
-
-
-@dataclass
-class StreamResult:
-    logits: Tensor  # (B, T, V)
-    state: StreamState  # pass back in to continue the stream
-    trace: Trace | None = None
 
 
 class Block(nn.Module):

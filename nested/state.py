@@ -8,10 +8,14 @@ mixer state (owned by the mixer: its memories, conv window, attention cache), ea
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from nested.cms import CMSState
+
+if TYPE_CHECKING:
+    from nested.trace import Trace
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,15 @@ class StreamState:
     cms: tuple[CMSState, ...] | None  # per layer (None: the model has MLP FFNs)
     window: tuple[Segment, ...] = ()  # oldest first; the last one may still be open
     last_probs: Tensor | None = field(default=None, repr=False)  # traces: the previous prediction
+
+
+@dataclass
+class StreamResult:
+    """What `model.run` / `model.stream` return."""
+
+    logits: Tensor  # (B, T, V)
+    state: StreamState  # pass back in to continue the stream
+    trace: Trace | None = None
 
 
 def map_tensors(fn, obj):
