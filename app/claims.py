@@ -121,6 +121,27 @@ CLAIMS: list[Claim] = [
         "the tab 'Across training (outer loop)'",
     ),
     Claim(
+        "cms-forgets-slower",
+        "A multi-frequency memory (CMS) forgets a task more slowly and recovers it faster than a single network; "
+        "more levels help (PAPER.md §9 E5, the Fig. 7 trend).",
+        "A prediction of the framework's CMS reading (PAPER.md §9 E5); Fig. 7's trend at scale, no E5 number.",
+        "Regression teachers ABACAD, 2,000 steps a block, Adam, 3 training seeds: loss on A after B — MLP 1.76 ± "
+        "0.02, CMS sequential (1, 32, 512) 1.61 ± 0.03, independent 1.64 ± 0.02, nested 1.61 ± 0.04, fast/slow "
+        "weights 1.76 ± 0.02 (a zero predictor ≈ 1.0); A after A: MLP 0.00, CMS 0.09–0.16.",
+        NOT_REPRODUCED,
+        "python bench/continual_study.py --learners",
+        "continual",
+        {
+            "ct_optimizers": ["adam"],
+            "ct_learners": ["MLP", "CMS sequential C=(1, 32, 512)", "CMS nested C=(1, 32, 512)"],
+            "ct_schedule": "ABA",
+            "ct_steps": 2000,
+        },
+        "Every learner forgets completely; the CMS learners lose a little less only because they fit each task "
+        "worse (their slow levels barely move, their fast level is a twelfth of the MLP): a trade, not a gain.",
+        "the tab 'Across training (outer loop)'",
+    ),
+    Claim(
         "cms-helps",
         "The Continuum Memory System helps: Hope without CMS (a plain MLP) is worse (Table 6).",
         "Table 6: perplexity 12.24 with CMS, 13.04 without (model scale not stated; PAPER.md §8.5).",

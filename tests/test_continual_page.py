@@ -240,3 +240,15 @@ def test_across_training_tab_trains_e5_learners_and_reports_their_recovery():
     at.text_input(key="ct_schedule").set_value("ABACABACABAC").run()
     at.select_slider(key="ct_steps").set_value(2000).run()
     assert not at.exception and any("over 20,000 steps" in e.value for e in at.error)
+
+
+def test_the_e5_claims_link_opens_the_across_training_tab_on_its_learners():
+    from app.claims import CLAIMS
+
+    claim = next(c for c in CLAIMS if c.key == "cms-forgets-slower")
+    at = open_page(**claim.params)
+    assert not at.exception
+    assert at.multiselect(key="ct_learners").value == claim.params["ct_learners"]
+    assert at.select_slider(key="ct_steps").value == 2000 and at.text_input(key="ct_schedule").value == "ABA"
+    returns = next(d.value for d in at.dataframe if "online loss" in d.value.columns)
+    assert list(returns["run"]) == [f"adam · {learner}" for learner in claim.params["ct_learners"]]
