@@ -44,18 +44,24 @@ SHIPPED: dict[str, dict] = {
                       "what": "Transformer with a 64-token sliding window on successor languages (matched size)"},
     "transformer-languages": {"preset": "languages-transformer", "steps": 1500,
                               "what": "Transformer (full attention) on successor languages (matched size)"},
-    # the recall lab (pages/recall.py): MQAR over 4-32 pairs, matched size; all learn it only partly at these
+    # the recall lab (pages/recall.py): MQAR over 4-32 pairs, then MQAR and needles in haystacks of 56-128 bytes
+    # from those weights (`recall-mix-*`, bench/recall_mix.sh); matched size. MQAR is learned only partly at these
     # budgets (held-out accuracy over the mixed lengths: Transformer 0.34, Titans ~0.5, window 0.24, Hope ~0.46;
-    # chance 0.1)
+    # chance 0.1); the cards give accuracy vs context on MQAR and one needle
     "transformer-recall": {"preset": "recall-mixed-transformer", "steps": 5000, "partly": True,
-                           "what": "Transformer (full attention) trained for associative recall over 4-32 pairs; "
-                                   "it learns the task only partly at this budget (short contexts best)"},
+                           "continue_preset": "recall-mix-transformer", "continue_steps": 1500,
+                           "what": "Transformer (full attention) trained for associative recall over 4-32 pairs, then on "
+                                   "recall and needles in haystacks of up to 128 bytes; it learns MQAR only partly at "
+                                   "this budget (short contexts best)"},
     "swa-recall": {"preset": "recall-mixed-transformer-swa", "steps": 2000, "partly": True,
-                   "what": "Transformer with a 24-token sliding window on associative recall over 4-32 pairs; "
-                           "it learns the task only partly (pairs beyond its window are out of reach)"},
+                   "continue_preset": "recall-mix-transformer-swa", "continue_steps": 1500,
+                   "what": "Transformer with a 24-token sliding window trained for associative recall over 4-32 "
+                           "pairs, then on recall and needles; it learns MQAR only partly (pairs beyond its window "
+                           "are out of reach)"},
     "titans-recall": {"preset": "recall-mixed-titans", "steps": 2000, "partly": True,
-                      "what": "Titans trained for associative recall over 4-32 pairs (matched size); "
-                              "it learns the task only partly at this budget"},
+                      "continue_preset": "recall-mix-titans", "continue_steps": 800,
+                      "what": "Titans trained for associative recall over 4-32 pairs, then on recall and needles in "
+                              "haystacks of up to 128 bytes (matched size); it learns MQAR only partly at this budget"},
 }  # fmt: skip
 
 
@@ -68,6 +74,7 @@ def continual_eval(model, train_cfg: dict) -> dict | None:
     return isolation_scores(model, make_task("languages", **train_cfg["task_args"]))
 
 
+STAGE_KEYS = ("task", "task_args", "optimizer", "lr", "batch_size")  # what a second stage by another preset changes
 RECALL_CARD = {"mqar": (4, 8, 16, 32), "niah-single": (64, 128, 256, 512)}
 
 
@@ -109,6 +116,7 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
         free = ("steps", "compile", "eval_every", "ckpt_every", "out_dir", "eval_samples", "init")
         expect = more or cfg.steps
         recipe = preset(second, steps=more, **spec.get("overrides", {})) if more else cfg
+        cfg2 = recipe
         if (
             {k: v for k, v in done["train"].items() if k not in free}
             != {k: v for k, v in vars(recipe).items() if k not in free}
@@ -126,7 +134,7 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
         history = json.loads((run / "history.json").read_text())
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            cfg.out_dir = tmp
+            cfg.out_dir, cfg2 = tmp, cfg
             summary = train(cfg, progress=progress)
             model = summary.pop("model").cpu().eval()
             history = json.loads((Path(tmp) / "history.json").read_text())
@@ -151,7 +159,11 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
         "train": {k: v for k, v in vars(cfg).items() if k != "out_dir"},
         "steps": cfg.steps + more,
         **({"stages": [cfg.steps, more]} if more else {}),
-        **({"continue_preset": second} if more and second != spec["preset"] else {}),
+        **(
+            {"continue_preset": second, "continue_train": {k: getattr(cfg2, k) for k in STAGE_KEYS}}
+            if more and second != spec["preset"]
+            else {}
+        ),
         "tokens_seen": summary["tokens_seen"],
         "train_seconds": summary["train_seconds"],
         "machine": f"{platform.machine()}, {summary.get('threads', torch.get_num_threads())} threads, torch {torch.__version__}",
@@ -176,6 +188,14 @@ def _with_first_stage(summary: dict, first: dict) -> dict:
     return summary | {k: summary[k] + first[k] for k in ("tokens_seen", "train_seconds")}
 
 
+def _second_task(meta: dict) -> str:
+    t = meta.get("continue_train")
+    if not t:
+        return ""
+    return (f"; then `{t['task']}` {json.dumps(t['task_args'])}, optimizer {t['optimizer']} lr {t['lr']}, "
+            f"batch {t['batch_size']}")  # fmt: skip
+
+
 def _steps_line(meta: dict) -> str:
     stages = meta.get("stages")
     if not stages:
@@ -197,7 +217,7 @@ def write_card(dest: Path, what: str, meta: dict, n_params: int) -> None:
         f"- Model: `{meta['train']['model']}` {json.dumps(meta['train']['model_args'])}, {n_params:,} parameters, "
         f"{size_kb:.0f} KB of weights",
         f"- Task: `{meta['train']['task']}` {json.dumps(meta['train']['task_args'])}; optimizer {meta['train']['optimizer']} "
-        f"lr {meta['train']['lr']}, batch {meta['train']['batch_size']}",
+        f"lr {meta['train']['lr']}, batch {meta['train']['batch_size']}" + _second_task(meta),
         f"- Training: {meta['tokens_seen']:,} tokens in {meta['train_seconds']:.0f} s on {meta['machine']}",
         f"- Final training loss (mean of the last 20 steps): {meta['final_train_loss']:.4f} nats/token",
         f"- Evaluation ({ev['n']} held-out samples, seed {ev['seed']}): loss {ev['loss']:.4f} nats/token "

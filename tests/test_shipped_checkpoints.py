@@ -51,3 +51,21 @@ def test_continual_page_models_learn_every_language_in_context(name):
     else:
         assert min(again["probe"].values()) >= max(0.5, 2 * again["chance"]), again["probe"]
     assert f"mean {recorded['probe_mean']:.3f}" in (CHECKPOINTS / name / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", [n for n, s in SHIPPED.items() if s["preset"].startswith("recall-mixed-")])
+def test_recall_models_learned_recall_and_needles_as_their_cards_say(name):
+    """The recall lab's models must have learned what its views show: MQAR at 4 pairs and one needle in 64
+    bytes well above chance (3x), recomputed here at the card's seed and equal to the card."""
+    from nested.recall_lab import recall_curve
+
+    model = nested.load(CHECKPOINTS / name).eval()
+    card = model.checkpoint_meta["recall_eval"]
+    for family, size in (("mqar", 4), ("niah-single", 64)):
+        (again,) = recall_curve(model, family, (size,), n=card["n"], seed=card["seed"])
+        assert again["accuracy"] == pytest.approx(card[family][str(size)], abs=0.01)
+        assert again["accuracy"] >= 3 * again["chance"], (family, again)
+    assert (
+        f"one needle by bytes of haystack 64 {card['niah-single']['64']:.2f}"
+        in (CHECKPOINTS / name / "README.md").read_text()
+    )

@@ -273,5 +273,8 @@ def test_ship_takes_a_second_stage_by_another_preset_and_writes_recall_curves(tm
     assert rec == cards.recall_eval(nested.load(dest).eval())
     assert set(rec["mqar"]) == {"4", "8"} and set(rec["niah-single"]) == {"64"}
     card = (dest / "README.md").read_text()
-    assert "more on `recall-mix-transformer` from those weights" in card
+    assert (
+        "more on `recall-mix-transformer` from those weights" in card
+        and "; then `recall-mix` {}, optimizer adamw lr 0.001" in card
+    )
     assert f"one needle by bytes of haystack 64 {rec['niah-single']['64']:.2f}" in card
