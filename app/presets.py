@@ -118,7 +118,7 @@ PRESETS: dict[str, Preset] = {
             {
                 "model": "titans-recall",
                 "attr_source": "your text",
-                "attr_text": "kq7ab3xd9cd4ef5gh6mn2|cd4",
+                "attr_text": "kq7ab3xd9cd4ef5gh6mn2|ab3",
                 "attr_position": 23,
                 "attr_method": "occlusion",
             },
