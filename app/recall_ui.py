@@ -47,7 +47,9 @@ EXPLAINER = """
 - **Accuracy vs context**: the fraction of answer symbols each model gets right (its most likely answer
   symbol: a digit), over 64 sequences per size. MQAR: pairs like `ab3` then queries `ab` → `3`; the
   context grows with the number of pairs. Needle in a haystack: `#KEY=1234.` hidden in Python's docs (or in
-  repeated filler for the passkey), then ` #KEY=` asked at the end. Chance is 1 in 10.
+  repeated filler for the passkey), then ` #KEY=` asked at the end. Chance is 1 in 10. The models trained on
+  MQAR with 4–32 pairs, then on MQAR and needles in haystacks of up to 128 bytes: longer haystacks test how
+  far what they learned carries.
 - **Test-time learning switch**: the same trained weights with every inner update off, with its sign
   flipped, or with 4 inner steps per token. For a Transformer the runs are identical (it has no inner
   learner): its line is the control.
