@@ -25,8 +25,10 @@ SHIPPED: dict[str, dict] = {
     "titans-text": {"preset": "text-titans", "steps": 800, "what": "Titans LMM byte LM on Python's docs (matched size)"},
     "transformer-text": {"preset": "text-transformer", "steps": 800, "what": "Transformer byte LM on Python's docs (matched size)"},
     "hope-recall": {"preset": "recall-mixed-hope", "steps": 2000, "partly": True,
-                    "what": "Hope trained for associative recall over 4-32 pairs (recall lab, matched size); "
-                            "it learns the task only partly at this budget"},
+                    "continue_preset": "recall-mix-hope", "continue_steps": 800,
+                    "what": "Hope trained for associative recall over 4-32 pairs, then on recall and needles in "
+                            "haystacks of up to 128 bytes (recall lab, matched size); it learns MQAR only partly at "
+                            "this budget"},
     "hope-switching": {"preset": "switching-hope", "steps": 250,
                        "overrides": {"task_args": {"family": "map", "examples_per_segment": 12}},
                        "what": "Hope trained on task switching with conflicting key->value maps (in context)"},
