@@ -1,6 +1,6 @@
 """The recall lab's state and work (pages/recall.py): precomputed curves, live curves, cached examples.
 
-The shipped curves (assets/presets/recall-curves.json, `python -m app.recall_ui`) cover every recall model
+The shipped curves (assets/presets/recall-curves.json, `python -m app.recall_ui [--all]`) cover every recall model
 on every family with each switch, so the page draws at once. Other seeds are computed live, one size at a
 time, each finished size kept in the session: a rerun (any click, "Stop") interrupts the run and keeps what
 it has. Examples are cached per (model, family, size, seed, switch) for every session (they are pure
@@ -152,8 +152,10 @@ def _live_example(model_name: str, family: str, size: int, seed: int, switch: st
 
 
 if __name__ == "__main__":
+    import sys
+
     from app.threads import use_app_threads
 
     use_app_threads()  # the thread count the app runs with: a preset equals a live run bit for bit
-    build_presets()
+    build_presets(keep="--all" not in sys.argv)  # --all: recompute every entry (after re-shipping a model)
     print("wrote", PRESET_FILE)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nested.config import ModelConfig
@@ -82,9 +83,12 @@ class DeltaNetMixer(nn.Module):
         H = cfg.n_heads
         B, n, _ = x.shape
         q, k, v, convs = conv_qkv(x, self.qkv, self.convs, state.convs, H)
-        g = torch.sigmoid(self.gates(x)).view(B, n, 2, H).permute(2, 0, 3, 1).reshape(2, B * H, n)
+        z = self.gates(x).view(B, n, 2, H).permute(2, 0, 3, 1).reshape(2, B * H, n)
+        g = torch.sigmoid(z)
         beta = g[0] * state.write_gain
-        decay = g[1] if self.rule == "gated_delta" else torch.ones_like(beta)
+        gated = self.rule == "gated_delta"
+        decay = g[1] if gated else torch.ones_like(beta)
+        log_decay = F.logsigmoid(z[1]) if gated else None  # closed form: finite where the gate rounds to 0
         S, outs = state.S, []
         for a, b in split_points(state.pos, n, [cfg.chunk_size]):
             sl = slice(a, b)
@@ -96,6 +100,7 @@ class DeltaNetMixer(nn.Module):
                 precond=None if self.rule == "hebbian" else beta[:, sl],
                 pkeys=None if self.rule == "hebbian" else k[:, sl],
                 queries=q[:, sl],
+                log_decay=None if log_decay is None else log_decay[:, sl],
             )
             r, S, _ = run_recurrence(S, None, inp, stepwise, read_after_write=True, steps=cfg.inner_steps)
             outs.append(r)

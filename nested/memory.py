@@ -92,7 +92,9 @@ class RecurrenceInputs:
 
     decay a: (N, C); precond p: (N, C) or None (no DGD term); pkeys: (N, C, in) keys of the
     preconditioner; lr c: (N, C); grads g: (N, C, out); gkeys: (N, C, in); mom b: (N, C) or None
-    (momentum off). Queries (N, C, in) or None: what to read from the memory at each token."""
+    (momentum off). Queries (N, C, in) or None: what to read from the memory at each token. log_decay /
+    log_mom: log a and log b in closed form where the caller has them (a sigmoid gate: logsigmoid of its
+    logit), used by the chunk form's tables instead of log(a) (see `decay_tables`)."""
 
     decay: Tensor
     lr: Tensor
@@ -102,6 +104,8 @@ class RecurrenceInputs:
     pkeys: Tensor | None = None
     mom: Tensor | None = None
     queries: Tensor | None = None
+    log_decay: Tensor | None = None
+    log_mom: Tensor | None = None
 
 
 def recurrence_step(
@@ -183,11 +187,13 @@ class DecayTables:
         return DecayTables(*(None if t is None else t.unsqueeze(dim) for t in vars(self).values()))
 
 
-def decay_tables(decay: Tensor, mom: Tensor | None = None, log_decay: Tensor | None = None) -> DecayTables:
+def decay_tables(decay: Tensor, mom: Tensor | None = None, log_decay: Tensor | None = None,
+                 log_mom: Tensor | None = None) -> DecayTables:  # fmt: skip
     """Tables for per-token decay (N, C) and optional momentum decay (N, C). Log-space, masked before
-    exp, so no ratio overflows and nothing is divided. `log_decay`, when the caller has it in closed
-    form (a sigmoid gate: log sigmoid(z)), replaces log(decay): the log of a decay that rounds to 0 has
-    a second derivative of 1/decay^2, which overflows and made exact (second-order) gradients NaN."""
+    exp, so no ratio overflows and nothing is divided. `log_decay` / `log_mom`, when the caller has them
+    in closed form (a sigmoid gate: log sigmoid(z)), replace log(decay) / log(mom): the log of a gate that
+    rounds to 0 has a second derivative of 1/gate^2, which overflows and made exact (second-order)
+    gradients NaN."""
     C = decay.shape[-1]
     inc, strict = _tril_masks(C, decay.device)
     loga = torch.log(decay.clamp_min(1e-30)) if log_decay is None else log_decay
@@ -199,7 +205,7 @@ def decay_tables(decay: Tensor, mom: Tensor | None = None, log_decay: Tensor | N
     Ap = (la - loga).exp()  # A_{t-1}
     if mom is None:
         return DecayTables(LA, LAp, A, Ap, LA, LAp)
-    lb = torch.cumsum(torch.log(mom.clamp_min(1e-30)), dim=-1)
+    lb = torch.cumsum(torch.log(mom.clamp_min(1e-30)) if log_mom is None else log_mom, dim=-1)
     LB = torch.where(inc, lb[..., :, None] - lb[..., None, :], -torch.inf).exp()
     B = lb.exp()
     return DecayTables(
@@ -229,7 +235,7 @@ def recurrence_chunk(
     T[i,j] = LAp[i,j] p_j <pk_j, pk_i>. Every term is row-separable, so `read_rows` computes the reads of
     some output rows only. Leading batch dims broadcast (tables may be shared by a stack of memories)."""
     c, G, GK, PK, p = inp.lr, inp.grads, inp.gkeys, inp.pkeys, inp.precond
-    tb = tables if tables is not None else decay_tables(inp.decay, inp.mom)
+    tb = tables if tables is not None else decay_tables(inp.decay, inp.mom, inp.log_decay, inp.log_mom)
     momentum = inp.mom is not None
     cG = c[..., None] * G  # (..., C, out)
 
@@ -284,7 +290,8 @@ def repeat_steps(inp: RecurrenceInputs, steps: int) -> RecurrenceInputs:
 
     return RecurrenceInputs(decay=rep(inp.decay, -1), lr=rep(inp.lr, -1), grads=rep(inp.grads, -2),
                             gkeys=rep(inp.gkeys, -2), precond=rep(inp.precond, -1), pkeys=rep(inp.pkeys, -2),
-                            mom=rep(inp.mom, -1), queries=rep(inp.queries, -2))  # fmt: skip
+                            mom=rep(inp.mom, -1), queries=rep(inp.queries, -2), log_decay=rep(inp.log_decay, -1),
+                            log_mom=rep(inp.log_mom, -1))  # fmt: skip
 
 
 def step_tables(decay: Tensor, mom: Tensor | None, steps: int, log_decay: Tensor | None = None) -> DecayTables:

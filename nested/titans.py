@@ -118,8 +118,11 @@ class TitansMemory(nn.Module):
         else:
             F1, F2 = state.F1, state.F2
         q, k, v, convs = conv_qkv(x, self.qkv, self.convs, state.convs, H)
-        g = torch.sigmoid(self.gates(x)).view(B, n, 3, H).permute(2, 0, 3, 1).reshape(3, B * H, n)
+        z = self.gates(x).view(B, n, 3, H).permute(2, 0, 3, 1).reshape(3, B * H, n)
+        g = torch.sigmoid(z)
         theta, eta, alpha = g[0] * cfg.titans_max_lr * state.eta_gain, g[1], g[2]
+        # the gates' logs in closed form: log(1 - alpha) = logsigmoid(-z) stays finite where 1 - alpha rounds to 0
+        logs = {"log_decay": F.logsigmoid(-z[2]), "log_mom": F.logsigmoid(z[1])}
 
         e, hidden, g2, inner_loss = bank_inner_grads(F1, F2, k, v[:, None], "l2", "corrected")
         scale = clip_scale(e, hidden, g2, k, cfg.inner_clip)
@@ -128,7 +131,7 @@ class TitansMemory(nn.Module):
         reads2, W2, S2 = run_recurrence(
             state.W2[:, 0],
             state.S2[:, 0],
-            RecurrenceInputs(decay=decay, lr=theta, grads=g2, gkeys=k, mom=eta, queries=q),
+            RecurrenceInputs(decay=decay, lr=theta, grads=g2, gkeys=k, mom=eta, queries=q, **logs),
             stepwise,
             cfg.read_after_write,
             steps=cfg.inner_steps,
@@ -136,7 +139,9 @@ class TitansMemory(nn.Module):
         reads1, W1, S1 = run_recurrence(
             state.W1[:, 0],
             state.S1[:, 0],
-            RecurrenceInputs(decay=decay, lr=theta, grads=e, gkeys=hidden[:, 0], mom=eta, queries=F.silu(reads2)),
+            RecurrenceInputs(
+                decay=decay, lr=theta, grads=e, gkeys=hidden[:, 0], mom=eta, queries=F.silu(reads2), **logs
+            ),
             stepwise,
             cfg.read_after_write,
             steps=cfg.inner_steps,

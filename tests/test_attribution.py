@@ -106,3 +106,24 @@ def test_the_exact_gradient_is_finite_where_a_decay_gate_underflows():
         grads.append(g)
     assert torch.isfinite(grads[0]).all() and torch.isfinite(grads[1]).all()
     assert not torch.allclose(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("mixer", ["titans", "deltanet"])
+def test_the_exact_gradient_is_finite_where_a_titans_or_gated_delta_decay_underflows(mixer):
+    """The same hazard for Titans' decay 1 - alpha and momentum gate and gated DeltaNet's decay: each gate's
+    log reaches the decay tables in closed form (logsigmoid of its logit), so a mixer whose decay gate is at
+    1e-26 or rounds to 0 in float32, under a CMS (second order through two CMS steps), has a finite exact
+    gradient. (With log(clamp(decay)), gated DeltaNet at sigmoid(-60) made the CMS step itself NaN.)"""
+    extra = {"rule": "gated_delta"} if mixer == "deltanet" else {}
+    model = frozen("hope", mixer=mixer, extra=extra)
+    for blk in model.blocks:  # the decay gate: 1 - sigmoid(60) rounds to 0 (Titans), sigmoid(-60) = 9e-27 (DeltaNet)
+        H = model.cfg.n_heads
+        bias = blk.mixer.gates.bias
+        bias[-H:] = 60.0 if mixer == "titans" else -60.0
+        if mixer == "titans":
+            bias[H : 2 * H] = -60.0  # and the momentum gate sigmoid(-60)
+    x = torch.randint(0, 256, (1, 10), generator=torch.Generator().manual_seed(0))
+    emb = model.embed(x).detach().requires_grad_(True)
+    out = model.from_embeddings(emb, x, exact_cms=True)[0, -1].log_softmax(-1)[3]
+    (g,) = torch.autograd.grad(out, emb)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
