@@ -427,3 +427,20 @@ def test_a_fixed_k_or_v_is_a_projection_not_a_memory(fixed):
         .reshape(-1, 3, mixer.cfg.head_dim)
     )
     assert torch.equal(got, want)
+
+
+def test_the_outer_graph_follows_requires_grad_after_the_first_call_and_in_a_copy():
+    """The model lists its parameters once (a compiled stream step walked the module tree every token):
+    toggling requires_grad later, or on a deep copy, still decides whether a call builds an outer graph."""
+    import copy
+
+    model = nested.build_model("hope", d_model=16, n_layers=1, cms_periods=[2, 4], seed=0)
+    x = torch.randint(0, 256, (1, 6))
+    assert model(x).requires_grad
+    model.requires_grad_(False)
+    assert not model(x).requires_grad
+    twin = copy.deepcopy(model)
+    twin.requires_grad_(True)
+    assert twin(x).requires_grad and not model(x).requires_grad
+    model.head.weight.requires_grad_(True)  # one weight is enough
+    assert model(x).requires_grad
