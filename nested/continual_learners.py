@@ -131,7 +131,7 @@ class FastSlowLinear(nn.Module):
         return nn.functional.linear(x, self.slow.weight + self.fast_w, self.slow.bias + self.fast_b)
 
 
-class Learner:
+class OuterLearner:
     """A network and the rule for its groups. Use: loss.backward(); learner.step(optimizers, step)."""
 
     def __init__(self, spec: LearnerSpec, d_in: int, d_out: int, seed: int = 0):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from nested.continual_learners import Learner, LearnerSpec
+from nested.continual_learners import LearnerSpec, OuterLearner
 from nested.optim import OPTIMIZERS, memory_view
 from nested.tasks.base import rng
 
@@ -147,7 +147,7 @@ def train_sequence(schedule: str = "ABA", optimizer: str = "adam", lr: float = 0
     g = rng(teachers.seed + 10_007 * seed + 1)
     heldout = {t: (x := torch.randn(teachers.n_heldout, teachers.d_in, generator=g), teachers.target(w[t], x))
                for t in teachers.names}  # fmt: skip
-    model = Learner(spec, teachers.d_in, teachers.d_out, seed=seed)
+    model = OuterLearner(spec, teachers.d_in, teachers.d_out, seed=seed)
     net, opts = model.net, model.optimizers(OPTIMIZERS[optimizer], lr)
     segs = [(t, i * steps_per_segment, (i + 1) * steps_per_segment) for i, t in enumerate(schedule)]
     run = SequenceRun(optimizer, lr, teachers.names, segs, learner=str(spec), n_values=model.n_values)

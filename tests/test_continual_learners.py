@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from nested.continual_learners import FAST_DECAY, SLOW_SCALE, Learner, LearnerSpec
+from nested.continual_learners import FAST_DECAY, SLOW_SCALE, LearnerSpec, OuterLearner
 from nested.continual_train import SequenceRun, train_sequence
 from nested.optim import OPTIMIZERS
 
@@ -39,16 +39,16 @@ def test_bad_specs_are_refused_with_a_message(text):
 
 @pytest.mark.parametrize("text", ["cms-sequential", "cms-independent", "fast-slow"])
 def test_learners_store_about_the_mlps_number_of_values(text):
-    mlp = Learner(LearnerSpec("mlp"), 32, 8).n_values
+    mlp = OuterLearner(LearnerSpec("mlp"), 32, 8).n_values
     assert mlp == 32 * 64 + 64 + 64 * 8 + 8
-    assert abs(Learner(LearnerSpec.parse(text), 32, 8).n_values / mlp - 1) < 0.05
+    assert abs(OuterLearner(LearnerSpec.parse(text), 32, 8).n_values / mlp - 1) < 0.05
 
 
 def test_cms_sequential_level_steps_every_C_with_the_summed_gradient():
     """Eq. 71: level l moves only at the end of its period, by -lr/sqrt(C) times the sum of the gradients
     of the C steps (each taken at the weights of that step); the readout and level 0 move every step."""
     lr, spec = 0.05, LearnerSpec("cms-sequential", (1, 4))
-    learner, oracle = Learner(spec, 32, 8, seed=3), Learner(spec, 32, 8, seed=3)
+    learner, oracle = OuterLearner(spec, 32, 8, seed=3), OuterLearner(spec, 32, 8, seed=3)
     opts = learner.optimizers(SGD, lr)
     params = [p for g in oracle.groups for p in g.params]
     slow = oracle.groups[2].params
@@ -76,7 +76,7 @@ def test_cms_sequential_level_steps_every_C_with_the_summed_gradient():
 
 def test_cms_independent_mixes_the_levels_by_a_softmax():
     """Eq. 74: readout(x + sum_l softmax(a)_l MLP_l(x))."""
-    learner = Learner(LearnerSpec("cms-independent", (1, 8, 64)), 32, 8, seed=1)
+    learner = OuterLearner(LearnerSpec("cms-independent", (1, 8, 64)), 32, 8, seed=1)
     net = learner.net
     with torch.no_grad():
         net.mix.copy_(torch.tensor([0.3, -1.0, 2.0]))
@@ -91,7 +91,7 @@ def test_cms_nested_level_restarts_from_a_state_its_parent_learns():
     """Eq. 72, first order: at the end of level 1's period (4) level 0 restarts from its initial state,
     which took level 1's step (-lr/sqrt(4)) with the sum of the gradients level 0 stepped with."""
     lr = 0.05
-    learner = Learner(LearnerSpec("cms-nested", (1, 4)), 32, 8, seed=2)
+    learner = OuterLearner(LearnerSpec("cms-nested", (1, 4)), 32, 8, seed=2)
     opts = learner.optimizers(SGD, lr)
     init = [p.detach().clone() for p in learner.groups[3].params]
     assert all(torch.equal(a, b) for a, b in zip(init, learner.groups[1].params, strict=True))
@@ -113,7 +113,7 @@ def test_fast_weights_learn_fast_and_decay_slow_weights_learn_slowly():
     """Hinton & Plaut: one step of SGD with gradient g on W = W_slow + W_fast: W_slow -= 0.1 lr g;
     W_fast = decay * (0 - lr g); then with no gradient the fast part keeps decaying."""
     lr = 0.1
-    learner = Learner(LearnerSpec("fast-slow"), 32, 8, seed=0)
+    learner = OuterLearner(LearnerSpec("fast-slow"), 32, 8, seed=0)
     opts = learner.optimizers(SGD, lr)
     layer = learner.net[0]
     slow0 = layer.slow.weight.detach().clone()
