@@ -4,17 +4,8 @@
 # CMS lr 1e-3, CMS clip 1, eta bias -2: the defaults when it was trained) and its second stage (900 more
 # steps from those weights with a fresh optimizer). Resumable: run it again after a stop.
 # Then: python bench/continual_study.py --training-seeds runs
-set -u
-cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=1
-PY=${PY:-.venv/bin/python}
+source "$(dirname "$0")/resumable.sh"
 HOPE='model_args={"d_model":64,"n_layers":2,"cms_periods":[16,64],"inner_clip":1.0,"cms_lr":0.001,"cms_clip":1.0,"eta_init_bias":-2.0}'
-train() {  # out, then train's arguments
-  local out=$1; shift
-  [ -f "$out/model/config.json" ] && return 0
-  local r=""; [ -d "$out/last" ] && r=--resume
-  "$PY" -m nested train "$@" --out "$out" $r --quiet
-}
 for s in 1 2; do
   train runs/lang-transformer-swa-s$s --preset languages-transformer-swa --seed $s --steps 1500 || exit 1
   train runs/lang-transformer-s$s --preset languages-transformer --seed $s --steps 1500 || exit 1

@@ -3,16 +3,7 @@
 # its weights with a fresh optimizer, on MQAR and needles in haystacks of 56-128 bytes (`recall-mix-<model>`),
 # so the needle views show models that learned needles. Resumable: run it again after a stop.
 # Then: python -m nested ship <name> --from runs/mix-<model>   (cards), python bench/recall_study.py
-set -u
-cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=1
-PY=${PY:-.venv/bin/python}
-train() {  # out, then train's arguments
-  local out=$1; shift
-  [ -f "$out/model/config.json" ] && return 0
-  local r=""; [ -d "$out/last" ] && r=--resume
-  "$PY" -m nested train "$@" --out "$out" $r --quiet
-}
+source "$(dirname "$0")/resumable.sh"
 for m in ${MODELS:-transformer transformer-swa titans hope}; do
   name=$m; [ "$m" = transformer-swa ] && name=swa
   steps=800; [ "${m#transformer}" != "$m" ] && steps=1500

@@ -3,16 +3,7 @@
 # each by its shipped recipe: MQAR over 4-32 pairs (recall-mixed-<m>, 2,000 steps), then MQAR + needles from
 # those weights (recall-mix-<m>, 800 steps). Resumable: run it again after a stop.
 # Then: python bench/recall_study.py --family F --training-seeds runs
-set -u
-cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=1
-PY=${PY:-.venv/bin/python}
-train() {  # out, then train's arguments
-  local out=$1; shift
-  [ -f "$out/model/config.json" ] && return 0
-  local r=""; [ -d "$out/last" ] && r=--resume
-  "$PY" -m nested train "$@" --out "$out" $r --quiet
-}
+source "$(dirname "$0")/resumable.sh"
 for m in ${MODELS:-titans hope}; do
   for s in 1 2; do
     train runs/recall-$m-s$s --preset recall-mixed-$m --seed $s --steps 2000 || exit 1
