@@ -91,19 +91,21 @@ def compiled_training(a, tokens) -> None:
     )
 
 
-def shipped_clip_rates(n: int = 512) -> None:
-    """How often the inner clips fire on the shipped Hope models, streaming their own sample text:
-    per memory, the fraction of (token, head) inner gradients clipped; per CMS level, of updates."""
+def shipped_clip_rates(n: int = 512, also: tuple[str, ...] = ()) -> None:
+    """How often the inner clips fire on the shipped Hope models (and the checkpoints in `also`), streaming
+    a sample text: per memory, the fraction of (token, head) inner gradients clipped; per CMS level, of
+    updates."""
     from app.models import APP_MODELS, build_frozen
     from app.samples import sample_texts
 
     text = next(iter(sample_texts().values()))
     tokens = nested.encode_text(text, limit=n)
     print(f"clip rates on the shipped Hope models ({tokens.shape[1]} bytes of a sample text):")
-    for name, (ckpt, reg, _) in APP_MODELS.items():
-        if reg != "hope" or ckpt is None:
-            continue
-        model = build_frozen(name, seed=0, device="cpu")
+    models = {name: lambda name=name: build_frozen(name, seed=0, device="cpu")
+              for name, (ckpt, reg, _) in APP_MODELS.items() if reg == "hope" and ckpt is not None}  # fmt: skip
+    models |= {path: lambda path=path: nested.load(path, device="cpu").eval() for path in also}
+    for name, build in models.items():
+        model = build()
         with torch.no_grad():
             rates = model.stream(tokens, trace=True).trace.clip_rates()
         names = dict(enumerate(model.blocks[0].mixer.names))
@@ -119,6 +121,7 @@ def shipped_clip_rates(n: int = 512) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--clips-also", default="", help="with --only clips: more Hope checkpoints, separated by commas")
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--n-layers", type=int, default=4)
     ap.add_argument("--seq", type=int, default=512)
@@ -142,7 +145,7 @@ def main() -> None:
     base = None
     print(f"{'model':16s} {'params':>9s} {'MFLOP/tok':>10s} {'tokens/s':>10s} {'vs transformer':>15s}")
     if a.only in ("all", "clips"):
-        shipped_clip_rates()
+        shipped_clip_rates(also=tuple(p for p in a.clips_also.split(",") if p))
     if a.only in ("clips", "stream"):
         a.models = ""
     for name in filter(None, a.models.split(",")):
