@@ -24,7 +24,8 @@ def _stacked(n: int, titles: list[str], segments: list, y_title: str, log_y: boo
     for r in range(n):
         top = 1.0 - r * (h + gap)
         ax = "" if r == 0 else str(r + 1)
-        scale = {"type": "log"} if log_y else {"range": [0, 1.02], "tickformat": ".0%"}
+        # a log axis labelled by decades only: minor labels (2, 3, ... 9) crowd a short panel
+        scale = {"type": "log", "dtick": 1} if log_y else {"range": [0, 1.02], "tickformat": ".0%"}
         layout[f"yaxis{ax}"] = {"domain": [top - h, top], "title": {"text": y_title}, "anchor": "x", **scale}
         notes.append({"text": f"<b>{titles[r]}</b>", "x": 0, "xref": "paper", "xanchor": "left", "y": top,
                       "yref": "paper", "yanchor": "bottom", "showarrow": False, "font": {"size": 12}})  # fmt: skip
@@ -164,14 +165,22 @@ def training_curves(runs: dict[str, dict]) -> go.Figure:
 
 def optimizer_memories(runs: dict[str, dict]) -> go.Figure:
     """Every optimizer memory's norm over the steps (log scale): what each optimizer still carries from
-    the task before. M3's slow memory M2 changes only once per chunk and outlives a task switch."""
+    the task before. M3's slow memory M2 changes only once per chunk and outlives a task switch. A learner
+    with one optimizer per group ("level 1 (C=32): exp_avg", ...) gets one line per memory kind, its groups'
+    norms combined in quadrature (the norm of all its tensors of that kind)."""
     fig = go.Figure()
     for n, run in runs.items():
+        combined: dict[str, np.ndarray] = {}
         for mem, norms in run["memories"].items():
-            if mem in ("newton_schulz", "chunk_sum") or not any(v > 0 for v in norms):
+            kind = mem.rsplit(": ", 1)[-1]
+            sq = np.square(np.asarray(norms, dtype=float))
+            combined[kind] = combined.get(kind, 0) + sq
+        for kind, sq in combined.items():
+            norms = np.sqrt(sq)
+            if kind in ("newton_schulz", "chunk_sum") or not (norms > 0).any():
                 continue
-            fig.add_trace(go.Scatter(x=run["steps"][: len(norms)], y=norms, mode="lines", name=f"{n}: {mem}",
-                                     hovertemplate=f"{n} {mem} at step %{{x}}: ‖·‖ = %{{y:.3g}}<extra></extra>"))  # fmt: skip
+            fig.add_trace(go.Scatter(x=run["steps"][: len(norms)], y=norms, mode="lines", name=f"{n}: {kind}",
+                                     hovertemplate=f"{n} {kind} at step %{{x}}: ‖·‖ = %{{y:.3g}}<extra></extra>"))  # fmt: skip
     segs = next(iter(runs.values()))["segments"]
     fig.update_layout(shapes=[{"type": "rect", "xref": "x", "yref": "y domain", "x0": a, "x1": b, "y0": 0, "y1": 1,
                                "fillcolor": task_colour(t), "opacity": 0.08, "line": {"width": 0}, "layer": "below"}

@@ -37,7 +37,7 @@ def curve_figure(curves: dict, family: str, colours: dict[str, str]) -> go.Figur
 
 
 def strip_figure(ex: dict) -> go.Figure:
-    """The example's text as a grid of characters: needles boxed, answers green (right) or red (wrong)."""
+    """The example's text as a grid of characters: needles shaded, answers green (right) or red (wrong)."""
     text = ex["text"]
     if ex["scored"] and ex["scored"][-1] + 1 == len(text):  # the last answer is the target after the input
         text += ex["answer"][-1]

@@ -46,18 +46,22 @@ EXAMPLE_DEFAULT = {"mqar": 16, "niah-single": 128, "niah-multikey": 128, "niah-p
 EXPLAINER = """
 - **Accuracy vs context**: the fraction of answer symbols each model gets right (its most likely answer
   symbol: a digit), over 64 sequences per size. MQAR: pairs like `ab3` then queries `ab` → `3`; the
-  context grows with the number of pairs. Needle in a haystack: `#KEY=1234.` hidden in Python's docs (or in
-  repeated filler for the passkey), then ` #KEY=` asked at the end. Chance is 1 in 10. The models trained on
+  context grows with the number of pairs. Needle in a haystack: a needle such as `#QX=1234.` (a 2-letter key)
+  hidden in Python's docs (or in repeated filler for the passkey), then ` #QX=` asked at the end; each of the
+  4 digits (5 for the passkey) is one scored answer. Chance is 1 in 10. The window Transformer sees 24 bytes
+  back per layer, so its 2 layers reach about 48 bytes: needles further back are out of its reach. The models trained on
   MQAR with 4–32 pairs, then on MQAR and needles in haystacks of up to 128 bytes: longer haystacks test how
   far what they learned carries.
 - **Test-time learning switch**: the same trained weights with every inner update off, with its sign
   flipped, or with 4 inner steps per token. For a Transformer the runs are identical (it has no inner
   learner): its line is the control.
-- **One example**: the sequence as a strip; needles (or the pairs that will be asked) are boxed, each
-  answer is marked green when the model got it, red otherwise; the table gives, per query, the probability
-  the model's read returned for the stored answer (among the 10 digits). Below, where each memory model wrote: the
-  size of its memory's change at every token (layer by layer), with the needles shaded. "Write ratio" is the
-  mean change on the needle tokens over the mean change on the rest of the context before the question.
+- **One example**: the sequence as a strip; needles (or the pairs that will be asked) are shaded orange, each
+  answer is marked green when the model got it, red otherwise; the table gives, per query (for a needle: per
+  digit of its value), the probability the model's read returned for the stored answer (among the 10 digits).
+  Below, where each memory model wrote, at every token (layer by layer), with the needles shaded: `memory_change`
+  is the size of its memory's change, `surprise` its inner loss at that token (how badly the memory predicted the
+  token's value before writing it), `eta` the learning rate it gave itself. "Write ratio" is the mean change on the needle
+  tokens over the mean change on the rest of the context before the question.
 """
 
 
