@@ -38,17 +38,18 @@ SWITCH_STATUS = {
     "steps x4": "Every memory takes **4 inner steps per token** instead of 1 (each with that token's gradient; "
     "CMS unchanged). A memory that fits its pairs by gradient descent should keep its recall or gain.",
 }
-EXAMPLE_SIZES = {"mqar": [4, 8, 16, 24, 32], "niah-single": [64, 128, 256], "niah-multikey": [64, 128, 256],
-                 "niah-passkey": [64, 128, 256]}  # fmt: skip
+EXAMPLE_SIZES = {"mqar": [4, 8, 16, 24, 32], "niah-single": [64, 128, 256], "niah-multikey-2": [64, 128, 256],
+                 "niah-multikey": [64, 128, 256], "niah-multikey-8": [128, 256], "niah-passkey": [64, 128, 256]}  # fmt: skip
 # the example each family opens on (shipped precomputed): MQAR 16 pairs, 8 asked, so the other 8 are the haystack
-EXAMPLE_DEFAULT = {"mqar": 16, "niah-single": 128, "niah-multikey": 128, "niah-passkey": 128}
+EXAMPLE_DEFAULT = {"mqar": 16, "niah-single": 128, "niah-multikey-2": 128, "niah-multikey": 128, "niah-multikey-8": 128,
+                   "niah-passkey": 128}  # fmt: skip
 
 EXPLAINER = """
 - **Accuracy vs context**: the fraction of answer symbols each model gets right (its most likely answer
   symbol: a digit), over 64 sequences per size. MQAR: pairs like `ab3` then queries `ab` → `3`; the
   context grows with the number of pairs. Needle in a haystack: a needle such as `#QX=1234.` (a 2-letter key)
   hidden in Python's docs (or in repeated filler for the passkey), then ` #QX=` asked at the end; each of the
-  4 digits (5 for the passkey) is one scored answer. Chance is 1 in 10. The window Transformer sees 24 bytes
+  4 digits (5 for the passkey) is one scored answer. Multi-key: 2, 4 (`niah-multikey`) or 8 needles, one asked. Chance is 1 in 10. The window Transformer sees 24 bytes
   back per layer, so its 2 layers reach about 48 bytes: needles further back are out of its reach. The models trained on
   MQAR with 4–32 pairs, then on MQAR and needles in haystacks of up to 128 bytes: longer haystacks test how
   far what they learned carries.

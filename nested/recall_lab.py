@@ -5,7 +5,8 @@
     ex = example(model, "niah-single", size=128, seed=3)               # one haystack, token by token
 
 Families: "mqar" (multi-query associative recall; size = number of key-value pairs) and needle in a haystack,
-"niah-single" / "niah-multikey" (4 needles, one asked) / "niah-passkey" (size = context length in bytes).
+"niah-single" / "niah-multikey" (4 needles, one asked; "-2" / "-8": 2 or 8 needles) / "niah-passkey" (size =
+context length in bytes).
 
 Switches act on the model's inner levels for one run (nested.Freeze; the outer weights never change):
 - "on": the model as trained: its memories and CMS levels learn from the context (test-time learning);
@@ -51,8 +52,9 @@ FAMILIES = {
     "mqar": Family("recall", lambda n: {"n_pairs": n, "n_queries": min(8, n)}, (4, 8, 16, 24, 32), "key-value pairs"),
     "niah-single": Family("niah", lambda n: {"context_len": n, "variant": "single"}, (64, 128, 256, 512),
                           "context (bytes)"),
-    "niah-multikey": Family("niah", lambda n: {"context_len": n, "variant": "multikey", "n_needles": 4},
-                            (64, 128, 256, 512), "context (bytes)"),
+    **{f"niah-multikey{suffix}": Family("niah", lambda n, k=k: {"context_len": n, "variant": "multikey", "n_needles": k},
+                                        sizes, "context (bytes)")
+       for suffix, k, sizes in (("-2", 2, (64, 128, 256, 512)), ("", 4, (64, 128, 256, 512)), ("-8", 8, (128, 256, 512)))},
     "niah-passkey": Family("niah", lambda n: {"context_len": n, "variant": "passkey"}, (64, 128, 256, 512),
                            "context (bytes)"),
 }  # fmt: skip

@@ -87,7 +87,7 @@ def test_a_transformer_has_nothing_to_switch():
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_an_example_marks_its_needles_and_scores_its_answers(family):
     model = _model("hope")
-    size = 6 if family == "mqar" else 64
+    size = 6 if family == "mqar" else FAMILIES[family].sizes[0]
     ex = example(model, family, size, seed=2)
     assert ex["needles"] and all(0 <= a < b <= len(ex["text"]) for a, b in ex["needles"])
     if family == "mqar":
@@ -96,6 +96,7 @@ def test_an_example_marks_its_needles_and_scores_its_answers(family):
         assert len(ex["needles"]) == size and all(b <= len(pairs) for _, b in ex["needles"])  # every pair is asked
     else:
         assert all(NEEDLE.fullmatch(ex["text"][a:b]) for a, b in ex["needles"])
+        assert len(ex["needles"]) == FAMILIES[family].args(size).get("n_needles", 1)  # 2, 4 or 8 keys, one asked
     assert all(b <= ex["question"] < min(ex["scored"]) for _, b in ex["needles"])
     assert len(ex["scored"]) == len(ex["answer"]) == len(ex["predicted"]) == len(ex["correct"]) > 0
     assert all(c == (a == p) for a, p, c in zip(ex["answer"], ex["predicted"], ex["correct"], strict=True))
