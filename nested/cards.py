@@ -117,11 +117,10 @@ def ship(name: str, progress: bool = True, from_run: str | Path | None = None) -
         done = model.checkpoint_meta
         free = ("steps", "compile", "eval_every", "ckpt_every", "out_dir", "eval_samples", "init")
         expect = more or cfg.steps
-        recipe = preset(second, steps=more, **spec.get("overrides", {})) if more else cfg
-        cfg2 = recipe
+        cfg2 = preset(second, steps=more, **spec.get("overrides", {})) if more else cfg  # what the run must match
         if (
             {k: v for k, v in done["train"].items() if k not in free}
-            != {k: v for k, v in vars(recipe).items() if k not in free}
+            != {k: v for k, v in vars(cfg2).items() if k not in free}
             or done["steps"] != expect
             or bool(more) != bool(done["train"].get("init"))
         ):
