@@ -3,6 +3,7 @@
 
     python bench/fair_compare.py [--steps 300] [--seeds 3]      # resumable: cells cached in runs/fair/
     python bench/fair_compare.py --report
+    python bench/fair_compare.py --models "Transformer|Gated DeltaNet"   # only these (labels of MODELS)
 
 Every model is d 64, 2 layers (parameters printed), trained by the text recipe (byte LM on the offline
 corpus, seq 128, batch 16, AdamW, global clip 1) for the same number of steps. Each model's rate is the
@@ -28,7 +29,9 @@ MODELS = {  # label -> (registry name, model overrides); fastest first, so a sto
     "Transformer": ("transformer", {}),
     "Transformer, window 32": ("transformer-swa", {"window": 32}),
     "DeltaNet": ("deltanet", {}),
+    "Gated DeltaNet": ("gated-deltanet", {}),
     "Titans": ("titans", {}),
+    "Hope-Attention": ("hope-attention", {"cms_periods": [16, 64]}),
     "Hope": ("hope", {"cms_periods": [16, 64]}),
 }
 LRS = (1e-3, 3e-3, 1e-2)
@@ -80,12 +83,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--models", default="", help="only these labels of MODELS, separated by |")
     a = ap.parse_args()
     torch.set_num_threads(1)
     CACHE.mkdir(parents=True, exist_ok=True)
     compute = not a.report
     rows = []
-    for label in MODELS:
+    only = [m for m in a.models.split("|") if m]
+    unknown = [m for m in only if m not in MODELS]
+    if unknown:
+        ap.error(f"unknown models {unknown}; choose from {list(MODELS)}")
+    for label in only or MODELS:
         lr = best_lr(label, a.steps, compute)
         if lr is None:
             continue
