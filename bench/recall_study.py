@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--switches", default="|".join(SWITCHES), help="names of SWITCHES, separated by |")
     ap.add_argument("--training-seeds", default=None, metavar="RUNS", help="the memory models over training seeds")
+    ap.add_argument("--models", default="Hope|Titans", help="with --training-seeds: which, separated by |")
     a = ap.parse_args()
     switches = a.switches.split("|")
     unknown = [s for s in switches if s not in SWITCHES]
@@ -78,6 +79,8 @@ def training_seeds(a, switches: list[str], sizes, runs: Path) -> None:
     )
     print("|---|---|---|" + "---|" * len(sizes))
     for label, short in SEEDED.items():
+        if label not in a.models.split("|"):
+            continue
         models = [build_frozen(RECALL_MODELS[label], 0, device="cpu")]
         for path in sorted(runs.glob(f"recall-{short}-s*-mix/model")):
             if (path / "config.json").is_file():
