@@ -4,12 +4,16 @@
     python bench/fair_compare.py [--steps 300] [--seeds 3]      # resumable: cells cached in runs/fair/
     python bench/fair_compare.py --report
     python bench/fair_compare.py --models "Transformer|Gated DeltaNet"   # only these (labels of MODELS)
+    python bench/fair_compare.py --seconds 150    # equal wall-clock: each model trains 150 s at its best rate
 
 Every model is d 64, 2 layers (parameters printed), trained by the text recipe (byte LM on the offline
 corpus, seq 128, batch 16, AdamW, global clip 1) for the same number of steps. Each model's rate is the
 best of LRS on seed 0 (held-out loss); seeds 1.. rerun at that rate. Hope runs at the library's defaults
 (chosen by bench/stability_study.py). Reported: held-out nats/byte mean ± sd, training tokens/s on this
 CPU (1 thread) and the loss each reached, so equal tokens and the time it took are both on the table.
+With --seconds each model instead trains for that many seconds of this CPU (1 thread; the steps it reached
+are reported) at the best rate of the equal-token grid (the grid's cells when cached, else BEST_LR: the
+rates that grid chose in docs/RESULTS.md, sessions 8 and 12).
 """
 
 from __future__ import annotations
@@ -35,39 +39,45 @@ MODELS = {  # label -> (registry name, model overrides); fastest first, so a sto
     "Hope": ("hope", {"cms_periods": [16, 64]}),
 }
 LRS = (1e-3, 3e-3, 1e-2)
+BEST_LR = {"Transformer": 3e-3, "Transformer, window 32": 3e-3, "DeltaNet": 1e-2, "Gated DeltaNet": 1e-2,
+           "Titans": 1e-2, "Hope-Attention": 3e-3, "Hope": 3e-3}  # the 300-step grid's choices (RESULTS)
 CACHE = Path("runs/fair")
 
 
-def cell_path(label: str, lr: float, seed: int, steps: int) -> Path:
+def cell_path(label: str, lr: float, seed: int, steps: int, seconds: float | None = None) -> Path:
     safe = "".join(ch if ch.isalnum() else "_" for ch in label)
-    return CACHE / f"{safe}-lr{lr:g}-s{seed}-n{steps}.json"
+    budget = f"t{seconds:g}" if seconds else f"n{steps}"
+    return CACHE / f"{safe}-lr{lr:g}-s{seed}-{budget}.json"
 
 
-def run_cell(label: str, lr: float, seed: int, steps: int) -> dict:
+def run_cell(label: str, lr: float, seed: int, steps: int, seconds: float | None = None) -> dict:
+    """Train one cell: `steps` steps, or as many as fit in `seconds` of training (evaluation not counted)."""
     from nested.train import evaluate, preset, train
 
     name, extra = MODELS[label]
-    cfg = preset("text-transformer", model=name, lr=lr, steps=steps, seed=seed, eval_every=0, ckpt_every=0,
-                 out_dir=f"/tmp/fair-{name}-{seed}", model_args={"d_model": 64, "n_layers": 2, **extra})  # fmt: skip
+    cfg = preset("text-transformer", model=name, lr=lr, steps=10**9 if seconds else steps, seed=seed,
+                 eval_every=0, ckpt_every=0, out_dir=f"/tmp/fair-{name}-{seed}",
+                 model_args={"d_model": 64, "n_layers": 2, **extra})  # fmt: skip
     t0 = time.perf_counter()
+    out_of_time = (lambda: time.perf_counter() - t0 > seconds) if seconds else None
     try:
-        res = train(cfg, progress=False, log=lambda *_: None)
+        res = train(cfg, progress=False, log=lambda *_: None, should_stop=out_of_time)
     except FloatingPointError as exc:
         return {"label": label, "lr": lr, "seed": seed, "steps": steps, "diverged": str(exc)}
-    seconds = time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
     model = res["model"]
-    return {"label": label, "lr": lr, "seed": seed, "steps": steps, "eval_loss": evaluate(model, cfg)["loss"],
-            "seconds": seconds, "tokens_per_s": res["tokens_seen"] / seconds,
+    return {"label": label, "lr": lr, "seed": seed, "steps": res["steps"], "eval_loss": evaluate(model, cfg)["loss"],
+            "seconds": elapsed, "tokens_per_s": res["tokens_seen"] / elapsed,
             "params": sum(p.numel() for p in model.parameters())}  # fmt: skip
 
 
-def cached(label: str, lr: float, seed: int, steps: int, compute: bool = True) -> dict | None:
-    path = cell_path(label, lr, seed, steps)
+def cached(label: str, lr: float, seed: int, steps: int, compute: bool = True, seconds: float | None = None):
+    path = cell_path(label, lr, seed, steps, seconds)
     if path.is_file():
         return json.loads(path.read_text())
     if not compute:
         return None
-    cell = run_cell(label, lr, seed, steps)
+    cell = run_cell(label, lr, seed, steps, seconds)
     path.write_text(json.dumps(cell, indent=1))
     print(f"{label} lr {lr:g} seed {seed}: {cell.get('eval_loss', cell.get('diverged'))}", flush=True)
     return cell
@@ -84,6 +94,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--models", default="", help="only these labels of MODELS, separated by |")
+    ap.add_argument("--seconds", type=float, default=0, help="equal wall-clock: train each cell this long")
     a = ap.parse_args()
     torch.set_num_threads(1)
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -93,6 +104,8 @@ def main() -> None:
     unknown = [m for m in only if m not in MODELS]
     if unknown:
         ap.error(f"unknown models {unknown}; choose from {list(MODELS)}")
+    if a.seconds:
+        return wall_clock(only or list(MODELS), a.seconds, a.seeds, compute, a.steps)
     for label in only or MODELS:
         lr = best_lr(label, a.steps, compute)
         if lr is None:
@@ -109,6 +122,26 @@ def main() -> None:
     print(f"\n### Byte LM at equal tokens: d 64, 2 layers, {a.steps} steps x 16 x 128 bytes, best rate of {LRS}\n")
     print("| model | parameters | best lr | held-out nats/byte | tokens/s (1 thread) | time | seed 0 at each lr |")
     print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+def wall_clock(labels: list[str], seconds: float, seeds: int, compute: bool, grid_steps: int) -> None:
+    rows = []
+    for label in labels:
+        lr = best_lr(label, grid_steps, compute=False) or BEST_LR[label]
+        cells = [c for s in range(seeds) if (c := cached(label, lr, s, 0, compute, seconds)) is not None]
+        ok = [c for c in cells if "eval_loss" in c]
+        if not ok:
+            continue
+        losses = [c["eval_loss"] for c in ok]
+        sd = statistics.stdev(losses) if len(losses) > 1 else 0.0
+        steps = [c["steps"] for c in ok]
+        rows.append(f"| {label} | {lr:g} | {statistics.mean(losses):.3f} ± {sd:.3f} ({len(ok)} seeds"
+                    f"{', ' + str(len(cells) - len(ok)) + ' diverged' if len(ok) < len(cells) else ''}) | "
+                    f"{min(steps)}–{max(steps)} | {statistics.mean(c['tokens_per_s'] for c in ok):,.0f} |")  # fmt: skip
+    print(f"\n### Byte LM at equal wall-clock: d 64, 2 layers, {seconds:g} s of training each (1 thread)\n")
+    print("| model | lr | held-out nats/byte | steps reached | tokens/s |")
+    print("|---|---|---|---|---|")
     print("\n".join(rows))
 
 
