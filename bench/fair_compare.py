@@ -39,8 +39,15 @@ MODELS = {  # label -> (registry name, model overrides); fastest first, so a sto
     "Hope": ("hope", {"cms_periods": [16, 64]}),
 }
 LRS = (1e-3, 3e-3, 1e-2)
-BEST_LR = {"Transformer": 3e-3, "Transformer, window 32": 3e-3, "DeltaNet": 1e-2, "Gated DeltaNet": 1e-2,
-           "Titans": 1e-2, "Hope-Attention": 3e-3, "Hope": 3e-3}  # the 300-step grid's choices (RESULTS)
+BEST_LR = {
+    "Transformer": 3e-3,
+    "Transformer, window 32": 3e-3,
+    "DeltaNet": 1e-2,
+    "Gated DeltaNet": 1e-2,
+    "Titans": 1e-2,
+    "Hope-Attention": 3e-3,
+    "Hope": 3e-3,
+}  # the 300-step grid's choices (RESULTS)
 CACHE = Path("runs/fair")
 
 

@@ -158,8 +158,10 @@ def main() -> None:
         for rule in rules:
             print(f"| {rule} | {chosen[rule]:g} | " + " | ".join(cell(results[rule][c], 0) for c in cols) + " |")
         print()
-    print(f"### E3: recalled norm / stored norm, N/d {N_OVER_D[0]:g}, rho 0: one pass and {REPEATS} passes "
-          "(Eq. 93's fixed point 1/2)\n")
+    print(
+        f"### E3: recalled norm / stored norm, N/d {N_OVER_D[0]:g}, rho 0: one pass and {REPEATS} passes "
+        "(Eq. 93's fixed point 1/2)\n"
+    )
     print("| rule | eta | one pass | recall after repeats | norm ratio after repeats |\n|---|---|---|---|---|")
     for rule in rules:
         once, fixed = results[rule][f"recall rho 0 N/d {N_OVER_D[0]:g}"], results[rule]["fixed point"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,8 @@ OPTIMIZERS = {
     "Adam": lambda ps: AdamMemory(ps, lr=LR),
     "Muon": lambda ps: Muon(ps, lr=LR, weight_decay=0.0),
     "delta momentum (α 0.9, η_d 0.5)": lambda ps: DeltaMomentum(ps, lr=LR),
-    **{f"M3 EMA, f {f}, α {a:g}": (lambda f, a: lambda ps: M3(ps, lr=LR, slow_every=f, alpha=a))(f, a)
-       for f in (10, 100) for a in (0.1, 0.5, 1.0)},
-    **{f"M3 literal, f {f}, α {a:g}": (lambda f, a: lambda ps: M3(ps, lr=LR, slow_every=f, alpha=a, variant="paper"))(f, a)
+    **{f"M3 EMA, f {f}, α {a:g}": partial(M3, lr=LR, slow_every=f, alpha=a) for f in (10, 100) for a in (0.1, 0.5, 1.0)},
+    **{f"M3 literal, f {f}, α {a:g}": partial(M3, lr=LR, slow_every=f, alpha=a, variant="paper")
        for f in (10, 100) for a in (0.1, 1.0)},
 }  # fmt: skip
 
@@ -73,8 +73,10 @@ def main() -> None:
 
     print(f"\n### E1: steps after the switch until cos(update, u1) drops (u1 for {a.t1} steps, then u2; "
           f"{a.seeds} seeds)\n")  # fmt: skip
-    print("| optimizer | cos before the switch | to 50 % | to 1 % | cos after the probe | M3's slow memory M2: cos(M2, u1) "
-          "at the switch, steps to 50 % |\n|---|---|---|---|---|---|")
+    print(
+        "| optimizer | cos before the switch | to 50 % | to 1 % | cos after the probe | M3's slow memory M2: cos(M2, u1) "
+        "at the switch, steps to 50 % |\n|---|---|---|---|---|---|"
+    )
     for name, make in OPTIMIZERS.items():
         runs = [gradient_stream_probe(make, T1=a.t1, T2=a.t2, seed=s)[0] for s in range(a.seeds)]
         half = [horizon(c, a.t1, 0.5) for c in runs]
