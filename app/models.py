@@ -20,7 +20,6 @@ APP_MODELS: dict[str, tuple[str | None, str, dict]] = {
     "titans-recall": ("titans-recall", "titans", {"d_model": 64, "n_layers": 2}),
     "transformer-recall": ("transformer-recall", "transformer", {"d_model": 64, "n_layers": 2}),
     "swa-recall": ("swa-recall", "transformer-swa", {"d_model": 64, "n_layers": 2, "window": 24}),
-    "hope-switching": ("hope-switching", "hope", {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64)}),
     # continual learning in context (pages/continual.py): successor languages, matched size
     "hope-languages": ("hope-languages", "hope", {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64)}),
     "titans-languages": ("titans-languages", "titans", {"d_model": 64, "n_layers": 2}),
