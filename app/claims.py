@@ -68,6 +68,21 @@ CLAIMS: list[Claim] = [
         "the panel 'What momentum remembers' below the race",
     ),
     Claim(
+        "delta-momentum-surface",
+        "Delta momentum (a momentum that forgets along the current gradient) beats standard momentum where the "
+        "curvature changes fast (high ω on the Eq. 53 surface; Fig. 4, E2).",
+        "Fig. 4: a qualitative picture on one surface (PAPER.md §7.3, §9 E2); no number, and k, a, ω not given.",
+        "18 surfaces (k 5/20/100, a 0.5/1, ω 2/5/10), best of nine rates, iterations to ‖∇ψ‖ < 1e-4 within 20,000: "
+        "delta momentum converges on 9, heavy-ball on 13 (faster on all 9 both reach), Nesterov 11, Adam 17, GD 6; "
+        "at ω = 10: delta momentum 1 of 6, heavy-ball 2.",
+        NOT_REPRODUCED,
+        "python bench/toy_surface.py",
+        "optimizers",
+        {"opt_surface": "fig4", "opt_optimizers": ["momentum", "delta-momentum"], "opt_lr": 0.01},
+        "Delta momentum ran at the library's α 0.9 and η_d 0.5, not tuned per surface; the paper's surface "
+        "constants are unknown, so its picture may come from a setting outside this sweep.",
+    ),
+    Claim(
         "m3-vs-adamw",
         "M3 trains networks to a lower loss than AdamW and Muon at equal steps, each tuned (§9.7).",
         "ViT on ImageNet-21K, 24M/86M params: M3 lowest train and test loss (Fig. 11, curves only; PAPER.md §8.6).",
