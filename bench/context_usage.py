@@ -2,6 +2,7 @@
 the 128 bytes they were trained on, and Hope's loss with every in-context level frozen (3 sample seeds).
 
     python bench/context_usage.py [--length 1024] [--n 16] [--seeds 3]
+    python bench/context_usage.py --hope runs/text-hope-new/model     # another Hope checkpoint in Hope's rows
 
 E7 proper trains d 128-192 models on synthetic documents with recurring names at sequence 1024; here the
 models are the shipped text checkpoints (d 64, 2 layers, trained on 128-byte windows of Python's docs), and the
@@ -45,10 +46,12 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=1024)
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--hope", default=str(CHECKPOINTS / MODELS["Hope"]), help="the Hope checkpoint of Hope's rows")
     a = ap.parse_args()
     torch.set_num_threads(1)
     task = make_task("text", seq_len=a.length, split="val")
-    models = {label: nested.load(CHECKPOINTS / ckpt, device="cpu").eval() for label, ckpt in MODELS.items()}
+    paths = {**{label: CHECKPOINTS / ckpt for label, ckpt in MODELS.items()}, "Hope": Path(a.hope)}
+    models = {label: nested.load(path, device="cpu").eval() for label, path in paths.items()}
     hope = models["Hope"]
     levels = nested.Freeze.options(hope)
 
