@@ -323,6 +323,24 @@ CLAIMS: list[Claim] = [
         "trained length (0.03 nats/byte at 16–256 bytes) but hurt past 512 bytes.",
     ),
     Claim(
+        "formal-languages",
+        "Hope learns parity and (aa)* and generalises past the trained lengths, where the Transformer fails parity "
+        "and linear attention and DeltaNet fail (aa)* (Table 5, E8).",
+        "Table 5: Hope 100 on parity and (aa)* out of length; Transformer, linear attention, DeltaNet lower "
+        "(PAPER.md §8.5, §9 E8).",
+        "d 64, 2 layers, trained on lengths 1–40 for 1,000 steps at each one's best of two rates, tested on 41–80, "
+        "3 seeds: parity — every model at chance in length already (50.5–53.9 %); (aa)* — Hope 61.3 ± 8.3 % in "
+        "length and 56.6 ± 10.7 % out (one seed 69 % out), every other model ≤ 57.4 % in length and 50.3–51.4 % "
+        "out.",
+        NOT_REPRODUCED,
+        "python bench/formal_study.py",
+        "train",
+        {"train_source": "A task", "train_task": "formal language (parity)", "train_model": "hope"},
+        "No model learns parity in length at this budget, so Table 5's out-of-length comparison cannot be made; on "
+        "(aa)* Hope is the only model above chance out of length, in one seed of three. The paper's training "
+        "budget and curriculum are not given.",
+    ),
+    Claim(
         "language-scale",
         "Commonsense reasoning, long-context (RULER, BABILong), class-incremental classification and ViT results.",
         "Tables 2-4 and Figs. 6-7, 9-12 at 760M-1.3B parameters on 30B-100B tokens (PAPER.md §8).",
