@@ -51,3 +51,17 @@ def test_filtering_by_status_keeps_only_those_claims_and_the_url_holds_it():
     at = open_page("claims", claims_status="not reproduced at this scale")
     assert set(_badges(at)) == {"not reproduced at this scale"}
     assert len(at.get("page_link")) == sum(c.status == "not reproduced at this scale" for c in CLAIMS)
+
+
+@pytest.mark.parametrize("claim", [c for c in CLAIMS if c.params and "preset" not in c.params], ids=lambda c: c.key)
+def test_a_link_without_a_preset_opens_its_view_with_the_claims_settings(claim):
+    """A claim whose link sets controls directly (no preset, whose own tests cover it) opens its page with
+    every one of those controls holding the link's value."""
+    at = open_page(claim.page, **claim.params)
+    assert not at.exception
+    kinds = ("selectbox", "multiselect", "radio", "select_slider", "text_input", "number_input", "slider")
+    widgets = {w.key: w for kind in kinds for w in at.get(kind)}
+    for key, value in claim.params.items():
+        assert key in widgets, f"{claim.key}: no control {key!r} on {claim.page}"
+        got = widgets[key].value
+        assert (list(got) if isinstance(value, list) else got) == value, (claim.key, key, got)
