@@ -15,7 +15,6 @@ levels add at each position; "memories frozen" and "CMS frozen" stop one kind ea
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nested  # noqa: E402
+from bench.stats import fmt_mean_sd  # noqa: E402
 from nested.checkpoint import CHECKPOINTS  # noqa: E402
 from nested.tasks import make_task  # noqa: E402
 
@@ -71,10 +71,7 @@ def main() -> None:
     print(f"\n### Loss vs position (nats/byte), {a.n} held-out windows of {a.length} bytes x {a.seeds} seeds\n")
     print("| model | " + " | ".join(f"{lo}–{hi}" for lo, hi in bins) + " |\n|---|" + "---|" * len(bins))
     for label, rows in table.items():
-        cells = []
-        for i in range(len(bins)):
-            xs = [r[i] for r in rows]
-            cells.append(f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs) if len(xs) > 1 else 0:.3f}")
+        cells = [fmt_mean_sd([r[i] for r in rows]) for i in range(len(bins))]
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

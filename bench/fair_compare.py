@@ -29,6 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stats import fmt_mean_sd  # noqa: E402
+
 MODELS = {  # label -> (registry name, model overrides); fastest first, so a stopped study has the baselines
     "Transformer": ("transformer", {}),
     "Transformer, window 32": ("transformer-swa", {"window": 32}),
@@ -121,9 +123,7 @@ def main() -> None:
         ok = [c for c in cells if "eval_loss" in c]
         grid = ", ".join(f"{x:g}: {c['eval_loss']:.3f}" for x in LRS if (c := cached(label, x, 0, a.steps, False))
                          and "eval_loss" in c)  # fmt: skip
-        losses = [c["eval_loss"] for c in ok]
-        sd = statistics.stdev(losses) if len(losses) > 1 else 0.0
-        rows.append(f"| {label} | {ok[0]['params']:,} | {lr:g} | {statistics.mean(losses):.3f} ± {sd:.3f} "
+        rows.append(f"| {label} | {ok[0]['params']:,} | {lr:g} | {fmt_mean_sd([c['eval_loss'] for c in ok])} "
                     f"({len(ok)} seeds) | {statistics.mean(c['tokens_per_s'] for c in ok):,.0f} | "
                     f"{statistics.mean(c['seconds'] for c in ok):.0f} s | {grid} |")  # fmt: skip
     print(f"\n### Byte LM at equal tokens: d 64, 2 layers, {a.steps} steps x 16 x 128 bytes, best rate of {LRS}\n")
@@ -140,10 +140,8 @@ def wall_clock(labels: list[str], seconds: float, seeds: int, compute: bool, gri
         ok = [c for c in cells if "eval_loss" in c]
         if not ok:
             continue
-        losses = [c["eval_loss"] for c in ok]
-        sd = statistics.stdev(losses) if len(losses) > 1 else 0.0
         steps = [c["steps"] for c in ok]
-        rows.append(f"| {label} | {lr:g} | {statistics.mean(losses):.3f} ± {sd:.3f} ({len(ok)} seeds"
+        rows.append(f"| {label} | {lr:g} | {fmt_mean_sd([c['eval_loss'] for c in ok])} ({len(ok)} seeds"
                     f"{', ' + str(len(cells) - len(ok)) + ' diverged' if len(ok) < len(cells) else ''}) | "
                     f"{min(steps)}–{max(steps)} | {statistics.mean(c['tokens_per_s'] for c in ok):,.0f} |")  # fmt: skip
     print(f"\n### Byte LM at equal wall-clock: d 64, 2 layers, {seconds:g} s of training each (1 thread)\n")

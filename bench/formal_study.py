@@ -23,6 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stats import fmt_mean_sd  # noqa: E402
+
 MODELS = {  # label -> (registry name, model overrides)
     "Transformer": ("transformer", {}),
     "Linear attention": ("linear-attention", {}),
@@ -91,10 +93,6 @@ def best_lr(label: str, language: str, steps: int, compute: bool) -> float | Non
     return min((c for c in cells if c["in_accuracy"] >= top - NOISE), key=lambda c: c["in_loss"])["lr"]
 
 
-def mean_sd(xs: list[float]) -> str:
-    return f"{100 * statistics.mean(xs):.1f} ± {100 * (statistics.stdev(xs) if len(xs) > 1 else 0.0):.1f}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=1000)
@@ -119,7 +117,7 @@ def main() -> None:
             if not ok:
                 continue
             rows.append(f"| {language} | {label} | {ok[0]['params']:,} | {lr:g} | "
-                        f"{mean_sd([c['in_accuracy'] for c in ok])} | {mean_sd([c['out_accuracy'] for c in ok])} | "
+                        f"{fmt_mean_sd([c['in_accuracy'] for c in ok], 1, 100)} | {fmt_mean_sd([c['out_accuracy'] for c in ok], 1, 100)} | "
                         f"{len(ok)}{f' ({len(cells) - len(ok)} diverged)' if len(ok) < len(cells) else ''} | "
                         f"{statistics.mean(c['seconds'] for c in ok):.0f} s |")  # fmt: skip
     print(f"\n### Formal languages (E8): train on lengths {TRAIN_LEN[0]}-{TRAIN_LEN[1]}, {a.steps} steps x 32\n")

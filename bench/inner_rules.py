@@ -34,6 +34,7 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stats import mean_sd  # noqa: E402
 from nested.memory import delta_update, dgd_update, gated_delta_update, hebbian_update  # noqa: E402
 
 ETAS = (0.1, 0.3, 1.0, 3.0, 10.0)
@@ -146,8 +147,7 @@ def main() -> None:
               f"{', '.join(f'{e:g} {s:.3f}' for e, s in score.items())})", flush=True)  # fmt: skip
 
     def cell(xs: list[tuple[float, float]], i: int) -> str:
-        vals = [x[i] for x in xs]
-        m, sd = statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0
+        m, sd = mean_sd([x[i] for x in xs])
         return f"{m:.2f} ± {sd:.2f}" if abs(m) < 100 else f"{m:.1e} ± {sd:.1e}"
 
     print(f"\n### E3: recall cosine after one pass (d {a.d}, {a.seeds} seeds, mean ± sd)\n")

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stats import fmt_mean_sd  # noqa: E402
 from nested.memory import delta_update, dgd_update  # noqa: E402
 
 ETAS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -84,13 +85,8 @@ def main() -> None:
             by_eta = {eta: online(rule, eta, *data[0][kind])[0] for eta in ETAS}
             eta = min(by_eta, key=by_eta.get)
             runs = [online(rule, eta, *data[s][kind]) for s in range(a.seeds)]
-            err, cos = [r[0] for r in runs], [r[1] for r in runs]
-
-            def sd(xs):
-                return statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-            print(f"| {kind} | {rule} | {eta:g} | {statistics.mean(err):.3f} ± {sd(err):.3f} | "
-                  f"{statistics.mean(cos):.3f} ± {sd(cos):.3f} |", flush=True)  # fmt: skip
+            err, cos = fmt_mean_sd([r[0] for r in runs]), fmt_mean_sd([r[1] for r in runs])
+            print(f"| {kind} | {rule} | {eta:g} | {err} | {cos} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
