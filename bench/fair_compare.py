@@ -19,7 +19,6 @@ rates that grid chose in docs/RESULTS.md, sessions 8 and 12).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.cells import cached_cell  # noqa: E402
 from bench.stats import fmt_mean_sd  # noqa: E402
 
 MODELS = {  # label -> (registry name, model overrides); fastest first, so a stopped study has the baselines
@@ -81,15 +81,12 @@ def run_cell(label: str, lr: float, seed: int, steps: int, seconds: float | None
 
 
 def cached(label: str, lr: float, seed: int, steps: int, compute: bool = True, seconds: float | None = None):
-    path = cell_path(label, lr, seed, steps, seconds)
-    if path.is_file():
-        return json.loads(path.read_text())
-    if not compute:
-        return None
-    cell = run_cell(label, lr, seed, steps, seconds)
-    path.write_text(json.dumps(cell, indent=1))
-    print(f"{label} lr {lr:g} seed {seed}: {cell.get('eval_loss', cell.get('diverged'))}", flush=True)
-    return cell
+    return cached_cell(
+        cell_path(label, lr, seed, steps, seconds),
+        compute,
+        lambda: run_cell(label, lr, seed, steps, seconds),
+        lambda c: f"{label} lr {lr:g} seed {seed}: {c.get('eval_loss', c.get('diverged'))}",
+    )
 
 
 def best_lr(label: str, steps: int, compute: bool) -> float | None:

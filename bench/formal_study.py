@@ -13,7 +13,6 @@ is 50 % for both languages (parity labels are fair coins; half the lengths are e
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.cells import cached_cell  # noqa: E402
 from bench.stats import fmt_mean_sd  # noqa: E402
 
 MODELS = {  # label -> (registry name, model overrides)
@@ -68,16 +68,10 @@ def run_cell(label: str, language: str, lr: float, seed: int, steps: int) -> dic
 
 
 def cached(label: str, language: str, lr: float, seed: int, steps: int, compute: bool) -> dict | None:
-    path = cell_path(label, language, lr, seed, steps)
-    if path.is_file():
-        return json.loads(path.read_text())
-    if not compute:
-        return None
-    cell = run_cell(label, language, lr, seed, steps)
-    path.write_text(json.dumps(cell, indent=1))
-    print(f"{language} {label} lr {lr:g} seed {seed}: in {cell.get('in_accuracy')} out {cell.get('out_accuracy')}"
-          f"{' diverged' if 'diverged' in cell else ''}", flush=True)  # fmt: skip
-    return cell
+    return cached_cell(cell_path(label, language, lr, seed, steps), compute,
+                       lambda: run_cell(label, language, lr, seed, steps),
+                       lambda c: f"{language} {label} lr {lr:g} seed {seed}: in {c.get('in_accuracy')} "
+                                 f"out {c.get('out_accuracy')}{' diverged' if 'diverged' in c else ''}")  # fmt: skip
 
 
 NOISE = 2 * (0.25 / 512) ** 0.5  # two standard errors of an accuracy over 512 answers near 50 %
