@@ -115,7 +115,9 @@ def shipped_clip_rates(n: int = 512, also: tuple[str, ...] = ()) -> None:
                 layer, m = key.replace("layer ", "").split(" memory ")
                 key = f"layer {layer} {names[int(m)]}"
             rows.append(f"{key} {100 * r:.0f}%")
-        print(f"  {name} (inner_clip {model.cfg.inner_clip:g}, cms_clip {model.cfg.cms_clip:g}): " + ", ".join(rows))
+        cfg = model.cfg
+        print(f"  {name} (inner_update {cfg.inner_update}, inner_clip {cfg.inner_clip:g}, cms_clip {cfg.cms_clip:g}): "
+              + ", ".join(rows))
     print()
 
 

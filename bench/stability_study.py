@@ -73,6 +73,15 @@ CHOSEN = SETTINGS["eta_init_bias -4, cms_lr 1e-5, cms_clip 100"]
 SETTINGS.update(
     {"chosen, fixed k": {**CHOSEN, "adaptive_k": False}, "chosen, fixed v": {**CHOSEN, "adaptive_v": False}}
 )
+# Session 14: every Table 6 row on top of the chosen defaults (python bench/stability_study.py --settings
+# chosen-table6), and the chosen defaults with normalised writes (inner_update, the recall and languages rule)
+SETTINGS["chosen, normalized writes"] = {**CHOSEN, "inner_update": "normalized"}
+CHOSEN_TABLE6 = ["eta_init_bias -4, cms_lr 1e-5, cms_clip 100", "chosen, normalized writes", "chosen, fixed k",
+                 "chosen, fixed v"]  # fmt: skip
+for _name, _change in ABLATIONS.items():
+    if not _name.startswith(("fixed k", "fixed v")):
+        SETTINGS[f"chosen, {_name}"] = {**CHOSEN, **_change}
+        CHOSEN_TABLE6.append(f"chosen, {_name}")
 CACHE = Path("runs/stability")
 
 
@@ -193,7 +202,8 @@ def main() -> None:
     ap.add_argument("--size", default="shipped", choices=list(SIZES))
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--settings", default="|".join(SETTINGS), help="names of SETTINGS, separated by |")
+    ap.add_argument("--settings", default="|".join(SETTINGS),
+                    help="names of SETTINGS, separated by |, or chosen-table6 (Table 6 on the chosen defaults)")
     ap.add_argument("--report", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -202,7 +212,7 @@ def main() -> None:
         report(a.size, a.steps, seeds)
         return
     CACHE.mkdir(parents=True, exist_ok=True)
-    settings = a.settings.split("|")
+    settings = CHOSEN_TABLE6 if a.settings == "chosen-table6" else a.settings.split("|")
     unknown = [s for s in settings if s not in SETTINGS]
     if unknown:
         ap.error(f"unknown settings {unknown}; choose from {list(SETTINGS)}")

@@ -37,7 +37,8 @@ class ModelConfig:
     eta_init_bias: float = -4.0  # eta_t starts near 0.018: the inner clip a guard (bench/stability_study.py)
     alpha_init_bias: float = 5.0  # alpha_t = sigmoid(.) starts near 0.993: slow forgetting
     inner_steps: int = 1  # inner GD steps per token (each with the token's gradient; the recall lab's switch)
-    inner_clip: float = 10.0  # per-token inner gradient norm clip (DESIGN.md §7)
+    inner_update: str = "gd"  # gd (Eq. 88's step) | normalized (each token's inner gradient scaled to norm 1)
+    inner_clip: float = 10.0  # per-token inner gradient norm clip (DESIGN.md §7): a guard
     read_after_write: bool = False  # Hope reads M_{t-1}(q_t) (§4.2); Titans' notation reads M_t
     titans_max_lr: float = 0.1  # theta_t = sigmoid(.) * max_lr (lucidrains' parameterisation; 0.5 fails to train)
 
@@ -72,6 +73,7 @@ class ModelConfig:
             ("eq92_sign", {"corrected", "printed"}),
             ("cms_variant", {"sequential", "independent", "nested"}),
             ("cms_grad", {"exact", "segment"}),
+            ("inner_update", {"gd", "normalized"}),
         ]:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected one of {sorted(allowed)}")

@@ -131,12 +131,28 @@ def bank_self_grads(W1: Tensor, W2: Tensor, k: Tensor, v: Tensor, objective: str
     return _grads_from(W1, z[:, :, :n], h[:, :, :n], y[:, :, :n], target, objective, sign)
 
 
-def clip_scale(e: Tensor, hidden: Tensor, g2: Tensor, k: Tensor, max_norm: float) -> Tensor:
-    """Per-token scale (N, M, T, 1) that clips the Frobenius norm of the whole inner gradient
-    ||e h^T||^2 + ||g2 k^T||^2 = |e|^2 |h|^2 + |g2|^2 |k|^2 to max_norm."""
+def inner_grad_norm(e: Tensor, hidden: Tensor, g2: Tensor, k: Tensor) -> Tensor:
+    """Frobenius norm (N, M, T) of a memory's whole inner gradient per token:
+    ||e h^T||^2 + ||g2 k^T||^2 = |e|^2 |h|^2 + |g2|^2 |k|^2 (both layers are outer products)."""
     sq = (e * e).sum(-1) * (hidden * hidden).sum(-1) + (g2 * g2).sum(-1) * (k * k).sum(-1)[:, None]
-    norm = sq.clamp_min(1e-24).sqrt()
-    return (max_norm / norm).clamp(max=1.0)[..., None]
+    return sq.clamp_min(1e-24).sqrt()
+
+
+NORMALIZED_FLOOR = 1e-3  # normalised writes divide by max(norm, floor): a vanishing gradient stays small
+
+
+def inner_scale(e: Tensor, hidden: Tensor, g2: Tensor, k: Tensor, rule: str, max_norm: float) -> tuple[Tensor, Tensor]:
+    """Per-token factor (N, M, T, 1) for a memory's inner gradient, and where the guard fired (N, M, T).
+
+    rule "gd" is Eq. 88's plain step: the factor only clips the norm to `max_norm` (DESIGN.md §7's guard).
+    rule "normalized" divides every token's gradient by its norm (normalised GD: each write has norm 1 and
+    its size is eta_t alone; docs/FIDELITY.md), then applies the same guard, which then fires only when
+    `max_norm` < 1."""
+    norm = inner_grad_norm(e, hidden, g2, k)
+    base = 1.0 / norm.clamp_min(NORMALIZED_FLOOR) if rule == "normalized" else torch.ones_like(norm)
+    after = norm * base
+    guard = (max_norm / after).clamp(max=1.0)
+    return (base * guard)[..., None], after > max_norm
 
 
 def check_finite(tensors: dict[str, Tensor], layer: int, where: str) -> None:

@@ -37,7 +37,7 @@ from nested.layers import (
     bank_self_grads,
     causal_conv,
     check_finite,
-    clip_scale,
+    inner_scale,
     fold_heads,
     split_points,
     unfold_heads,
@@ -60,11 +60,11 @@ def memories_finite(outs: list) -> Tensor:
     return torch.isfinite(torch.stack([t.sum() for out in outs for t in (out.W1, out.W2)])).all()
 
 
-def clip_fraction(scale: Tensor, batch: int) -> Tensor:
-    """From `clip_scale`'s (N = batch x heads, M, T, 1) factors: the fraction of heads whose inner
+def clip_fraction(clipped: Tensor, batch: int) -> Tensor:
+    """From `inner_scale`'s (N = batch x heads, M, T) guard flags: the fraction of heads whose inner
     gradient was clipped, per item, token and memory (batch, T, M)."""
-    N, M, T, _ = scale.shape
-    return (scale[..., 0] < 1).to(scale.dtype).view(batch, N // batch, M, T).mean(1).transpose(1, 2)
+    N, M, T = clipped.shape
+    return clipped.float().view(batch, N // batch, M, T).mean(1).transpose(1, 2)
 
 
 class SelfModifyingTitans(nn.Module):
@@ -237,7 +237,7 @@ class SelfModifyingTitans(nn.Module):
         e, hidden, g2, inner_loss = bank_self_grads(
             F1, F2, k, v, cfg.inner_objective, cfg.eq92_sign, cfg.stopgrad_targets
         )
-        scale = clip_scale(e, hidden, g2, k, cfg.inner_clip)
+        scale, clipped = inner_scale(e, hidden, g2, k, cfg.inner_update, cfg.inner_clip)
         e, g2 = e * scale, g2 * scale
 
         mom = cfg.momentum > 0
@@ -290,4 +290,4 @@ class SelfModifyingTitans(nn.Module):
         S2_new = S2_next.view(N, M, hm, dh) if mom else None
         # o_t = M_memory,t-1(q_t)
         return ChunkOut(q + reads1, W1_new, W2_next.view(N, M, hm, dh), S1_new, S2_new, conv_state, eta, alpha,
-                        inner_loss[:, m], clip_fraction(scale, N // self.cfg.n_heads))  # fmt: skip
+                        inner_loss[:, m], clip_fraction(clipped, N // self.cfg.n_heads))  # fmt: skip

@@ -26,7 +26,7 @@ from nested.layers import (
     RMSNorm,
     bank_inner_grads,
     check_finite,
-    clip_scale,
+    inner_scale,
     conv_qkv,
     split_points,
     unfold_heads,
@@ -125,7 +125,7 @@ class TitansMemory(nn.Module):
         logs = {"log_decay": F.logsigmoid(-z[2]), "log_mom": F.logsigmoid(z[1])}
 
         e, hidden, g2, inner_loss = bank_inner_grads(F1, F2, k, v[:, None], "l2", "corrected")
-        scale = clip_scale(e, hidden, g2, k, cfg.inner_clip)
+        scale, _ = inner_scale(e, hidden, g2, k, cfg.inner_update, cfg.inner_clip)
         e, g2 = e[:, 0] * scale[:, 0], g2[:, 0] * scale[:, 0]
         decay = 1 - alpha
         reads2, W2, S2 = run_recurrence(

@@ -109,21 +109,23 @@ PRESETS: dict[str, dict] = {
     **{f"languages-{m}": {"model": m, "model_args": {"d_model": 64, "n_layers": 2, **extra}, "task": "languages",
                           "task_args": {"n_tasks": 4, "segment_len": 128, "n_segments": 4}, "lr": 3e-3,
                           "batch_size": 16, "eval_every": 100, "ckpt_every": 50}
-       # inner clip 1.0 for both memory models: at the default 10, Hope's outer gradient at init is ~2.6e6
-       # (layer 0's memory) and the global clip to 1 starves every other weight (loss at log 32 for 100 steps);
-       # Titans learns at first, but by step 500 its gradient is 3.6e7 (layer 1's memory) and the loss diverges
-       for m, extra in (("hope", {"cms_periods": [16, 64], "inner_clip": 1.0}), ("titans", {"inner_clip": 1.0}),
+       # Hope writes by normalised GD (inner_update; the clip at 10 a guard): with plain GD and the clip at 10 its
+       # outer gradient at init was ~2.6e6 (layer 0's memory; at the old eta bias -2) and the global clip to 1
+       # starved every other weight, and clipping at 1 fired on 76-100% of writes (the clip as the rule).
+       # Titans keeps inner clip 1.0: at 10 it learns at first, but by step 500 its gradient is 3.6e7 (layer 1's
+       # memory) and the loss diverges
+       for m, extra in (("hope", {"cms_periods": [16, 64], "inner_update": "normalized"}), ("titans", {"inner_clip": 1.0}),
                         ("transformer-swa", {"window": 64}), ("transformer", {}))},
     # The recall lab (issue 15): MQAR over 4-32 pairs (contexts of 25-121 bytes), four models of matched size
     **{f"recall-mixed-{m}": {"model": m, "model_args": {"d_model": 64, "n_layers": 2, **extra}, "task": "recall",
                              "task_args": {"n_pairs": 32, "min_pairs": 4, "n_queries": 8}, "lr": 3e-3,
                              "batch_size": 32, "eval_every": 200, "ckpt_every": 100}
-       for m, extra in (("hope", {"cms_periods": [16, 64], "inner_clip": 1.0}), ("titans", {"inner_clip": 1.0}),
+       for m, extra in (("hope", {"cms_periods": [16, 64], "inner_update": "normalized"}), ("titans", {"inner_clip": 1.0}),
                         ("transformer-swa", {"window": 24}), ("transformer", {}))},
     # ... then MQAR and needles in haystacks of 56-128 bytes, half the batches each (from the models above: --init)
     **{f"recall-mix-{m}": {**PRESETS_RECALL, "model": m, "model_args": {"d_model": 64, "n_layers": 2, **extra},
                            "task": "recall-mix"}
-       for m, extra in (("hope", {"cms_periods": [16, 64], "inner_clip": 1.0}), ("titans", {"inner_clip": 1.0}),
+       for m, extra in (("hope", {"cms_periods": [16, 64], "inner_update": "normalized"}), ("titans", {"inner_clip": 1.0}),
                         ("transformer-swa", {"window": 24}), ("transformer", {}))},
 }  # fmt: skip
 

@@ -21,6 +21,8 @@ CASES = [
     ("hope-attention", {"cms_periods": (2, 4)}),
     ("titans", {"chunk_size": 4}),
     ("titans", {"chunk_size": 3, "inner_steps": 2}),
+    ("hope", {"cms_periods": (2, 4), "chunk_size": 4, "inner_update": "normalized", "inner_clip": 0.7}),
+    ("titans", {"chunk_size": 4, "inner_update": "normalized"}),
     ("hope", {"cms_periods": (2, 4), "chunk_size": 4, "inner_steps": 3, "momentum": 0.5}),
     ("deltanet", {"chunk_size": 3, "inner_steps": 2}),
     ("titans", {"chunk_size": 1, "read_after_write": True}),
@@ -444,3 +446,24 @@ def test_the_outer_graph_follows_requires_grad_after_the_first_call_and_in_a_cop
     assert twin(x).requires_grad and not model(x).requires_grad
     model.head.weight.requires_grad_(True)  # one weight is enough
     assert model(x).requires_grad
+
+
+@pytest.mark.parametrize(
+    "rule,clip,cms_clip,want_inner,want_cms",
+    [("gd", 1e-9, 1e-9, 1.0, 1.0), ("gd", 1e9, 1e9, 0.0, 0.0), ("normalized", 10.0, 1e9, 0.0, 0.0),
+     ("normalized", 0.5, 1e9, 1.0, 0.0)],
+)  # fmt: skip
+def test_trace_clip_rates_say_when_each_guard_fired(rule, clip, cms_clip, want_inner, want_cms):
+    """Trace.clip_rates: per memory the fraction of (token, head) inner gradients the guard clipped, per CMS
+    level the fraction of updates. Normalised writes have norm 1, so a guard at 10 never fires and one at 0.5
+    always does."""
+    model = nested.build_model("hope", d_model=32, n_layers=2, cms_periods=(2, 4), inner_update=rule,
+                               inner_clip=clip, cms_clip=cms_clip, seed=0)  # fmt: skip
+    tokens = torch.randint(0, 256, (1, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        rates = model.stream(tokens, trace=True).trace.clip_rates()
+    inner = {k: v for k, v in rates.items() if "memory" in k}
+    cms = {k: v for k, v in rates.items() if "cms" in k}
+    assert len(inner) == 2 * len(model.blocks[0].mixer.names) and len(cms) == 4
+    assert all(v == want_inner for v in inner.values()), inner
+    assert all(v == want_cms for v in cms.values()), cms

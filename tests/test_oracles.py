@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import nested
-from nested.layers import bank_inner_grads, bank_self_grads, clip_scale
+from nested.layers import bank_inner_grads, bank_self_grads, inner_scale
 from nested.optim import M3, Muon
 from nested.optim.newton_schulz import QUINTIC
 
@@ -51,8 +51,8 @@ def _memory(W1, W2, x):
 
 
 def test_mlp_memory_inner_gradient_equals_autograd():
-    """bank_inner_grads / bank_self_grads against autograd of 1/2 ||M(k) - v_hat||^2, and clip_scale's
-    norm against the Frobenius norm of the autograd gradient."""
+    """bank_inner_grads / bank_self_grads against autograd of 1/2 ||M(k) - v_hat||^2, and inner_scale's
+    norm against the Frobenius norm of the autograd gradient (both rules: gd clips, normalized divides)."""
     g = torch.Generator().manual_seed(0)
     N, M, T, d, h = 2, 3, 4, 5, 6
     W1 = torch.randn(N, M, d, h, generator=g, dtype=torch.float64)
@@ -77,15 +77,22 @@ def test_mlp_memory_inner_gradient_equals_autograd():
                     assert torch.allclose(torch.outer(g2[n, m, t], k[n, t]), gw2, atol=1e-12)
                     norm = torch.sqrt(gw1.pow(2).sum() + gw2.pow(2).sum())
                     cap = float(norm) / 2  # a cap below the norm: the scale brings it exactly to the cap
-                    scale = clip_scale(e, hidden, g2, k, cap)[n, m, t, 0]
-                    assert torch.allclose(scale * norm, torch.tensor(cap, dtype=torch.float64), atol=1e-12)
+                    scale, clipped = inner_scale(e, hidden, g2, k, "gd", cap)
+                    assert torch.allclose(scale[n, m, t, 0] * norm, torch.tensor(cap, dtype=torch.float64), atol=1e-12)
+                    assert bool(clipped[n, m, t])
+                    scale, clipped = inner_scale(e, hidden, g2, k, "gd", 2 * float(norm))
+                    assert float(scale[n, m, t, 0]) == 1.0 and not bool(clipped[n, m, t])
+                    scale, clipped = inner_scale(e, hidden, g2, k, "normalized", 10.0)  # every write has norm 1
+                    assert torch.allclose(scale[n, m, t, 0] * norm, torch.tensor(1.0, dtype=torch.float64), atol=1e-12)
+                    assert not bool(clipped[n, m, t])
 
 
-@pytest.mark.parametrize("clip", [1e9, 0.05])
-def test_one_token_of_eq88_written_out(clip):
+@pytest.mark.parametrize("rule,clip", [("gd", 1e9), ("gd", 0.05), ("normalized", 10.0), ("normalized", 0.5)])
+def test_one_token_of_eq88_written_out(rule, clip):
     """The first token of a self-modifying Titans layer (one head, no momentum) against a transcription
-    of PAPER §4 (Eqs. 86-88, 94) with autograd inner gradients: every memory's new W1, W2 and the read."""
-    cfg = nested.make_config("hope", d_model=32, n_layers=1, inner_clip=clip, eta_init_bias=0.0)
+    of PAPER §4 (Eqs. 86-88, 94) with autograd inner gradients: every memory's new W1, W2 and the read.
+    Normalised writes divide the gradient by its norm before the clip."""
+    cfg = nested.make_config("hope", d_model=32, n_layers=1, inner_clip=clip, eta_init_bias=0.0, inner_update=rule)
     model = nested.model_from_config(cfg, dtype=torch.float64)
     mix = model.blocks[0].mixer
     x = torch.randn(1, 1, 32, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -107,7 +114,8 @@ def test_one_token_of_eq88_written_out(clip):
         v_hat = _memory(W1[m], W2[m], v)  # Eq. 87, a constant of the inner step
         g1, g2 = torch.autograd.grad(0.5 * (_memory(w1, w2, k) - v_hat).pow(2).sum(), [w1, w2])
         norm = torch.sqrt(g1.pow(2).sum() + g2.pow(2).sum())
-        s = min(1.0, clip / float(norm))
+        s = 1.0 / float(norm) if rule == "normalized" else 1.0
+        s *= min(1.0, clip / (s * float(norm)))
         # Eq. 88 with the DGD preconditioner on the first layer (the one whose input is k)
         want2 = alpha * W2[m] - eta * torch.outer(W2[m] @ k, k) - eta * s * g2
         want1 = alpha * W1[m] - eta * s * g1

@@ -23,6 +23,7 @@ CASES = [
         "cms_variant": "independent",
     },
     {"cms_periods": (4,), "chunk_size": 4, "precondition": False, "read_after_write": True, "inner_objective": "dot"},
+    {"cms_periods": (4, 8), "chunk_size": 4, "cms_grad": "segment", "inner_update": "normalized"},
 ]
 
 
