@@ -116,8 +116,10 @@ def shipped_clip_rates(n: int = 512, also: tuple[str, ...] = ()) -> None:
                 key = f"layer {layer} {names[int(m)]}"
             rows.append(f"{key} {100 * r:.0f}%")
         cfg = model.cfg
-        print(f"  {name} (inner_update {cfg.inner_update}, inner_clip {cfg.inner_clip:g}, cms_clip {cfg.cms_clip:g}): "
-              + ", ".join(rows))
+        print(
+            f"  {name} (inner_update {cfg.inner_update}, inner_clip {cfg.inner_clip:g}, cms_clip {cfg.cms_clip:g}): "
+            + ", ".join(rows)
+        )
     print()
 
 

@@ -202,8 +202,11 @@ def main() -> None:
     ap.add_argument("--size", default="shipped", choices=list(SIZES))
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--settings", default="|".join(SETTINGS),
-                    help="names of SETTINGS, separated by |, or chosen-table6 (Table 6 on the chosen defaults)")
+    ap.add_argument(
+        "--settings",
+        default="|".join(SETTINGS),
+        help="names of SETTINGS, separated by |, or chosen-table6 (Table 6 on the chosen defaults)",
+    )
     ap.add_argument("--report", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(1)

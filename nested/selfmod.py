@@ -37,8 +37,8 @@ from nested.layers import (
     bank_self_grads,
     causal_conv,
     check_finite,
-    inner_scale,
     fold_heads,
+    inner_scale,
     split_points,
     unfold_heads,
 )

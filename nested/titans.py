@@ -26,8 +26,8 @@ from nested.layers import (
     RMSNorm,
     bank_inner_grads,
     check_finite,
-    inner_scale,
     conv_qkv,
+    inner_scale,
     split_points,
     unfold_heads,
 )
