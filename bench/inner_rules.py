@@ -9,7 +9,7 @@ the mean norm ratio |M(k_i)| / |v_i| after the same N = d/4 pairs (rho 0) are pr
 predicted fixed point M k = v / 2). The overwrite test streams N = d/2 pairs, then a quarter of the same keys
 again with new values, and queries those keys for the new values.
 
-Rules on a linear memory W (y = W k), the library's one-step rules (nested.memory) where it has them:
+Rules on a linear memory W (y = W k), the library's one-step rules (nested.rules) where it has them:
 Hebbian / linear attention (Eq. 64), the delta rule (= Eq. 92 with the sign corrected, the "single delta"
 rule, at alpha 1), the gated delta rule (alpha 0.98), Eq. 93 as printed (DGD decay and the L2 gradient:
 W (I - eta k k^T) - eta (W k - v) k^T, both terms at W_{t-1}) and DGD (Eq. 57, eta' = eta / (1 + eta |k|^2)).
@@ -35,7 +35,7 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stats import mean_sd  # noqa: E402
-from nested.memory import delta_update, dgd_update, gated_delta_update, hebbian_update  # noqa: E402
+from nested.rules import delta_update, dgd_update, gated_delta_update, hebbian_update  # noqa: E402
 
 ETAS = (0.1, 0.3, 1.0, 3.0, 10.0)
 REPEATS = 30  # presentations of the same pairs for the fixed-point check

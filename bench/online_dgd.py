@@ -7,7 +7,7 @@ A linear model y = W x learns online (predict, then one step) from a stream (x_t
 x_t an AR(1) process (x_t = phi x_{t-1} + sqrt(1 - phi^2) e_t, phi 0.95) normalised to unit norm ("DGD with
 normalised inputs"), A_t a teacher that rotates slowly (A_t = A_{t-1} R, R = exp(omega S) for a random
 unit skew-symmetric S, omega 2e-3 rad per step), noise sd 0.05. The shuffle presents the same pairs in a random
-order (so the targets' drift becomes noise). The rules are the library's (nested.memory):
+order (so the targets' drift becomes noise). The rules are the library's (nested.rules):
 GD on 1/2 |W x - y|^2 (the delta rule) and DGD (Eq. 57: W (I - eta' x x^T) - eta' (W x - y) x^T, eta' = eta /
 (1 + eta |x|^2)). Each rule's step is the best of ETAS per stream on seed 0 (online loss); seeds report at it.
 
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stats import fmt_mean_sd  # noqa: E402
-from nested.memory import delta_update, dgd_update  # noqa: E402
+from nested.rules import delta_update, dgd_update  # noqa: E402
 
 ETAS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 RULES = {"GD (delta rule)": lambda W, x, y, eta: delta_update(W, x, y, eta),

@@ -5,17 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from nested.attention import softmax_read, weighted_regression_minimiser
-from nested.memory import (
-    RecurrenceInputs,
-    delta_update,
-    dgd_proximal_minimiser,
-    dgd_update,
-    gated_delta_update,
-    hebbian_update,
-    recurrence_chunk,
-    recurrence_step,
-    run_recurrence,
-)
+from nested.memory import RecurrenceInputs, recurrence_chunk, recurrence_step, run_recurrence
+from nested.rules import delta_update, dgd_proximal_minimiser, dgd_update, gated_delta_update, hebbian_update
 
 
 def _autograd_step(W, loss_fn, eta):
