@@ -15,13 +15,21 @@ APP_MODELS: dict[str, tuple[str | None, str, dict]] = {
     "hope": ("hope-text", "hope", {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64)}),
     "titans": ("titans-text", "titans", {"d_model": 64, "n_layers": 2}),
     "transformer": ("transformer-text", "transformer", {"d_model": 64, "n_layers": 2}),
-    "hope-recall": ("hope-recall", "hope", {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64)}),
+    "hope-recall": (
+        "hope-recall",
+        "hope",
+        {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64), "inner_update": "normalized"},
+    ),
     # the recall lab (pages/recall.py): MQAR over 4-32 pairs, matched size
     "titans-recall": ("titans-recall", "titans", {"d_model": 64, "n_layers": 2}),
     "transformer-recall": ("transformer-recall", "transformer", {"d_model": 64, "n_layers": 2}),
     "swa-recall": ("swa-recall", "transformer-swa", {"d_model": 64, "n_layers": 2, "window": 24}),
     # continual learning in context (pages/continual.py): successor languages, matched size
-    "hope-languages": ("hope-languages", "hope", {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64)}),
+    "hope-languages": (
+        "hope-languages",
+        "hope",
+        {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64), "inner_update": "normalized"},
+    ),
     "titans-languages": ("titans-languages", "titans", {"d_model": 64, "n_layers": 2}),
     "swa-languages": ("swa-languages", "transformer-swa", {"d_model": 64, "n_layers": 2, "window": 64}),
     "transformer-languages": ("transformer-languages", "transformer", {"d_model": 64, "n_layers": 2}),
