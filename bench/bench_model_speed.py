@@ -91,21 +91,33 @@ def compiled_training(a, tokens) -> None:
     )
 
 
+def task_tokens(model, text_tokens: torch.Tensor, n_samples: int = 8) -> tuple[torch.Tensor, str]:
+    """What a clip rate is measured on: 8 samples of the task the checkpoint was trained on (its last stage),
+    or the sample text for the byte LMs and for models without a recipe."""
+    from nested.tasks import make_task
+
+    train = (getattr(model, "checkpoint_meta", None) or {}).get("train") or {}
+    if train.get("task") in (None, "text"):
+        return text_tokens, f"{text_tokens.shape[1]} bytes of a sample text"
+    batch = make_task(train["task"], **train.get("task_args", {})).sample(n_samples, 12345)
+    return batch.inputs, f"{n_samples} held-out {train['task']} samples of {batch.inputs.shape[1]} tokens"
+
+
 def shipped_clip_rates(n: int = 512, also: tuple[str, ...] = ()) -> None:
-    """How often the inner clips fire on the shipped Hope models (and the checkpoints in `also`), streaming
-    a sample text: per memory, the fraction of (token, head) inner gradients clipped; per CMS level, of
-    updates."""
+    """How often the inner clips fire on the shipped Hope models (and the checkpoints in `also`), each on its
+    own task: per memory, the fraction of (token, head) inner gradients clipped; per CMS level, of updates."""
     from app.models import APP_MODELS, build_frozen
     from app.samples import sample_texts
 
     text = next(iter(sample_texts().values()))
-    tokens = nested.encode_text(text, limit=n)
-    print(f"clip rates on the shipped Hope models ({tokens.shape[1]} bytes of a sample text):")
+    text_tokens = nested.encode_text(text, limit=n)
+    print("clip rates on the shipped Hope models, each on its own task:")
     models = {name: lambda name=name: build_frozen(name, seed=0, device="cpu")
               for name, (ckpt, reg, _) in APP_MODELS.items() if reg == "hope" and ckpt is not None}  # fmt: skip
     models |= {path: lambda path=path: nested.load(path, device="cpu").eval() for path in also}
     for name, build in models.items():
         model = build()
+        tokens, what = task_tokens(model, text_tokens)
         with torch.no_grad():
             rates = model.stream(tokens, trace=True).trace.clip_rates()
         names = dict(enumerate(model.blocks[0].mixer.names))
@@ -116,10 +128,8 @@ def shipped_clip_rates(n: int = 512, also: tuple[str, ...] = ()) -> None:
                 key = f"layer {layer} {names[int(m)]}"
             rows.append(f"{key} {100 * r:.0f}%")
         cfg = model.cfg
-        print(
-            f"  {name} (inner_update {cfg.inner_update}, inner_clip {cfg.inner_clip:g}, cms_clip {cfg.cms_clip:g}): "
-            + ", ".join(rows)
-        )
+        print(f"  {name} (inner_update {cfg.inner_update}, inner_clip {cfg.inner_clip:g}, cms_clip {cfg.cms_clip:g}; "
+              f"{what}): " + ", ".join(rows))  # fmt: skip
     print()
 
 
