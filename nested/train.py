@@ -97,7 +97,8 @@ TEXT = {"task": "text", "task_args": {"seq_len": 128}, "optimizer": "adamw", "lr
 PRESETS: dict[str, dict] = {
     "smoke": {"model": "transformer", "model_args": {"d_model": 32, "n_layers": 1}, "task_args": {"seq_len": 32},
               "steps": 20, "batch_size": 4, "eval_every": 10, "ckpt_every": 10},
-    "text-hope": {**TEXT, "model": "hope", "model_args": {"d_model": 64, "n_layers": 2, "cms_periods": [16, 64]}},
+    "text-hope": {**TEXT, "model": "hope", "model_args": {"d_model": 64, "n_layers": 2, "cms_periods": [16, 64],
+                                                          "inner_update": "normalized"}},
     "text-titans": {**TEXT, "model": "titans", "model_args": {"d_model": 64, "n_layers": 2}},
     "text-transformer": {**TEXT, "model": "transformer", "model_args": {"d_model": 64, "n_layers": 2}},
     "recall-hope": {"model": "hope", "model_args": {"d_model": 64, "n_layers": 2, "cms_periods": [16, 64]},

@@ -356,15 +356,16 @@ def test_a_released_session_gives_free_heap_back_to_the_os(monkeypatch):
     assert ran.wait(5.0)
 
 
-def test_the_memory_lesson_opens_where_the_gradient_step_drives_the_change():
-    """Lesson 02's claim on its preset: the size of each token's change to layer 0's M_memory follows the
-    size of its gradient step, eta_t * sqrt(surprise) (correlation 0.54 on the shipped run; asserted above
-    0.4), more than the surprise alone (0.29)."""
+def test_the_memory_lesson_opens_where_the_learning_rate_drives_the_change():
+    """Lesson 02's claim on its preset: hope-text writes by normalised GD, so the size of each token's change
+    to layer 0's M_memory follows its self-generated learning rate eta_t (correlation 0.41 on the shipped run;
+    asserted above 0.3) far more than the surprise alone (0.13), and eta_t spans more than tenfold."""
     shipped = shipped_run(PRESETS["stepper-first-look"].run_key)
     snaps = dict(shipped.snapshots[0])
     tokens = sorted(t for t in snaps if t >= 0 and t - 1 in snaps)
     change = [np.linalg.norm(snaps[t]["M_memory"] - snaps[t - 1]["M_memory"]) for t in tokens]
-    surprise = shipped.array("surprise")[tokens, 0]  # (tokens, heads)
-    step = (shipped.array("eta")[tokens, 0] * np.sqrt(surprise)).mean(-1)
-    by_step, by_surprise = np.corrcoef(step, change)[0, 1], np.corrcoef(surprise.mean(-1), change)[0, 1]
-    assert len(tokens) >= 40 and by_step > 0.4 and by_step > by_surprise
+    surprise = shipped.array("surprise")[tokens, 0].mean(-1)  # (tokens,): mean over heads
+    eta = shipped.array("eta")[tokens, 0]  # (tokens, heads)
+    by_eta, by_surprise = np.corrcoef(eta.mean(-1), change)[0, 1], np.corrcoef(surprise, change)[0, 1]
+    assert len(tokens) >= 40 and by_eta > 0.3 and by_eta > by_surprise + 0.15
+    assert eta.max() > 10 * eta.min()
