@@ -74,7 +74,7 @@ SETTINGS.update(
     {"chosen, fixed k": {**CHOSEN, "adaptive_k": False}, "chosen, fixed v": {**CHOSEN, "adaptive_v": False}}
 )
 # Session 14: every Table 6 row on top of the chosen defaults (python bench/stability_study.py --settings
-# chosen-table6), and the chosen defaults with normalised writes (inner_update, the recall and languages rule)
+# chosen-table6), and the chosen defaults with normalised writes (inner_update: the text and recall models)
 SETTINGS["chosen, normalized writes"] = {**CHOSEN, "inner_update": "normalized"}
 CHOSEN_TABLE6 = ["eta_init_bias -4, cms_lr 1e-5, cms_clip 100", "chosen, normalized writes", "chosen, fixed k",
                  "chosen, fixed v"]  # fmt: skip
