@@ -159,7 +159,9 @@ CLAIMS: list[Claim] = [
         {"preset": "continual-forgetting"},
         "Hope keeps a little more than the window on every training seed (0.21 / 0.33 / 0.38 against 0.12–0.21) "
         "but stays near chance on A after B, even the seed that learned every language fully alone; Titans, "
-        "without a CMS, keeps more, and how much depends on its training seed.",
+        "without a CMS, keeps more, and how much depends on its training seed. These Hope numbers are of the "
+        "plain-GD model shipped before session 14; the re-shipped one (normalised writes, each language alone "
+        "0.996) is not yet measured here.",
     ),
     Claim(
         "m3-less-forgetting",

@@ -107,19 +107,17 @@ PRESETS: dict[str, dict] = {
                        "task": "switching", "task_args": {"family": "map", "examples_per_segment": 16},
                        "lr": 3e-3, "batch_size": 16},
     # Continual learning in context (pages/continual.py): one recipe, four models of matched size
-    **{f"languages-{key}": {"model": key.removesuffix("-normalized"), "model_args": {"d_model": 64, "n_layers": 2, **extra}, "task": "languages",
+    **{f"languages-{key}": {"model": key.removesuffix("-plain"), "model_args": {"d_model": 64, "n_layers": 2, **extra}, "task": "languages",
                           "task_args": {"n_tasks": 4, "segment_len": 128, "n_segments": 4}, "lr": 3e-3,
                           "batch_size": 16, "eval_every": 100, "ckpt_every": 50}
-       # Hope: the shipped hope-languages' settings, written out (they predate the stability study's defaults):
-       # plain GD clipped at 1 (at 10 its outer gradient at init was ~2.6e6 and the global clip starved every
-       # other weight), eta bias -2, CMS rate 1e-3 clipped at 1. Both clips fire on 77-100 % of updates: the
-       # clip is the rule (docs/FIDELITY.md). "hope-normalized" is session 14's run at the chosen defaults with
-       # normalised writes, which learned less at the same 1,750 steps (docs/RESULTS.md), so it is not shipped.
-       # Titans keeps inner clip 1.0: at 10 it learns at first, but by step 500 its gradient is 3.6e7 (layer 1's
-       # memory) and the loss diverges
-       for key, extra in (("hope", {"cms_periods": [16, 64], "inner_clip": 1.0, "eta_init_bias": -2.0, "cms_lr": 1e-3,
-                                  "cms_clip": 1.0}),
-                        ("hope-normalized", {"cms_periods": [16, 64], "inner_update": "normalized"}),
+       # Hope writes by normalised GD at the chosen defaults (inner_update; the clip at 10 a guard). "hope-plain" is
+       # the recipe of the hope-languages shipped before session 14: plain GD clipped at 1 (at 10 its outer gradient
+       # at init was ~2.6e6 and the global clip starved every other weight), eta bias -2, CMS rate 1e-3 clipped at 1
+       # (both clips fired on 77-100 % of updates). Titans keeps inner clip 1.0: at 10 it learns at first, but by
+       # step 500 its gradient is 3.6e7 (layer 1's memory) and the loss diverges
+       for key, extra in (("hope", {"cms_periods": [16, 64], "inner_update": "normalized"}),
+                          ("hope-plain", {"cms_periods": [16, 64], "inner_clip": 1.0, "eta_init_bias": -2.0,
+                                          "cms_lr": 1e-3, "cms_clip": 1.0}),
                         ("titans", {"inner_clip": 1.0}), ("transformer-swa", {"window": 64}), ("transformer", {}))},
     # The recall lab (issue 15): MQAR over 4-32 pairs (contexts of 25-121 bytes), four models of matched size
     **{f"recall-mixed-{m}": {"model": m, "model_args": {"d_model": 64, "n_layers": 2, **extra}, "task": "recall",
