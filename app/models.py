@@ -28,7 +28,7 @@ APP_MODELS: dict[str, tuple[str | None, str, dict]] = {
     "hope-languages": (
         "hope-languages",
         "hope",
-        {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64), "inner_clip": 1.0},
+        {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64), "inner_update": "normalized"},
     ),
     "titans-languages": ("titans-languages", "titans", {"d_model": 64, "n_layers": 2}),
     "swa-languages": ("swa-languages", "transformer-swa", {"d_model": 64, "n_layers": 2, "window": 64}),
