@@ -149,10 +149,11 @@ def inner_scale(e: Tensor, hidden: Tensor, g2: Tensor, k: Tensor, rule: str, max
     its size is eta_t alone; docs/FIDELITY.md), then applies the same guard, which then fires only when
     `max_norm` < 1."""
     norm = inner_grad_norm(e, hidden, g2, k)
-    base = 1.0 / norm.clamp_min(NORMALIZED_FLOOR) if rule == "normalized" else torch.ones_like(norm)
+    if rule != "normalized":
+        return (max_norm / norm).clamp(max=1.0)[..., None], norm > max_norm
+    base = 1.0 / norm.clamp_min(NORMALIZED_FLOOR)
     after = norm * base
-    guard = (max_norm / after).clamp(max=1.0)
-    return (base * guard)[..., None], after > max_norm
+    return (base * (max_norm / after).clamp(max=1.0))[..., None], after > max_norm
 
 
 def check_finite(tensors: dict[str, Tensor], layer: int, where: str) -> None:
