@@ -18,7 +18,7 @@ APP_MODELS: dict[str, tuple[str | None, str, dict]] = {
     "hope-recall": (
         "hope-recall",
         "hope",
-        {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64), "inner_update": "normalized"},
+        {"d_model": 64, "n_layers": 2, "cms_periods": (16, 64), "inner_update": "normalized", "cms_clip": 1000.0},
     ),
     # the recall lab (pages/recall.py): MQAR over 4-32 pairs, matched size
     "titans-recall": ("titans-recall", "titans", {"d_model": 64, "n_layers": 2}),
