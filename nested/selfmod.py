@@ -226,6 +226,9 @@ class SelfModifyingTitans(nn.Module):
         logits = (proj[:, self.i_eta : self.i_alpha + 1] * consts["gate_w"]).sum(-1) + consts["gate_b"]
         gates = torch.sigmoid(logits)
         eta, alpha = cfg.eta_scale * gain * gates[:, 0], gates[:, 1]  # (N, n)
+        log_alpha = F.logsigmoid(logits[:, 1])
+        if not cfg.forget_gate:  # E4's "no alpha": the DGD decay term is I - eta k k^T
+            alpha, log_alpha = torch.ones_like(alpha), torch.zeros_like(log_alpha)
 
         raw = torch.cat([proj[:, i] if f is None else f for f, i in zip(fixed, (self.i_q, self.i_k, self.i_v), strict=True)],
                         dim=-1)  # fmt: skip
@@ -243,7 +246,7 @@ class SelfModifyingTitans(nn.Module):
         mom = cfg.momentum > 0
         beta = torch.full_like(eta, cfg.momentum) if mom else None
         K = cfg.inner_steps
-        tables = None if stepwise else step_tables(alpha, beta, K, F.logsigmoid(logits[:, 1]))
+        tables = None if stepwise else step_tables(alpha, beta, K, log_alpha)
         # First layers W2 of all memories share the key k: stack them along the output rows, and read
         # only M_memory's rows (the row-separable read of recurrence_chunk).
         reads2, W2_next, S2_next = run_recurrence(

@@ -118,11 +118,15 @@ class TitansMemory(nn.Module):
         else:
             F1, F2 = state.F1, state.F2
         q, k, v, convs = conv_qkv(x, self.qkv, self.convs, state.convs, H)
-        z = self.gates(x).view(B, n, 3, H).permute(2, 0, 3, 1).reshape(3, B * H, n)
+        # static gates (E4's model 1): the learned biases alone, the same at every token
+        z = self.gates(x) if cfg.titans_gates == "data" else self.gates.bias.expand(B, n, 3 * H)
+        z = z.view(B, n, 3, H).permute(2, 0, 3, 1).reshape(3, B * H, n)
         g = torch.sigmoid(z)
         theta, eta, alpha = g[0] * cfg.titans_max_lr * state.eta_gain, g[1], g[2]
         # the gates' logs in closed form: log(1 - alpha) = logsigmoid(-z) stays finite where 1 - alpha rounds to 0
         logs = {"log_decay": F.logsigmoid(-z[2]), "log_mom": F.logsigmoid(z[1])}
+        if not cfg.forget_gate:  # nothing forgotten: 1 - alpha_t = 1
+            alpha, logs["log_decay"] = torch.zeros_like(alpha), torch.zeros_like(alpha)
 
         e, hidden, g2, inner_loss = bank_inner_grads(F1, F2, k, v[:, None], "l2", "corrected")
         scale, _ = inner_scale(e, hidden, g2, k, cfg.inner_update, cfg.inner_clip)
