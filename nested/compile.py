@@ -28,6 +28,7 @@ import torch._functorch.config as functorch_config
 import torch.nn.functional as F
 from torch import Tensor
 
+from nested.cms import anchor
 from nested.layers import check_finite, split_points
 from nested.selfmod import SelfModifyingTitans, memories_finite
 from nested.selfmod_state import ChunkOut
@@ -109,15 +110,15 @@ class CompiledModel:
     def piece(self, model, state, tok: Tensor, targets: Tensor, trace):
         """The segment graph on `state`: every layer advances, every CMS level takes this segment's
         gradient (segment reading) and those whose period ends here step. Returns (logits, state)."""
-        state = model._open_segment(state, outer=True)
         args = []
         for blk, st in zip(model.blocks, state.mixers, strict=True):
             a = blk.mixer.core_args(st)
             if not a.conv.requires_grad:  # the first conv state: one graph for every segment
                 a = a._replace(conv=a.conv.detach().requires_grad_(True))
             args.append(a)
-        seg = state.window[-1]
-        logits, outs, grads, finite = self.segment_graph(tok, targets, args, list(seg.weights))
+        # the levels' current values; the graph anchors them to the initial weights itself (first order)
+        values = [tuple((u.detach(), w.detach()) for u, w in c.weights) for c in state.cms]
+        logits, outs, grads, finite = self.segment_graph(tok, targets, args, values)
         n, end = tok.shape[1], state.pos + tok.shape[1]
         mixers, _ = advance_mixers(model, state.mixers, n, args, outs, finite)
         cms = model.step_levels(state.cms, [dict(enumerate(g)) for g in grads], end, trace)
@@ -135,10 +136,15 @@ class CompiledModel:
             outs.append(out)
         return model.head(model.norm_f(x)), outs, memories_finite(outs)
 
-    def _segment_core(self, tok: Tensor, targets: Tensor, layer_args: list, weights: list):
+    def _segment_core(self, tok: Tensor, targets: Tensor, layer_args: list, values: list):
         """One segment (B, G) with next-token `targets`: logits, each layer's `_chunk_core` outputs,
-        d(summed segment loss)/d(each level's weights) per layer, and the finite flag."""
+        d(summed segment loss)/d(each level's weights) per layer, and the finite flag. `values` are the
+        levels' current per-item weights (no graph): anchored here, inside the graph, so the outer
+        gradient to the initial weights is reduced over the batch by the compiled backward (anchoring
+        once per segment or once per level chunk gives the initial weights the same summed gradient)."""
         model = self.model
+        weights = [tuple((anchor(u, blk.ffn.up0[lv]), anchor(w, blk.ffn.down0[lv])) for lv, (u, w) in enumerate(layer))
+                   for blk, layer in zip(model.blocks, values, strict=True)]  # fmt: skip
         absent = []  # which `_chunk_core` outputs are None (momentum off): vjp's aux holds tensors only
 
         def forward(ws):

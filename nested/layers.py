@@ -88,10 +88,17 @@ def silu_grad(z: Tensor) -> Tensor:
     return s * (1 + z * (1 - s))
 
 
+def first_layers(x: Tensor, W2: Tensor) -> Tensor:
+    """x (N, T, d) through every memory's first layer W2 (N, M, h, d) -> (N, M, T, h). The input is
+    shared, so one product against the M memories' rows stacked (N, M*h, d) does it: larger matrices
+    than M separate products, and no copy of x per memory (nor a sum over memories in its backward)."""
+    N, M, h, d = W2.shape
+    return (x @ W2.reshape(N, M * h, d).transpose(-1, -2)).view(N, x.shape[1], M, h).transpose(1, 2)
+
+
 def bank_forward(W1: Tensor, W2: Tensor, x: Tensor) -> Tensor:
     """All M memories applied to the shared input x (N, T, d) -> (N, M, T, d)."""
-    x = x[:, None]
-    return x + F.silu(x @ W2.transpose(-1, -2)) @ W1.transpose(-1, -2)
+    return x[:, None] + F.silu(first_layers(x, W2)) @ W1.transpose(-1, -2)
 
 
 def bank_inner_grads(W1: Tensor, W2: Tensor, k: Tensor, target: Tensor, objective: str, sign: str):
@@ -121,10 +128,10 @@ def bank_self_grads(W1: Tensor, W2: Tensor, k: Tensor, v: Tensor, objective: str
     """Self-generated targets v_hat_m = M_m(v) (Eq. 87) and the inner gradients of every memory at key k,
     with M(k) and M(v) computed in one batched pass. Same returns as `bank_inner_grads`."""
     n = k.shape[1]
-    kv = torch.cat([k, v], dim=1)[:, None]
-    z = kv @ W2.transpose(-1, -2)
+    kv = torch.cat([k, v], dim=1)
+    z = first_layers(kv, W2)
     h = F.silu(z)
-    y = kv + h @ W1.transpose(-1, -2)
+    y = kv[:, None] + h @ W1.transpose(-1, -2)
     target = y[:, :, n:]
     if stopgrad:
         target = target.detach()
