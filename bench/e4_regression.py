@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import subprocess
 import sys
 import time
@@ -42,8 +43,14 @@ def run_cell(task: RegressionTask, variant: str, layers: int, seed: int, steps: 
             **dataclasses.asdict(m)}  # fmt: skip
 
 
+def gate(cells: list[dict], key: str, digits: int) -> str:
+    """A gate measure over seeds; attention has no learning rate nor retention (NaN): '-'."""
+    values = [c[key] for c in cells]
+    return "-" if any(math.isnan(v) for v in values) else fmt_mean_sd(values, digits)
+
+
 def report(cells: list[dict]) -> None:
-    print(f"{'model':34s} {'params':>6s} {'query MSE':>15s} {'low sigma':>9s} {'high sigma':>10s} "
+    print(f"{'model':40s} {'params':>6s} {'query MSE':>15s} {'low sigma':>9s} {'high sigma':>10s} "
           f"{'0-8 after':>9s} {'32-40 after':>11s} {'corr(eta, 1/s2)':>16s} {'retention dip':>14s} seeds")  # fmt: skip
     for variant in VARIANTS:
         for layers in sorted({c["layers"] for c in cells}):
@@ -51,11 +58,11 @@ def report(cells: list[dict]) -> None:
             if not cs:
                 continue
             after = lambda c, start: dict(map(tuple, c["mse_after_switch"])).get(start, float("nan"))  # noqa: E731
-            print(f"{variant + f' (L{layers})':34s} {cs[0]['params']:6d} {fmt_mean_sd([c['mse'] for c in cs]):>15s} "
+            print(f"{variant + f' (L{layers})':40s} {cs[0]['params']:6d} {fmt_mean_sd([c['mse'] for c in cs]):>15s} "
                   f"{sum(c['mse_by_sigma'][0][1] for c in cs) / len(cs):9.3f} "
                   f"{sum(c['mse_by_sigma'][-1][1] for c in cs) / len(cs):10.3f} "
                   f"{sum(after(c, 0) for c in cs) / len(cs):9.3f} {sum(after(c, 32) for c in cs) / len(cs):11.3f} "
-                  f"{fmt_mean_sd([c['eta_corr'] for c in cs], 2):>16s} {fmt_mean_sd([c['alpha_dip'] for c in cs], 4):>14s} "
+                  f"{gate(cs, 'eta_corr', 2):>16s} {gate(cs, 'alpha_dip', 4):>14s} "
                   f"{len(cs)}")  # fmt: skip
 
 

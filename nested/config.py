@@ -41,9 +41,7 @@ class ModelConfig:
     inner_clip: float = 10.0  # per-token inner gradient norm clip (DESIGN.md §7): a guard
     read_after_write: bool = False  # Hope reads M_{t-1}(q_t) (§4.2); Titans' notation reads M_t
     forget_gate: bool = True  # alpha_t from the model; False: alpha_t = 1, nothing forgotten (E4's "no alpha")
-    titans_gates: str = (
-        "data"  # Titans' theta/eta/alpha per token from x_t (data) or learned constants (static; E4 model 1)
-    )
+    titans_gates: str = "data"  # Titans' gates from x_t (data) or learned constants (static: E4's model 1)
     titans_max_lr: float = 0.1  # theta_t = sigmoid(.) * max_lr (lucidrains' parameterisation; 0.5 fails to train)
 
     # --- Continuum Memory System (PAPER.md §5)

@@ -22,12 +22,13 @@ from torch import Tensor, nn
 
 from nested.config import ModelConfig
 from nested.layers import RMSNorm
+from nested.model import Block  # the model's own wiring
 
 
 @dataclass(frozen=True)
 class RegressionTask:
-    d_key: int = 16
-    seq_len: int = 256
+    d_key: int = 8
+    seq_len: int = 128
     query_every: int = 8
     sigma_min: float = 0.01
     sigma_max: float = 1.0
@@ -84,8 +85,6 @@ class RegressionNet(nn.Module):
 
     def __init__(self, cfg: ModelConfig, d_in: int, d_out: int):
         super().__init__()
-        from nested.model import Block  # the model's own wiring
-
         torch.manual_seed(cfg.seed)
         self.cfg = cfg
         self.read_in = nn.Linear(d_in, cfg.d_model)
