@@ -226,6 +226,26 @@ CLAIMS: list[Claim] = [
         "The direction holds; the margin is about one standard deviation of the plain-GD runs.",
     ),
     Claim(
+        "self-generated-rates",
+        "A self-modifying memory infers how noisy its context is and sets its own learning rate per sequence "
+        "(higher when clean), and forgets right after the context's rule changes; static or one-token gates "
+        "cannot (E4).",
+        "A prediction of PAPER.md §9 E4 (the self-generated η_t, α_t of §4); no number in the paper.",
+        "In-context regression (d 8, noise σ 0.01–1, a map switch in half the sequences), 1 layer, 1,200 steps, "
+        "3 seeds: corr(sequence-mean η_t, 1/σ²) self-modifying (η/α only) +0.02 ± 0.08, full −0.25 ± 0.13, Titans' "
+        "per-token gates +0.17 ± 0.05; retention after a switch moves ≤ 0.0006 in every model. Query MSE (0 = 1.0): "
+        "η/α-only 0.241 ± 0.003, full 0.263 ± 0.016 (2 of 3 seeds learned), Titans 0.263 ± 0.002, attention 0.460.",
+        NOT_REPRODUCED,
+        "python bench/e4_regression.py --jobs 2",
+        "stepper",
+        {"preset": "stepper-first-look"},
+        "Small models, 1,200 steps, one task scale. On this task one token does reveal σ (|v|² ≈ |Ak|² + σ²), so the "
+        "per-token gates are not blind as E4 assumes. No model learned to forget at a switch: right after it each "
+        "answers with the old map (1.44–1.54 over the next 8 tokens, worse than predicting 0) and recovers within "
+        "~32 tokens by overwriting it.",
+        "the η_t and α_t strips",
+    ),
+    Claim(
         "inner-rules",
         "Delta-rule and DGD-style inner rules recall better than the Hebbian rule once the memory fills or keys "
         "correlate, and on overwrites; an MLP memory beats a linear one beyond N ≈ d; Eq. 93 as printed shrinks "
