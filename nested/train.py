@@ -93,7 +93,7 @@ class TrainConfig:
 
 
 # Hope in the recall lab: normalised writes; its layer-0 period-16 CMS level clipped on 14-40 % of updates at the
-# default cms_clip 100 (session 14), so the guard sits at 1000 (0 % on its task; held-out accuracy unchanged)
+# default cms_clip 100 (session 14), so the guard sits at 1000 (0 % on its task; accuracy level within one seed)
 RECALL_HOPE = {"cms_periods": [16, 64], "inner_update": "normalized", "cms_clip": 1000.0}
 PRESETS_RECALL = {"task_args": {}, "lr": 1e-3, "batch_size": 32, "eval_every": 100, "ckpt_every": 50}
 TEXT = {"task": "text", "task_args": {"seq_len": 128}, "optimizer": "adamw", "lr": 3e-3, "batch_size": 16}
