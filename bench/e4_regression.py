@@ -111,16 +111,13 @@ def main() -> None:
         if not a.report:
             helpers = [subprocess.Popen([sys.executable, *sys.argv, "--job", str(j)], stdout=subprocess.DEVNULL)
                        for j in range(1, a.jobs)]  # fmt: skip
-    cells = []
     grid = [(v, L, s) for s in a.seeds for L in a.layers for v in a.variants]
     for i, (variant, layers, seed) in enumerate(grid):
-        mine = i % a.jobs == a.job
-        cell = cached_cell(cell_path(root, variant, layers, seed, a.steps, task), mine and not a.report,
-                           lambda: run_cell(task, variant, layers, seed, a.steps),  # noqa: B023
-                           lambda c: f"{c['variant']} L{c['layers']} seed {c['seed']}: query MSE {c['mse']:.3f} "
-                                     f"({c['seconds']:.0f} s)")  # fmt: skip
-        if cell:
-            cells.append(cell)
+        if i % a.jobs == a.job and not a.report:
+            cached_cell(cell_path(root, variant, layers, seed, a.steps, task), True,
+                        lambda: run_cell(task, variant, layers, seed, a.steps),  # noqa: B023
+                        lambda c: f"{c['variant']} L{c['layers']} seed {c['seed']}: query MSE {c['mse']:.3f} "
+                                  f"({c['seconds']:.0f} s)")  # fmt: skip
     if a.job:
         return  # a helper: the first process reports
     for helper in helpers:

@@ -102,10 +102,14 @@ class RegressionNet(nn.Module):
         return self.read_out(self.norm(x)), records
 
 
+def squared_errors(pred: Tensor, batch: dict) -> Tensor:
+    """(B, T): each token's squared error, summed over the value's dimensions (only queries are scored)."""
+    return ((pred - batch["targets"]) ** 2).sum(-1)
+
+
 def query_mse(pred: Tensor, batch: dict) -> Tensor:
-    """Mean squared error per query token (summed over the value's dimensions), over the batch's queries."""
-    err = ((pred - batch["targets"]) ** 2).sum(-1)
-    return err[batch["is_query"]].mean()
+    """Mean squared error per query token, over the batch's queries."""
+    return squared_errors(pred, batch)[batch["is_query"]].mean()
 
 
 @dataclass(frozen=True)
@@ -120,17 +124,16 @@ class Measures:
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = a.argsort().argsort().astype(float), b.argsort().argsort().astype(float)
-    if ra.std() == 0 or rb.std() == 0 or np.allclose(a, a[0]):
+    if np.allclose(a, a[0]) or np.allclose(b, b[0]):
         return 0.0  # a constant rate (static gates) carries no information about sigma
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(np.corrcoef(a.argsort().argsort(), b.argsort().argsort())[0, 1])
 
 
 @torch.no_grad()
 def measure(model: RegressionNet, task: RegressionTask, n: int = 512, seed: int = 12345) -> Measures:
     batch = task.sample(n, torch.Generator().manual_seed(seed))
     pred, records = model(batch["inputs"])
-    err = ((pred - batch["targets"]) ** 2).sum(-1)  # (B, T)
+    err = squared_errors(pred, batch)
     q = batch["is_query"]
     sigma, switch_at = batch["sigma"], batch["switch_at"]
     edges = np.geomspace(task.sigma_min, task.sigma_max, 5)
