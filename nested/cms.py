@@ -63,8 +63,12 @@ class LevelStep:
     reset: bool = False  # nested variant: a reset to the learned initial state
 
 
-def anchor(value: Tensor, base: Tensor) -> Tensor:
-    """First-order CMS: a tensor equal to `value` (B, ...) whose outer gradient flows to `base` (...)."""
+def anchor(value: Tensor, base: Tensor, after: Tensor | None = None) -> Tensor:
+    """First-order CMS: a tensor equal to `value` (B, ...) whose outer gradient flows to `base` (...).
+    `after` (an exact zero from nested.state.after, or None) orders it after the stream's state in the
+    autograd graph, so that the level gradient's backward does not walk the graph before its chunk."""
+    if after is not None:
+        base = base + after
     return base.expand_as(value) + (value - base).detach()
 
 
@@ -124,16 +128,18 @@ class CMS(nn.Module):
         return CMSState(weights=weights, acc=empty, gain=tuple(gain or (1.0,) * self.n_levels),
                         meta=weights if nested else None, meta_acc=empty if nested else None)  # fmt: skip
 
-    def training_weights(self, state: CMSState) -> CMSState:
+    def training_weights(self, state: CMSState, after: Tensor | None = None) -> CMSState:
         """The weights a training forward uses: first order, each level's value anchored to its
         initial weights once per chunk (a level that already holds an anchored tensor keeps it, so the
-        same tensor serves its whole chunk and the exact gradient is taken with respect to it)."""
+        same tensor serves its whole chunk and the exact gradient is taken with respect to it).
+        `after`: see `anchor`."""
         if self.cfg.cms_second_order:
             return state
         weights = tuple(
-            (u if u.requires_grad else anchor(u, self.up0[lv]), w if w.requires_grad else anchor(w, self.down0[lv]))
+            (u if u.requires_grad else anchor(u, self.up0[lv], after),
+             w if w.requires_grad else anchor(w, self.down0[lv], after))
             for lv, (u, w) in enumerate(state.weights)
-        )
+        )  # fmt: skip
         return replace(state, weights=weights)
 
     # -- forward -------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -110,13 +112,9 @@ def bank_inner_grads(W1: Tensor, W2: Tensor, k: Tensor, target: Tensor, objectiv
 
     grad W1 = e hidden^T (key: hidden = silu(W2 k)); grad W2 = g2 k^T with g2 = (W1^T e) * silu'(W2 k).
     `loss` (N, M, T) is the L2 inner loss 1/2 ||M(k) - v_hat||^2, the memory's "surprise"."""
-    k4 = k[:, None]
-    z = k4 @ W2.transpose(-1, -2)
+    z = first_layers(k, W2)
     hidden = F.silu(z)
-    return _grads_from(W1, z, hidden, k4 + hidden @ W1.transpose(-1, -2), target, objective, sign)
-
-
-def _grads_from(W1, z, hidden, y, target, objective, sign):
+    y = k[:, None] + hidden @ W1.transpose(-1, -2)
     err = y - target
     loss = 0.5 * (err * err).sum(-1)
     e = err if objective == "l2" else (-target if sign == "corrected" else target)
@@ -125,17 +123,12 @@ def _grads_from(W1, z, hidden, y, target, objective, sign):
 
 
 def bank_self_grads(W1: Tensor, W2: Tensor, k: Tensor, v: Tensor, objective: str, sign: str, stopgrad: bool):
-    """Self-generated targets v_hat_m = M_m(v) (Eq. 87) and the inner gradients of every memory at key k,
-    with M(k) and M(v) computed in one batched pass. Same returns as `bank_inner_grads`."""
-    n = k.shape[1]
-    kv = torch.cat([k, v], dim=1)
-    z = first_layers(kv, W2)
-    h = F.silu(z)
-    y = kv[:, None] + h @ W1.transpose(-1, -2)
-    target = y[:, :, n:]
-    if stopgrad:
-        target = target.detach()
-    return _grads_from(W1, z[:, :, :n], h[:, :, :n], y[:, :, :n], target, objective, sign)
+    """Self-generated targets v_hat_m = M_m(v) (Eq. 87) and the inner gradients of every memory at key k.
+    Same returns as `bank_inner_grads`. M(k) and M(v) are separate passes: one pass over [k; v] costs more
+    in the backward, where taking its halves apart again zero-fills the whole batch once per slice."""
+    with torch.no_grad() if stopgrad else nullcontext():
+        target = bank_forward(W1, W2, v)
+    return bank_inner_grads(W1, W2, k, target, objective, sign)
 
 
 def inner_grad_norm(e: Tensor, hidden: Tensor, g2: Tensor, k: Tensor) -> Tensor:

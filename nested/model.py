@@ -28,7 +28,7 @@ from nested.freeze import Freeze
 from nested.layers import RMSNorm, split_points
 from nested.mixers import make_mixer
 from nested.recorder import record_level_steps, record_token
-from nested.state import Segment, StreamResult, StreamState
+from nested.state import Segment, StreamResult, StreamState, after
 from nested.trace import Trace
 
 
@@ -240,7 +240,8 @@ class NestedLM(nn.Module):
             return state  # inside a segment: it is already open (pieces never cross a boundary)
         cms = state.cms
         if outer:
-            cms = tuple(_with_leaves(blk.ffn.training_weights(c)) for blk, c in zip(self.blocks, cms, strict=True))
+            mark = after(state.mixers)  # the level gradients then stop at this segment (nested.state.after)
+            cms = tuple(_with_leaves(blk.ffn.training_weights(c, mark)) for blk, c in zip(self.blocks, cms, strict=True))
         weights = tuple(c.weights for c in cms)
         if outer and self.cfg.cms_grad == "segment":  # a tensor of its own per segment: its uses only
             weights = tuple(tuple((u.view_as(u), w.view_as(w)) for u, w in layer) for layer in weights)
