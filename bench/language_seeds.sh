@@ -2,8 +2,8 @@
 # Training seeds 1 and 2 of the continual page's four models (issue 14), each with its shipped recipe:
 # `python -m nested train --preset languages-<model> --seed k`; Hope (normalised inner writes, the recipe of
 # hope-languages since session 14) with its second stage: 900 more steps from those weights with a fresh
-# optimizer. MODELS picks models (default: all four); COMPILE=1 compiles the training step (the same
-# function; Hope's steps run ~2x faster after a few minutes of compiling); SEEDS picks seeds (default "1 2").
+# optimizer. MODELS picks models (default: all four); COMPILE=1 compiles the training step (the same function;
+# at the languages' shape not faster than eager here: 3.5 s a step on a busy machine); SEEDS picks seeds (default "1 2").
 # Resumable: run it again after a stop.
 # Then: python bench/continual_study.py --training-seeds runs
 source "$(dirname "$0")/resumable.sh"

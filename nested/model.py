@@ -241,7 +241,9 @@ class NestedLM(nn.Module):
         cms = state.cms
         if outer:
             mark = after(state.mixers)  # the level gradients then stop at this segment (nested.state.after)
-            cms = tuple(_with_leaves(blk.ffn.training_weights(c, mark)) for blk, c in zip(self.blocks, cms, strict=True))
+            cms = tuple(
+                _with_leaves(blk.ffn.training_weights(c, mark)) for blk, c in zip(self.blocks, cms, strict=True)
+            )
         weights = tuple(c.weights for c in cms)
         if outer and self.cfg.cms_grad == "segment":  # a tensor of its own per segment: its uses only
             weights = tuple(tuple((u.view_as(u), w.view_as(w)) for u, w in layer) for layer in weights)
