@@ -144,9 +144,11 @@ class CMS(nn.Module):
 
     # -- forward -------------------------------------------------------------------------------
     def level_mlp(self, level: int, x: Tensor, up: Tensor, down: Tensor) -> Tensor:
-        """MLP^(l)(x) with per-batch-item weights up (B, hid, d), down (B, d, hid) (Eq. 70)."""
-        h = F.silu(self.norms[level](x) @ up.transpose(1, 2))
-        return h @ down.transpose(1, 2)
+        """MLP^(l)(x) with per-batch-item weights up (B, hid, d), down (B, d, hid) (Eq. 70). Written with
+        the weights on the left (W x^T), so the backward gives their gradients in their own layout (a
+        transposed gradient made every level step and anchor that follows it slower)."""
+        h = F.silu(torch.bmm(up, self.norms[level](x).transpose(1, 2)))  # (B, hid, n)
+        return torch.bmm(down, h).transpose(1, 2)
 
     def forward(self, x: Tensor, weights: tuple[Pair, ...]) -> Tensor:
         if self.agg is not None:  # independent (Eq. 74)
