@@ -408,6 +408,57 @@ def test_first_order_cms_base_gradient_equals_autograd_through_the_update_chain(
         assert float(b.abs().max()) > 0 and torch.allclose(a, b, atol=1e-10)
 
 
+def test_the_ordering_marker_is_an_exact_zero_that_sends_no_gradient_and_changes_nothing(monkeypatch):
+    """nested.state.after: an exact zero ordered after every tensor it is given, with no gradient back.
+    A training forward anchors each chunk's CMS weights through it (so a level gradient's backward stops
+    at the chunk: that is bench/bench_model_speed.py's business); here, that the anchored weights do sit
+    above the mixer states in the graph, and that the logits, every CMS step and every gradient are
+    bit-for-bit those without it."""
+    import nested.model as model_module
+    from nested.state import after
+
+    a = torch.randn(3, requires_grad=True)
+    b = (a * 2).exp()
+    zero = after({"x": b, "y": (torch.ones(2), b[:1])})
+    assert zero.item() == 0.0 and zero.requires_grad and zero.dim() == 0
+    (b.sum() + 5 * zero).backward()
+    assert torch.equal(a.grad, 2 * b.detach())  # the marker's path added nothing
+    assert after((torch.ones(2), {"z": torch.zeros(1, requires_grad=True)})) is None  # leaves have no node
+
+    tokens = _tokens(B=2, T=12)
+
+    def train(marker):
+        monkeypatch.setattr(model_module, "after", marker)
+        model = _build("hope", cms_periods=(2, 4), chunk_size=2, cms_lr=0.5)
+        result = model.run(tokens)
+        loss = torch.nn.functional.cross_entropy(result.logits[:, :-1].reshape(-1, 256), tokens[:, 1:].reshape(-1))
+        loss.backward()
+        return model, result, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    _, plain, plain_grads = train(lambda state: None)
+    model, marked, marked_grads = train(after)
+    assert torch.equal(plain.logits, marked.logits)
+    for c_plain, c_marked in zip(plain.state.cms, marked.state.cms, strict=True):
+        for pair_plain, pair_marked in zip(c_plain.weights, c_marked.weights, strict=True):
+            assert all(torch.equal(u, w) for u, w in zip(pair_plain, pair_marked, strict=True))
+    assert plain_grads.keys() == marked_grads.keys() and len(plain_grads) > 10
+    assert all(torch.equal(plain_grads[n], marked_grads[n]) for n in plain_grads)
+
+    # wiring: level 0 steps before token 2 and is anchored anew for its next chunk; those weights (layer 0)
+    # reach layer 1's memory state at token 2 in the graph
+    at2 = model.run(tokens[:1, :2]).state
+    at3 = model.run(tokens[:1, 2:3], state=at2).state
+    assert at3.window[-1].start == 2
+    target = at2.mixers[1].W1.grad_fn
+    seen, todo = set(), [at3.window[-1].weights[0][0][0].grad_fn]
+    while todo and target not in seen:
+        node = todo.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            todo += [f for f, _ in node.next_functions]
+    assert target in seen
+
+
 @pytest.mark.parametrize("fixed", ["k", "v"])
 def test_a_fixed_k_or_v_is_a_projection_not_a_memory(fixed):
     """Table 6's "k / v projection moved to the lowest level": the memory is gone from the layer (names,
