@@ -54,10 +54,11 @@ def stream_speed(model, n: int, trace: bool, repeats: int = 3) -> float:
 
 
 def compiled_training(a, tokens) -> None:
-    """Hope compiled for training (`nested.compile_model(model, "train")`) against the Transformer, eager
-    and compiled, measured back to back in each of three rounds so the machine's drift in speed cancels
-    within a round's ratios. With `cms_grad="segment"` each CMS segment's forward, segment gradient and
-    backward is one graph; with the default "exact" gradient only the chunk steps compile."""
+    """Hope compiled for training (`nested.compile_model(model, "train")`) and eager (the default model, the
+    eager gate) against the Transformer, eager and compiled, measured back to back in each of three rounds so
+    the machine's drift in speed cancels within a round's ratios. With `cms_grad="segment"` each CMS segment's
+    forward, segment gradient and backward is one graph; with the default "exact" gradient only the chunk
+    steps compile."""
 
     def build(name, **kw):
         return nested.build_model(name, d_model=a.d_model, n_layers=a.n_layers, seed=0, device="cpu", **kw)
@@ -71,14 +72,19 @@ def compiled_training(a, tokens) -> None:
     logging.getLogger("torch._dynamo").setLevel(logging.ERROR)
     transformer_compiled = torch.compile(build("transformer"))
     train_throughput(transformer_compiled, tokens, 0)
-    rounds = []  # each round measures the three back to back: the ratio within a round shares its drift
+    hope_eager = build("hope")
+    rounds, eager = [], []  # each round measures all back to back: the ratio within a round shares its drift
     for _ in range(3):
         tr = train_throughput(transformer, tokens, a.steps)
         hp = train_throughput(hope, tokens, a.steps)
         tc = train_throughput(transformer_compiled, tokens, a.steps)
+        eager.append(train_throughput(hope_eager, tokens, a.steps) / tr)
         rounds.append((hp, tr, tc))
     vs_eager = sorted(hp / tr for hp, tr, _ in rounds)
     vs_compiled = sorted(hp / tc for hp, _, tc in rounds)
+    eager.sort()
+    print(f"\nhope eager (the default model), 3 alternating rounds: {' / '.join(f'{r:.3f}x' for r in eager)}"
+          f" the eager transformer, median {eager[1]:.3f}x")  # fmt: skip
     what = "segment graphs" if hope.segment_graph is not None else "chunk graphs"
     print(f"\nhope (cms_grad={a.compiled_cms_grad}), compiled for training ({what}, {compile_s:.0f} s to compile),"
           " 3 alternating rounds:")  # fmt: skip
