@@ -235,12 +235,14 @@ CLAIMS: list[Claim] = [
         "per-token gates +0.17 ± 0.05; retention after a switch moves ≤ 0.0006 in every model. Query MSE (0 = 1.0): "
         "η/α-only 0.241 ± 0.003, full 0.263 ± 0.016 (2 of 3 seeds learned), Titans 0.263 ± 0.002, attention 0.460. "
         "With 2 layers (3 seeds) no model's η_t tracks σ (corr −0.01 to +0.06) and the self-modifying models' "
-        "retention rises after a switch (+0.03 to +0.04).",
+        "retention rises after a switch (+0.03 to +0.04). At 3,000 steps (3 seeds) the full model's η̄ is still "
+        "anti-correlated with 1/σ² (−0.35) and the η/α-only model's uncorrelated (+0.03 ± 0.05).",
         NOT_REPRODUCED,
         "python bench/e4_regression.py --jobs 2",
         "stepper",
         {"preset": "stepper-first-look"},
-        "Small models, 1,200 steps, one task scale. On this task one token does reveal σ (|v|² ≈ |Ak|² + σ²), so the "
+        "Small models, 1,200–3,000 steps, one task scale (seed 1 of the full model stays on the plateau at 3,000). "
+        "On this task one token does reveal σ (|v|² ≈ |Ak|² + σ²), so the "
         "per-token gates are not blind as E4 assumes. No model learned to forget at a switch: right after it each "
         "answers with the old map (1.44–1.54 over the next 8 tokens, worse than predicting 0) and recovers within "
         "~32 tokens by overwriting it.",
