@@ -107,7 +107,7 @@ def after(obj) -> Tensor | None:
     Why: `torch.autograd.grad(loss, inputs)` visits only graph nodes whose topological number (longest
     path to a leaf) is at least the inputs' smallest. A CMS level's weights enter a training forward as a
     shallow tensor (an anchor on a parameter), so each level gradient walked the whole graph back to the
-    sequence's first token: O(T^2) over a sequence, ~20 % of an eager Hope training step at T = 512.
+    sequence's first token: O(T^2) over a sequence, ~10 % of an eager Hope training step at T = 512.
     Adding `after(mixer states)` to the anchor puts its node above everything the chunk's loss can reach
     from before the chunk, so the walk stops where the chunk starts; values and gradients are unchanged."""
     graph = [t for t in tensors_in(obj) if t.grad_fn is not None]
