@@ -16,8 +16,11 @@ The gradient (`cms_grad`, docs/FIDELITY.md):
   "exact" for the fastest level when its period is G; the reading the compiled segment step takes.
 
 The weights a forward uses are per batch item. In training, first order (`cms_second_order=False`),
-each level's weights are `anchor`ed once per chunk: their value is the level's state, their gradient
-flows to the meta-learned initial weights (the step itself is a constant for the outer loop, FO-MAML).
+a level's weights enter the forward `Anchored` to its initial weights: their value is the level's state,
+their outer gradient flows to the meta-learned initial weights (the step itself is a constant for the
+outer loop, FO-MAML). A forward that learns records each level's `LevelUse`s (its matmuls' inputs and
+outputs); `level_grads` takes the loss's gradient at the outputs and forms each level's weight gradient
+from them (for a weight held constant over its chunk that is exactly autograd with respect to it).
 
 Variants (§5.2): sequential (Eq. 70/73, the chain, Hope's default); independent (Eq. 74: the levels
 read the same input, mixed by learnable softmax weights); nested (Eq. 72: at the end of the next-slower
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -63,13 +67,60 @@ class LevelStep:
     reset: bool = False  # nested variant: a reset to the learned initial state
 
 
-def anchor(value: Tensor, base: Tensor, after: Tensor | None = None) -> Tensor:
-    """First-order CMS: a tensor equal to `value` (B, ...) whose outer gradient flows to `base` (...).
-    `after` (an exact zero from nested.state.after, or None) orders it after the stream's state in the
-    autograd graph, so that the level gradient's backward does not walk the graph before its chunk."""
-    if after is not None:
-        base = base + after
-    return base.expand_as(value) + (value - base).detach()
+class Anchored(NamedTuple):
+    """First-order CMS: per-item weights `value` (B, out, in) used as they are, whose outer gradient
+    flows to `base` (out, in), summed over the batch (what `value = base.expand(B, ...)` would send it)."""
+
+    value: Tensor
+    base: Tensor
+    traced: bool = False  # inside a compiled graph (nested.compile): see _AnchoredMatmul
+
+
+class _AnchoredMatmul(torch.autograd.Function):
+    """value @ x per batch item; the backward sends the base its batch-summed gradient as one matmul
+    (not B per-item weight gradients and their sum), and the value its per-item gradient only where it
+    is wanted. Inside a compiled graph (`traced`) needs_input_grad does not say what a torch.func.vjp or
+    the outer backward wants, so every gradient is formed and the compiler drops the unused ones."""
+
+    @staticmethod
+    def forward(value: Tensor, base: Tensor, x: Tensor, traced: bool) -> Tensor:
+        return torch.bmm(value, x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        value, _, x, ctx.traced = inputs
+        ctx.save_for_backward(value, x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        value, x = ctx.saved_tensors
+        need_value, need_base, need_x, _ = (True,) * 4 if ctx.traced else ctx.needs_input_grad
+        g_value = torch.bmm(grad, x.transpose(1, 2)) if need_value else None
+        g_base = None
+        if need_base:  # sum_b grad_b x_b^T = (out, B n) @ (B n, in)
+            n_out, n_in = grad.shape[1], x.shape[1]
+            g_base = grad.transpose(0, 1).reshape(n_out, -1) @ x.transpose(0, 1).reshape(n_in, -1).T
+        g_x = torch.bmm(value.transpose(1, 2), grad) if need_x else None
+        return g_value, g_base, g_x, None
+
+
+def item_matmul(w: Tensor | Anchored, x: Tensor) -> Tensor:
+    """w @ x per batch item (B, out, in) x (B, in, n), for plain or `Anchored` weights."""
+    if isinstance(w, Anchored):
+        return _AnchoredMatmul.apply(w.value, w.base, x, w.traced)
+    return torch.bmm(w, x)
+
+
+@dataclass(frozen=True)
+class LevelUse:
+    """One use of a level's weights in a forward: h = up x^T, s = silu(h), out = down s. Its weight
+    gradients are (dL/dh) x and (dL/dout) s^T, summed over the uses in the level's chunk."""
+
+    level: int
+    x: Tensor  # (B, d, n): the normed input, transposed
+    h: Tensor  # (B, hid, n)
+    s: Tensor  # (B, hid, n)
+    out: Tensor  # (B, d, n)
 
 
 def clip_coeff(a: Tensor, b: Tensor, max_norm: float) -> Tensor:
@@ -128,34 +179,39 @@ class CMS(nn.Module):
         return CMSState(weights=weights, acc=empty, gain=tuple(gain or (1.0,) * self.n_levels),
                         meta=weights if nested else None, meta_acc=empty if nested else None)  # fmt: skip
 
-    def training_weights(self, state: CMSState, after: Tensor | None = None) -> CMSState:
-        """The weights a training forward uses: first order, each level's value anchored to its
-        initial weights once per chunk (a level that already holds an anchored tensor keeps it, so the
-        same tensor serves its whole chunk and the exact gradient is taken with respect to it).
-        `after`: see `anchor`."""
+    def forward_weights(self, weights: tuple[Pair, ...]) -> tuple:
+        """The level weights a first-order training forward uses: each value `Anchored` to its initial
+        weights where it carries no graph of its own (a leaf of its own where the initial weights are
+        frozen: the level's uses still need a graph for its gradient)."""
         if self.cfg.cms_second_order:
-            return state
-        weights = tuple(
-            (u if u.requires_grad else anchor(u, self.up0[lv], after),
-             w if w.requires_grad else anchor(w, self.down0[lv], after))
-            for lv, (u, w) in enumerate(state.weights)
-        )  # fmt: skip
-        return replace(state, weights=weights)
+            return weights
+
+        def use(value: Tensor, base: Tensor):
+            if value.requires_grad:
+                return value
+            return Anchored(value, base) if base.requires_grad else value.detach().requires_grad_(True)
+
+        return tuple((use(u, self.up0[lv]), use(w, self.down0[lv])) for lv, (u, w) in enumerate(weights))
 
     # -- forward -------------------------------------------------------------------------------
-    def level_mlp(self, level: int, x: Tensor, up: Tensor, down: Tensor) -> Tensor:
-        """MLP^(l)(x) with per-batch-item weights up (B, hid, d), down (B, d, hid) (Eq. 70). Written with
-        the weights on the left (W x^T), so the backward gives their gradients in their own layout (a
-        transposed gradient made every level step and anchor that follows it slower)."""
-        h = F.silu(torch.bmm(up, self.norms[level](x).transpose(1, 2)))  # (B, hid, n)
-        return torch.bmm(down, h).transpose(1, 2)
+    def level_mlp(self, level: int, x: Tensor, up, down, uses: list | None = None) -> Tensor:
+        """MLP^(l)(x) with per-batch-item weights up (B, hid, d), down (B, d, hid) (Eq. 70), plain or
+        `Anchored`. Written with the weights on the left (W x^T), so the weight gradients come in their
+        own layout. `uses`: a list that records this use (`LevelUse`) for the level's gradient."""
+        xt = self.norms[level](x).transpose(1, 2)  # (B, d, n)
+        h = item_matmul(up, xt)
+        s = F.silu(h)
+        out = item_matmul(down, s)
+        if uses is not None:
+            uses.append(LevelUse(level, xt, h, s, out))
+        return out.transpose(1, 2)
 
-    def forward(self, x: Tensor, weights: tuple[Pair, ...]) -> Tensor:
+    def forward(self, x: Tensor, weights: tuple[Pair, ...], uses: list | None = None) -> Tensor:
         if self.agg is not None:  # independent (Eq. 74)
             mix = torch.softmax(self.agg, 0)
-            return x + sum(mix[lv] * self.level_mlp(lv, x, *weights[lv]) for lv in range(self.n_levels))
+            return x + sum(mix[lv] * self.level_mlp(lv, x, *weights[lv], uses) for lv in range(self.n_levels))
         for lv in range(self.n_levels):  # sequential / nested chain (Eq. 70/73)
-            x = x + self.level_mlp(lv, x, *weights[lv])
+            x = x + self.level_mlp(lv, x, *weights[lv], uses)
         return x
 
     # -- the rule ------------------------------------------------------------------------------
@@ -166,14 +222,18 @@ class CMS(nn.Module):
     def learning(self, state: CMSState, pos: int) -> list[int]:
         """The levels whose gradient is needed at segment end `pos`: those that step there (exact), or
         every level (segment reading: each segment adds to every level's sum). Frozen levels never."""
-        levels = self.ending(pos) if self.cfg.cms_grad == "exact" else range(self.n_levels)
-        return [lv for lv in levels if self.cfg.cms_lr * state.gain[lv] != 0.0]
+        return [lv for lv in self.learning_levels(pos) if self.cfg.cms_lr * state.gain[lv] != 0.0]
 
     def span(self, pos: int) -> int:
         """How many tokens back the loss differentiated at `pos` reaches."""
-        if self.cfg.cms_grad == "segment":
-            return self.segment
-        return max((self.periods[lv] for lv in self.ending(pos)), default=0)
+        return max((self.level_span(lv) for lv in self.learning_levels(pos)), default=0)
+
+    def level_span(self, level: int) -> int:
+        """How many tokens back a level's uses are differentiated: its chunk ("exact") or the segment."""
+        return self.segment if self.cfg.cms_grad == "segment" else self.periods[level]
+
+    def learning_levels(self, pos: int) -> list[int]:
+        return self.ending(pos) if self.cfg.cms_grad == "exact" else list(range(self.n_levels))
 
     def step(self, state: CMSState, grads: dict[int, Pair], pos: int, layer: int) -> tuple[CMSState, list[LevelStep]]:
         """Take the Eq. 71 step of every level whose period ends before token `pos`, from `grads`
@@ -225,13 +285,24 @@ class CMS(nn.Module):
         return replace(state, weights=tuple(weights), meta=tuple(meta), meta_acc=tuple(meta_acc)), events
 
 
-def level_grads(loss: Tensor, wanted: list[tuple[int, int, Pair]], retain: bool, create: bool) -> dict:
-    """d loss / d (each wanted level's weights), one backward: {(layer, level): (g_up, g_down)}.
-    `wanted` lists (layer, level, the weight tensors the forward used)."""
-    tensors = [t for _, _, pair in wanted for t in pair]
-    got = torch.autograd.grad(loss, tensors, retain_graph=retain, create_graph=create, allow_unused=True)
-    got = [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, got, strict=True)]
-    return {(layer, lv): (got[2 * i], got[2 * i + 1]) for i, (layer, lv, _) in enumerate(wanted)}
+def level_grads(loss: Tensor, wanted: list[tuple[int, int, list[LevelUse]]], retain: bool, create: bool) -> dict:
+    """d loss / d (each wanted level's weights), held constant over its uses, one backward:
+    {(layer, level): (g_up, g_down)}. `wanted` lists (layer, level, the level's uses in its chunk); the
+    backward stops at the uses' outputs and each weight gradient is one batched matmul over the chunk."""
+    outputs = [t for _, _, uses in wanted for u in uses for t in (u.h, u.out)]
+    got = torch.autograd.grad(loss, outputs, retain_graph=retain, create_graph=create, allow_unused=True)
+    got = iter([torch.zeros_like(t) if g is None else g for t, g in zip(outputs, got, strict=True)])
+    grads = {}
+    for layer, lv, uses in wanted:
+        pairs = [(next(got), next(got)) for _ in uses]
+        if not uses:
+            continue  # no use in this span (a state without its window): no step
+        g_h, g_out = torch.cat([p[0] for p in pairs], 2), torch.cat([p[1] for p in pairs], 2)
+        x, s = torch.cat([u.x for u in uses], 2), torch.cat([u.s for u in uses], 2)
+        if not create:  # first order: the gradient is a constant for the outer loop, as autograd.grad's is
+            x, s = x.detach(), s.detach()
+        grads[(layer, lv)] = (torch.bmm(g_h, x.transpose(1, 2)), torch.bmm(g_out, s.transpose(1, 2)))
+    return grads
 
 
 class MLP(nn.Module):

@@ -28,7 +28,7 @@ import torch._functorch.config as functorch_config
 import torch.nn.functional as F
 from torch import Tensor
 
-from nested.cms import anchor
+from nested.cms import Anchored
 from nested.layers import check_finite, split_points
 from nested.selfmod import SelfModifyingTitans, memories_finite
 from nested.selfmod_state import ChunkOut
@@ -139,26 +139,25 @@ class CompiledModel:
     def _segment_core(self, tok: Tensor, targets: Tensor, layer_args: list, values: list):
         """One segment (B, G) with next-token `targets`: logits, each layer's `_chunk_core` outputs,
         d(summed segment loss)/d(each level's weights) per layer, and the finite flag. `values` are the
-        levels' current per-item weights (no graph): anchored here, inside the graph, so the outer
-        gradient to the initial weights is reduced over the batch by the compiled backward (anchoring
-        once per segment or once per level chunk gives the initial weights the same summed gradient)."""
+        levels' current per-item weights (no graph), the primals of the vjp, `Anchored` to the initial
+        weights inside the graph (once per segment or once per level chunk gives the initial weights the
+        same summed gradient)."""
         model = self.model
-        weights = [tuple((anchor(u, blk.ffn.up0[lv]), anchor(w, blk.ffn.down0[lv])) for lv, (u, w) in enumerate(layer))
-                   for blk, layer in zip(model.blocks, values, strict=True)]  # fmt: skip
         absent = []  # which `_chunk_core` outputs are None (momentum off): vjp's aux holds tensors only
 
         def forward(ws):
             x, outs = model.embed(tok), []
             for i, blk in enumerate(model.blocks):
                 y, out = blk.mixer.piece_core(blk.norm(x), layer_args[i])
-                x = blk.ffn(x + y, ws[i])
+                x = blk.ffn(x + y, [(Anchored(u, blk.ffn.up0[lv], True), Anchored(w, blk.ffn.down0[lv], True))
+                                    for lv, (u, w) in enumerate(ws[i])])  # fmt: skip
                 absent.append([t is None for t in out])
                 outs.append([t for t in out if t is not None])
             logits = model.head(model.norm_f(x))
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
             return loss, (logits, outs)
 
-        loss, vjp_fn, (logits, outs) = torch.func.vjp(forward, weights, has_aux=True)
+        loss, vjp_fn, (logits, outs) = torch.func.vjp(forward, values, has_aux=True)
         (grads,) = vjp_fn(torch.ones_like(loss))
         outs = [ChunkOut._make(None if gone else next(ts) for gone in mask)
                 for mask, ts in zip(absent, map(iter, outs), strict=True)]  # fmt: skip

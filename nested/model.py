@@ -28,7 +28,7 @@ from nested.freeze import Freeze
 from nested.layers import RMSNorm, split_points
 from nested.mixers import make_mixer
 from nested.recorder import record_level_steps, record_token
-from nested.state import Segment, StreamResult, StreamState, after
+from nested.state import Segment, StreamResult, StreamState
 from nested.trace import Trace
 
 
@@ -41,10 +41,12 @@ class Block(nn.Module):
         self.mixer = make_mixer(cfg)
         self.ffn = CMS(cfg) if cfg.ffn == "cms" else MLP(cfg)
 
-    def forward(self, x: Tensor, state, level_weights, stepwise: bool = False, layer: int = 0, core=None):
+    def forward(self, x: Tensor, state, level_weights, stepwise: bool = False, layer: int = 0, core=None,
+                uses: list | None = None):  # fmt: skip
+        """`uses`: a list that records the CMS levels' uses (nested.cms.LevelUse) for their gradients."""
         h, state, record = self.mixer(self.norm(x), state, stepwise, layer=layer, core=core)
         x = x + h
-        x = self.ffn(x, level_weights) if level_weights is not None else self.ffn(x)
+        x = self.ffn(x, level_weights, uses) if level_weights is not None else self.ffn(x)
         return x, state, record
 
 
@@ -202,53 +204,51 @@ class NestedLM(nn.Module):
         if self.segment:
             state = self._open_segment(state, outer)
             weights = state.window[-1].weights
+            if outer:
+                weights = tuple(blk.ffn.forward_weights(w) for blk, w in zip(self.blocks, weights, strict=True))
         else:
             weights = [None] * len(self.blocks)
         if kernels is not None and kernels.mode == "stream" and tok.shape[1] == 1 and not outer:
             logits, mixers, records = kernels.token(self, tok, state.mixers, weights)
         else:
             cores = kernels.cores if kernels is not None else None
-            logits, mixers, records = self.forward_piece(tok, state.mixers, weights, stepwise, cores, emb)
+            uses = [[] for _ in self.blocks] if outer and self.segment else None
+            logits, mixers, records = self.forward_piece(tok, state.mixers, weights, stepwise, cores, emb, uses)
         window = state.window
         if self.segment:
-            window = window[:-1] + (window[-1].add(tok, logits if outer else None),)
+            window = window[:-1] + (window[-1].add(tok, logits if outer else None, uses if outer else None),)
         state = replace(state, pos=state.pos + tok.shape[1], mixers=mixers, window=window)
         if trace is not None:
             state = record_token(trace, self, tok, logits, state, records)
         return logits, state
 
     def forward_piece(
-        self, tok: Tensor, mixers, weights, stepwise: bool = False, cores=None, emb: Tensor | None = None
-    ):
+        self, tok: Tensor, mixers, weights, stepwise: bool = False, cores=None, emb: Tensor | None = None,
+        uses: list | None = None,
+    ):  # fmt: skip
         """Tokens (B, n) through embed -> blocks -> head from the given mixer states and CMS level
         weights: (logits, new mixer states, per-layer records). The one wiring of the model. `cores`:
         per layer, compiled replacements of a mixer's kernels (nested.compile). `emb`: the tokens'
-        embeddings given instead of looked up (attribution)."""
+        embeddings given instead of looked up (attribution). `uses`: per layer, a list that records
+        the CMS levels' uses."""
         x = self.embed(tok) if emb is None else emb
         new, records = [], []
         for i, blk in enumerate(self.blocks):
-            x, st, rec = blk(x, mixers[i], weights[i], stepwise, layer=i, core=cores[i] if cores else None)
+            core, use = cores[i] if cores else None, uses[i] if uses is not None else None
+            x, st, rec = blk(x, mixers[i], weights[i], stepwise, layer=i, core=core, uses=use)
             new.append(st)
             records.append(rec)
         return self.head(self.norm_f(x)), tuple(new), records
 
     # -- CMS learning (the rule itself is nested.cms) ---------------------------------------------
     def _open_segment(self, state: StreamState, outer: bool) -> StreamState:
-        """At a segment start: the weights the segment uses (training: anchored, per chunk) and, in
-        inference, the mixer states a replay starts from."""
+        """At a segment start: the weights the segment uses and, in inference, the mixer states a replay
+        starts from."""
         if state.pos % self.segment:
             return state  # inside a segment: it is already open (pieces never cross a boundary)
-        cms = state.cms
-        if outer:
-            mark = after(state.mixers)  # the level gradients then stop at this segment (nested.state.after)
-            cms = tuple(
-                _with_leaves(blk.ffn.training_weights(c, mark)) for blk, c in zip(self.blocks, cms, strict=True)
-            )
-        weights = tuple(c.weights for c in cms)
-        if outer and self.cfg.cms_grad == "segment":  # a tensor of its own per segment: its uses only
-            weights = tuple(tuple((u.view_as(u), w.view_as(w)) for u, w in layer) for layer in weights)
+        weights = tuple(c.weights for c in state.cms)
         seg = Segment(start=state.pos, weights=weights, mixers=None if outer else state.mixers)
-        return replace(state, cms=cms, window=state.window + (seg,))
+        return replace(state, window=state.window + (seg,))
 
     def _learn(self, state: StreamState, next_tok: Tensor, outer: bool, trace: Trace | None,
                exact_cms: bool = False) -> StreamState:  # fmt: skip
@@ -263,9 +263,11 @@ class NestedLM(nn.Module):
             with torch.enable_grad():
                 if outer and all(len(s.logits) == len(s.tokens) for s in segs):
                     logits = torch.cat([t for s in segs for t in s.logits], 1)
-                    tensors = [(i, lv, segs[-1].weights[i][lv]) for i, lv in wanted]
                 else:
-                    logits, tensors = self._replay(state, segs, wanted)
+                    logits, segs = self._replay(state, segs, wanted)
+                # each level's uses in its own chunk (or segment): earlier ones belong to other weights
+                tensors = [(i, lv, [u for s in segs if s.start >= pos - first.level_span(lv)
+                                    for u in s.uses[i] if u.level == lv]) for i, lv in wanted]  # fmt: skip
                 targets = torch.cat([t for s in segs for t in s.tokens] + [next_tok], 1)[:, 1:]
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
                 create = (self.cfg.cms_second_order or exact_cms) and outer
@@ -287,25 +289,20 @@ class NestedLM(nn.Module):
         return tuple(new)
 
     def _replay(self, state: StreamState, segs: list[Segment], wanted: list[tuple[int, int]]):
-        """Inference: run the segments again chunk-parallel from the first one's start state, with
-        a leaf for every wanted level's weights (held constant over that level's current chunk)."""
-        periods, pos = self.blocks[0].ffn.periods, state.pos
-        # a level that ends here has had the same weights all through its chunk: the last segment's
+        """Inference (or a graph to the inputs only): run the segments again chunk-parallel from the first
+        one's start state, the wanted levels' weights as leaves (so their uses have a graph); returns the
+        logits and the segments with their uses recorded."""
         leaves = {(i, lv): tuple(w.detach().requires_grad_(True) for w in segs[-1].weights[i][lv]) for i, lv in wanted}
-        mixers, outs = segs[0].mixers, []
+        first = self.blocks[0].ffn
+        mixers, outs, replayed = segs[0].mixers, [], []
         for s in segs:
             weights = [
-                    tuple(leaves[(i, lv)] if (i, lv) in leaves and s.start >= pos - periods[lv] else pair
-                          for lv, pair in enumerate(layer))
+                    tuple(leaves[(i, lv)] if (i, lv) in leaves and s.start >= state.pos - first.level_span(lv)
+                          else pair for lv, pair in enumerate(layer))
                     for i, layer in enumerate(s.weights)
                 ]  # fmt: skip
-            logits, mixers, _ = self.forward_piece(torch.cat(s.tokens, 1), mixers, weights)
+            uses = [[] for _ in self.blocks]
+            logits, mixers, _ = self.forward_piece(torch.cat(s.tokens, 1), mixers, weights, uses=uses)
             outs.append(logits)
-        return torch.cat(outs, 1), [(i, lv, leaves[(i, lv)]) for i, lv in wanted]
-
-
-def _with_leaves(c):
-    """A graph to the inputs only (frozen weights, attribution): a level weight that does not require grad
-    becomes a leaf, once per chunk (the same tensor through the chunk, as the level gradient needs)."""
-    return replace(c, weights=tuple(tuple(t if t.requires_grad else t.detach().requires_grad_(True) for t in pair)
-                                    for pair in c.weights))  # fmt: skip
+            replayed.append(replace(s, uses=uses))
+        return torch.cat(outs, 1), replayed

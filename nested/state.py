@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor
 
 from nested.cms import CMSState
@@ -30,15 +29,19 @@ class Segment:
     logits: tuple[Tensor, ...] = ()  # training only: the pieces' logits, with graph
     weights: tuple = ()  # per layer: the CMS level weights the segment used
     mixers: tuple | None = None  # inference only: the mixer states at `start`
+    uses: tuple = ()  # training only: per layer, the CMS levels' uses (nested.cms.LevelUse), with graph
 
     @property
     def end(self) -> int:
         return self.start + sum(t.shape[1] for t in self.tokens)
 
-    def add(self, tok: Tensor, logits: Tensor | None) -> Segment:
-        return replace(
-            self, tokens=self.tokens + (tok,), logits=self.logits + ((logits,) if logits is not None else ())
-        )
+    def add(self, tok: Tensor, logits: Tensor | None, uses: list | None = None) -> Segment:
+        """The segment with one more piece: its tokens and, in training, its logits and per-layer uses."""
+        if uses is not None:
+            uses = tuple(a + tuple(b) for a, b in zip(self.uses or ((),) * len(uses), uses, strict=True))
+        return replace(self, tokens=self.tokens + (tok,),
+                       logits=self.logits + ((logits,) if logits is not None else ()),
+                       uses=self.uses if uses is None else uses)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,47 +76,6 @@ def map_tensors(fn, obj):
     return obj
 
 
-def tensors_in(obj):
-    """Every tensor inside `obj` (dataclasses, dicts, tuples, lists), in field order."""
-    if isinstance(obj, Tensor):
-        yield obj
-    elif is_dataclass(obj) and not isinstance(obj, type):
-        for f in fields(obj):
-            yield from tensors_in(getattr(obj, f.name))
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from tensors_in(v)
-    elif isinstance(obj, (tuple, list)):
-        for v in obj:
-            yield from tensors_in(v)
-
-
-class _After(torch.autograd.Function):
-    """A zero whose autograd node has every input's node below it, and which sends no gradient back."""
-
-    @staticmethod
-    def forward(ctx, *tensors):
-        return tensors[0].new_zeros(())
-
-    @staticmethod
-    def backward(ctx, grad):
-        return (None,) * len(ctx.needs_input_grad)
-
-
-def after(obj) -> Tensor | None:
-    """An exact zero (a 0-dim tensor) that autograd orders after every tensor with a graph in `obj`,
-    through which no gradient flows; None when `obj` holds no such tensor.
-
-    Why: `torch.autograd.grad(loss, inputs)` visits only graph nodes whose topological number (longest
-    path to a leaf) is at least the inputs' smallest. A CMS level's weights enter a training forward as a
-    shallow tensor (an anchor on a parameter), so each level gradient walked the whole graph back to the
-    sequence's first token: O(T^2) over a sequence, ~10 % of an eager Hope training step at T = 512.
-    Adding `after(mixer states)` to the anchor puts its node above everything the chunk's loss can reach
-    from before the chunk, so the walk stops where the chunk starts; values and gradients are unchanged."""
-    graph = [t for t in tensors_in(obj) if t.grad_fn is not None]
-    return _After.apply(*graph) if graph else None
-
-
 def repeat_state(state: StreamState, n: int) -> StreamState:
     """n independent copies of a batch-1 stream state, as one batch-n state (for batched probes).
     Every per-item tensor is batch-major (item i owns rows [i*k, (i+1)*k)), so repeating whole rows
@@ -136,5 +98,5 @@ def probe_view(state: StreamState) -> StreamState:
     and replay states (a probe learns nothing, so it never replays)."""
     if not state.window:
         return state
-    last = replace(state.window[-1], tokens=(), logits=(), mixers=None)
+    last = replace(state.window[-1], tokens=(), logits=(), mixers=None, uses=())
     return replace(state, window=(last,), last_probs=None)

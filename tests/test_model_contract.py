@@ -408,55 +408,46 @@ def test_first_order_cms_base_gradient_equals_autograd_through_the_update_chain(
         assert float(b.abs().max()) > 0 and torch.allclose(a, b, atol=1e-10)
 
 
-def test_the_ordering_marker_is_an_exact_zero_that_sends_no_gradient_and_changes_nothing(monkeypatch):
-    """nested.state.after: an exact zero ordered after every tensor it is given, with no gradient back.
-    A training forward anchors each chunk's CMS weights through it (so a level gradient's backward stops
-    at the chunk: that is bench/bench_model_speed.py's business); here, that the anchored weights do sit
-    above the mixer states in the graph, and that the logits, every CMS step and every gradient are
-    bit-for-bit those without it."""
-    import nested.model as model_module
-    from nested.state import after
+@pytest.mark.parametrize("traced", [False, True])
+def test_anchored_weights_are_used_as_they_are_and_send_the_base_the_batch_summed_gradient(traced):
+    """nested.cms.Anchored (first-order CMS): the forward is the per-item value itself, bit for bit; the
+    outer gradient reaches the base as the sum over the batch of the per-item weight gradients, as if the
+    weights were base.expand(B, ...), without forming those; x gets its gradient through the value. The
+    value's own gradient is formed only where it is wanted (autograd) or always when `traced`
+    (torch.func.vjp, as the compiled segment step takes it)."""
+    from nested.cms import Anchored, item_matmul
 
-    a = torch.randn(3, requires_grad=True)
-    b = (a * 2).exp()
-    zero = after({"x": b, "y": (torch.ones(2), b[:1])})
-    assert zero.item() == 0.0 and zero.requires_grad and zero.dim() == 0
-    (b.sum() + 5 * zero).backward()
-    assert torch.equal(a.grad, 2 * b.detach())  # the marker's path added nothing
-    assert after((torch.ones(2), {"z": torch.zeros(1, requires_grad=True)})) is None  # leaves have no node
+    g = torch.Generator().manual_seed(0)
+    value = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    base = torch.randn(5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(3, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 5, 6, generator=g, dtype=torch.float64)
+    out = item_matmul(Anchored(value, base, traced), x)
+    assert torch.equal(out, torch.bmm(value, x))
+    g_base, g_x = torch.autograd.grad((out * w).sum(), (base, x))
+    leaf = value.clone().requires_grad_(True)  # reference: per-item weights whose gradient is summed
+    ref_value, ref_x = torch.autograd.grad((torch.bmm(leaf, x) * w).sum(), (leaf, x))
+    assert torch.allclose(g_base, ref_value.sum(0), atol=1e-12) and torch.allclose(g_x, ref_x, atol=1e-12)
+    _, vjp = torch.func.vjp(lambda v: (item_matmul(Anchored(v, base, traced), x) * w).sum(), value)
+    (g_value,) = vjp(torch.ones((), dtype=torch.float64))
+    assert torch.allclose(g_value, ref_value, atol=1e-12)
 
-    tokens = _tokens(B=2, T=12)
 
-    def train(marker):
-        monkeypatch.setattr(model_module, "after", marker)
-        model = _build("hope", cms_periods=(2, 4), chunk_size=2, cms_lr=0.5)
-        result = model.run(tokens)
-        loss = torch.nn.functional.cross_entropy(result.logits[:, :-1].reshape(-1, 256), tokens[:, 1:].reshape(-1))
-        loss.backward()
-        return model, result, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    _, plain, plain_grads = train(lambda state: None)
-    model, marked, marked_grads = train(after)
-    assert torch.equal(plain.logits, marked.logits)
-    for c_plain, c_marked in zip(plain.state.cms, marked.state.cms, strict=True):
-        for pair_plain, pair_marked in zip(c_plain.weights, c_marked.weights, strict=True):
-            assert all(torch.equal(u, w) for u, w in zip(pair_plain, pair_marked, strict=True))
-    assert plain_grads.keys() == marked_grads.keys() and len(plain_grads) > 10
-    assert all(torch.equal(plain_grads[n], marked_grads[n]) for n in plain_grads)
-
-    # wiring: level 0 steps before token 2 and is anchored anew for its next chunk; those weights (layer 0)
-    # reach layer 1's memory state at token 2 in the graph
-    at2 = model.run(tokens[:1, :2]).state
-    at3 = model.run(tokens[:1, 2:3], state=at2).state
-    assert at3.window[-1].start == 2
-    target = at2.mixers[1].W1.grad_fn
-    seen, todo = set(), [at3.window[-1].weights[0][0][0].grad_fn]
-    while todo and target not in seen:
-        node = todo.pop()
-        if node is not None and node not in seen:
-            seen.add(node)
-            todo += [f for f, _ in node.next_functions]
-    assert target in seen
+def test_a_training_forward_takes_the_same_cms_steps_as_a_stream_and_keeps_them_constant():
+    """The level gradients of a training forward (from the uses it records, nested.cms.level_grads) equal
+    the stream's (replayed with the weights as leaves), every step of every level; and the steps are
+    constants of the outer graph (first order): the updated weights carry no graph."""
+    model = _build("hope", cms_periods=(2, 4), chunk_size=2, cms_lr=0.5)
+    tokens = _tokens(B=2, T=13)
+    trained = model.run(tokens).state
+    with torch.no_grad():
+        streamed = model.stream(tokens, trace=False).state
+    initial = model.init_state(2).cms
+    for a, b, c in zip(trained.cms, streamed.cms, initial, strict=True):
+        for pair_a, pair_b, pair_c in zip(a.weights, b.weights, c.weights, strict=True):
+            for u, v, w in zip(pair_a, pair_b, pair_c, strict=True):
+                assert not u.requires_grad and torch.allclose(u, v, atol=1e-10)
+                assert float((u - w).abs().max()) > 1e-4  # every level did learn
 
 
 @pytest.mark.parametrize("fixed", ["k", "v"])
