@@ -304,5 +304,5 @@ class NestedLM(nn.Module):
             uses = [[] for _ in self.blocks]
             logits, mixers, _ = self.forward_piece(torch.cat(s.tokens, 1), mixers, weights, uses=uses)
             outs.append(logits)
-            replayed.append(replace(s, uses=uses))
+            replayed.append(replace(s, uses=tuple(map(tuple, uses))))
         return torch.cat(outs, 1), replayed
