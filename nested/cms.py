@@ -233,6 +233,7 @@ class CMS(nn.Module):
         return self.segment if self.cfg.cms_grad == "segment" else self.periods[level]
 
     def learning_levels(self, pos: int) -> list[int]:
+        """The levels a segment end `pos` differentiates, frozen or not: those ending there ("exact") or all."""
         return self.ending(pos) if self.cfg.cms_grad == "exact" else list(range(self.n_levels))
 
     def step(self, state: CMSState, grads: dict[int, Pair], pos: int, layer: int) -> tuple[CMSState, list[LevelStep]]:
@@ -294,9 +295,9 @@ def level_grads(loss: Tensor, wanted: list[tuple[int, int, list[LevelUse]]], ret
     got = iter([torch.zeros_like(t) if g is None else g for t, g in zip(outputs, got, strict=True)])
     grads = {}
     for layer, lv, uses in wanted:
-        pairs = [(next(got), next(got)) for _ in uses]
         if not uses:
             continue  # no use in this span (a state without its window): no step
+        pairs = [(next(got), next(got)) for _ in uses]
         g_h, g_out = torch.cat([p[0] for p in pairs], 2), torch.cat([p[1] for p in pairs], 2)
         x, s = torch.cat([u.x for u in uses], 2), torch.cat([u.s for u in uses], 2)
         if not create:  # first order: the gradient is a constant for the outer loop, as autograd.grad's is

@@ -289,9 +289,10 @@ class NestedLM(nn.Module):
         return tuple(new)
 
     def _replay(self, state: StreamState, segs: list[Segment], wanted: list[tuple[int, int]]):
-        """Inference (or a graph to the inputs only): run the segments again chunk-parallel from the first
-        one's start state, the wanted levels' weights as leaves (so their uses have a graph); returns the
-        logits and the segments with their uses recorded."""
+        """When a segment of the span has no training graph (inference, or a training call that continues an
+        inference state): run the segments again chunk-parallel from the first one's start state, the wanted
+        levels' weights as leaves (so their uses have a graph); returns the logits and the segments with their
+        uses recorded."""
         leaves = {(i, lv): tuple(w.detach().requires_grad_(True) for w in segs[-1].weights[i][lv]) for i, lv in wanted}
         first = self.blocks[0].ffn
         mixers, outs, replayed = segs[0].mixers, [], []
