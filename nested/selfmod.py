@@ -105,7 +105,6 @@ class SelfModifyingTitans(nn.Module):
         return SelfModState(pos=0, W1=W1, W2=W2, F1=W1, F2=W2, conv=conv,
                             S1=torch.zeros_like(W1) if mom else None, S2=torch.zeros_like(W2) if mom else None)  # fmt: skip
 
-    # -- forward -------------------------------------------------------------------------------
     # -- what the nest, traces and freezing see ---------------------------------------------------
     writable = True  # nested.Freeze can scale its writes
     learned = ("W1", "W2", "F1", "F2", "S1", "S2")  # the memories, their gradient references and momentum
