@@ -61,7 +61,8 @@ def nest_raster(levels: list[Level], trace: Trace, steps_every: int | None = Non
     if any(lv.period is None for lv in levels) and not steps_every:
         title += " (the optimizer and weights rows never tick while streaming: no optimizer step runs)"
     fig.update_xaxes(title=title, range=[start - 0.5, start + max(T, 1) - 0.5])
-    fig.update_layout(height=120 + 26 * len(rows), margin={"l": 10, "r": 10, "t": 30, "b": 50},
+    # the legend sits between the title and the rows (room for both in the top margin: no overlap at any width)
+    fig.update_layout(height=165 + 26 * len(rows), margin={"l": 10, "r": 10, "t": 75, "b": 50},
                       title="Update ticks per level (brain waves)", legend={"orientation": "h", "y": 1.02,
                       "yanchor": "bottom", "x": 1, "xanchor": "right"})  # fmt: skip
     return fig

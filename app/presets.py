@@ -107,7 +107,7 @@ PRESETS: dict[str, Preset] = {
             "recall",
             {
                 "recall_family": "mqar",
-                "recall_models": ["Titans", "Transformer"],
+                "recall_models": ["Hope", "Titans", "Transformer"],
                 "recall_switches": ["on", "off", "ascent"],
             },
         ),

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app.claims import CLAIMS, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, STATUSES, counts
+from app.claims import CLAIMS, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, STATUSES, counts, literal
 from app.registry import page_for
 from app.urlstate import multichoice
 
@@ -26,10 +26,10 @@ for claim in (c for c in CLAIMS if c.status in shown):
     with st.container(border=True):
         colour, icon = BADGE[claim.status]
         st.badge(claim.status, color=colour, icon=icon)
-        st.markdown(f"**{claim.claim}**")
-        st.markdown(f"**Paper:** {claim.paper}\n\n**Ours:** {claim.ours}")
+        st.markdown(f"**{literal(claim.claim)}**")
+        st.markdown(f"**Paper:** {literal(claim.paper)}\n\n**Ours:** {literal(claim.ours)}")
         if claim.limits:
-            st.caption(f"What limits it: {claim.limits}")
+            st.caption(f"What limits it: {literal(claim.limits)}")
         if claim.command != "—":
             st.code(claim.command, language="bash")
         page = page_for(claim.page)

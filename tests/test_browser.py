@@ -155,6 +155,25 @@ def test_a_lesson_link_opens_its_view(server, browser):
     page.close()
 
 
+def test_the_claims_board_shows_every_claim_and_its_link_opens_the_view(server, browser):
+    from app.claims import CLAIMS, link
+
+    page = _open(browser, f"{server}/claims", "h1", 300)
+    body = page.inner_text("body")
+    for c in CLAIMS:  # as written: a claim's star, as in (aa)*, is not taken for emphasis
+        assert c.claim in body, c.key
+    links = page.get_by_role("link", name=re.compile("See it:"))
+    assert links.count() == len(CLAIMS)
+    race = next(i for i, c in enumerate(CLAIMS) if c.key == "m3-vs-adamw")
+    links.nth(race).click()
+    page.wait_for_url(re.compile(re.escape(link(CLAIMS[race]))), timeout=60_000)
+    page.wait_for_selector("h1", timeout=60_000)
+    page.wait_for_function(IDLE, timeout=90_000)
+    assert "M3" in page.locator("h1").first.inner_text()
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
 FIRST_VISIBLE_PLOT = ("[...document.querySelectorAll(\"[data-testid='stPlotlyChart'] .js-plotly-plot\")]"
                       ".find(p => p.offsetParent !== null && p.data && p.data.length > 0)")  # fmt: skip
 
