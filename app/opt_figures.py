@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from nested.optim import OPTIMIZERS, SURFACES, Path, gradient_stream_probe, memory_half_life, run_on_surface
+from nested.rule_recall import LINEAR, N_OVER_D, overwrite_key, recall_key, study
 
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 PROBE_SWITCH = 50  # steps of gradient u1 before the stream switches to u2
@@ -156,4 +157,30 @@ def stream_figure(run: dict, name: str) -> go.Figure:
     fig.update_xaxes(title=f"the last {len(contents)} steps of the stream")
     fig.update_layout(title=f"the gradient stream {name}'s {run['memory']} is compressing", height=380,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25})  # fmt: skip
+    return fig
+
+
+RULE_COLUMNS = {0.25: "N = d/4", 0.5: "N = d/2", 1.0: "N = d", 2.0: "N = 2d"}
+
+
+def rules_figure(rho: float, d: int = 64, seeds: int = 3) -> go.Figure:
+    """Recall after one pass of every inner rule of nested.rule_recall (mean ± sd over seeds) against how many
+    pairs the memory holds, keys correlated by rho; the last column overwrites a quarter of the pairs."""
+    chosen, _, results = study(d, seeds)
+    columns = [*RULE_COLUMNS.values(), "overwrite"]
+    fig = go.Figure()
+    for i, (rule, per) in enumerate(results.items()):
+        colour, dash = COLOURS[i % len(COLOURS)], "solid" if rule in LINEAR else "dash"
+        cells = [per[recall_key(rho, r)] for r in N_OVER_D] + [per[overwrite_key(rho)]]
+        means = [float(np.mean([c[0] for c in cell])) for cell in cells]
+        sds = [float(np.std([c[0] for c in cell])) for cell in cells]
+        for part, mode in ((slice(0, -1), "lines+markers"), (slice(-1, None), "markers")):  # overwrite: its own test
+            fig.add_trace(go.Scatter(x=columns[part], y=means[part], error_y={"type": "data", "array": sds[part]},
+                                     mode=mode, name=f"{rule}, step {chosen[rule]:g}", legendgroup=rule,
+                                     showlegend=mode != "markers", line={"color": colour, "dash": dash},
+                                     hovertemplate=rule + ": %{x}, recall %{y:.2f}<extra></extra>"))  # fmt: skip
+    fig.update_yaxes(title="recall: cos(M(k), v)", range=[0, 1.05])
+    fig.update_xaxes(title=f"pairs written once (d = {d}); overwrite: d/2 pairs, then a quarter of the keys again")
+    fig.update_layout(title=f"Inner rules write one memory, keys correlated ρ = {rho:g} ({seeds} seeds)", height=420,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
     return fig

@@ -14,6 +14,7 @@ from app.opt_figures import (
     probe_figure,
     race,
     race_figure,
+    rules_figure,
     stream_figure,
 )
 from app.urlstate import choice, is_hidden, multichoice
@@ -77,6 +78,14 @@ if with_memory:
     held = choice(st.selectbox, "Gradient stream held by", with_memory, key="opt_assoc_stream")
     figs["stream"] = stream_figure(written[held], held)
     st.plotly_chart(figs["stream"], key="opt_stream", config=PLOTLY_CONFIG)
+st.subheader("Inner rules write a memory")
+st.caption("The rules a memory layer writes with (§2, §4: Hebbian, delta, DGD, Eq. 93 as printed, and an MLP memory "
+           "by GD or Eq. 88) each see N key → value pairs once (N from d/4 to 2d), then are read at every key (PAPER.md §9 E3). "
+           "Each rule at its best step of 0.1–10.")  # fmt: skip
+rho = choice(st.select_slider, "Key correlation ρ", [0.0, 0.3, 0.6], key="opt_rules_rho", default=0.0)
+with st.spinner("Running every inner rule on every condition (once per server, a few seconds)..."):
+    figs["rules"] = rules_figure(rho)
+st.plotly_chart(figs["rules"], key="opt_rules", config=PLOTLY_CONFIG)
 if not is_hidden("exports"):
     st.download_button("Figures (.html)", lambda: figures_html(figs, "Optimizers as memories"), "optimizers.html",
                        "text/html", on_click="ignore", key="opt_dl_html")  # fmt: skip
@@ -102,5 +111,10 @@ with st.expander("What am I looking at?"):
         "orthogonal keys the squared shares add up to at most 1; a pair's gradient has no share on another pair). "
         "The x marks which pair each step wrote: a heavy-ball momentum holds the pairs written in the last few "
         "steps, the latest largest, each fading by its β per step (tested against the closed form); a pair "
-        "already stored leaves no gradient to remember, so late in the stream the memory is about the rare pairs."
+        "already stored leaves no gradient to remember, so late in the stream the memory is about the rare pairs.\n"
+        "- **Inner rules**: the cosine between what each rule's memory returns for a key and the value stored with "
+        "it, after one pass; ρ is how similar the keys are. Hebbian (linear attention) adds v kᵀ and cannot "
+        "correct itself; the delta rule and DGD subtract what the memory already returns for the key, so they "
+        "overwrite and cope better as keys correlate; Eq. 93 as printed shrinks what it stores to ½ (its fixed "
+        "point); the MLP memory (dashed) has twice the weights. `python bench/inner_rules.py` prints every cell."
     )

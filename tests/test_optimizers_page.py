@@ -128,3 +128,22 @@ def test_the_m3_lesson_opens_where_m3_ends_lowest():
     final = {n: float(p.losses[-1]) for n, p in paths.items()}
     assert final["m3"] < 0.5 * final["muon"] and final["muon"] < final["adam"], final
     assert len(paths["m3"].memories) >= 2  # its fast and its slow momentum, drawn in the memory panel
+
+
+def test_the_inner_rules_section_draws_every_rule_and_follows_its_correlation():
+    import json
+
+    from nested.rule_recall import RULES
+
+    def chart():
+        return json.loads(next(c for c in at.get("plotly_chart") if "opt_rules" in c.proto.id).proto.spec)
+
+    at = _at(opt_rules_rho="0.6")
+    assert not at.exception and at.select_slider(key="opt_rules_rho").value == 0.6
+    spec = chart()
+    assert "ρ = 0.6" in spec["layout"]["title"]["text"]
+    lines = [d for d in spec["data"] if d.get("showlegend", True)]  # each rule's recall line; its overwrite a dot
+    assert [d["name"].split(", step")[0] for d in lines] == list(RULES) and len(spec["data"]) == 2 * len(RULES)
+    assert all(len(d["y"]) == 4 and all(0 <= y <= 1.0001 for y in d["y"]) for d in lines)
+    at.select_slider(key="opt_rules_rho").set_value(0.0).run()
+    assert "ρ = 0 (" in chart()["layout"]["title"]["text"]
