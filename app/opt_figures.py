@@ -54,8 +54,10 @@ def race_figure(surface: str, paths: dict[str, Path], step: int) -> go.Figure:
     (x0, x1), (y0, y1) = s.bounds
     fig.update_xaxes(range=[x0, x1])
     fig.update_yaxes(range=[y0, y1])
-    fig.update_layout(title=f"{s.name}: paths up to step {step}", height=460,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    # the legend above the plot, right-aligned: at the right it would cover the colour bar's labels
+    fig.update_layout(title=f"{s.name}: paths up to step {step}", height=480,
+                      margin={"l": 10, "r": 10, "t": 70, "b": 10},
+                      legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"})  # fmt: skip
     return fig
 
 
