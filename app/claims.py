@@ -411,6 +411,18 @@ def link(claim: Claim) -> str:
     return f"/{page.url}" + (f"?{urlencode(claim.params, doseq=True)}" if claim.params else "")
 
 
+def see_it(claim: Claim) -> str:
+    """The claim's "See it" line for the page (Markdown): a link to its view, relative to the server's root so it
+    survives a copy or a new tab (a page link to the home page would point at the Claims page itself), then
+    where on the view to look."""
+    from app.registry import page_for
+
+    title = page_for(claim.page).title
+    return f"[:material/open_in_new: See it: {title}](.{link(claim)})" + (
+        f" — {literal(claim.hint)}" if claim.hint else ""
+    )
+
+
 def literal(text: str) -> str:
     """A claim's text for Markdown as written: a regular expression's star, as in (aa)*, is not emphasis."""
     return text.replace("*", "\\*")

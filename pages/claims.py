@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from app.claims import CLAIMS, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, STATUSES, counts, literal
-from app.registry import page_for
+from app.claims import CLAIMS, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, STATUSES, counts, literal, see_it
 from app.urlstate import multichoice
 
 BADGE = {REPRODUCED: ("green", ":material/check_circle:"), PARTLY: ("orange", ":material/rule:"),
@@ -32,8 +31,6 @@ for claim in (c for c in CLAIMS if c.status in shown):
             st.caption(f"What limits it: {literal(claim.limits)}")
         if claim.command != "—":
             st.code(claim.command, language="bash")
-        page = page_for(claim.page)
-        st.page_link(str(page.path), label=f"See it: {page.title}" + (f" ({claim.hint})" if claim.hint else ""),
-                     icon=":material/open_in_new:", query_params=claim.params or None)  # fmt: skip
+        st.markdown(see_it(claim))
 if not shown:
     st.info("No status is selected: pick one above.")
