@@ -30,7 +30,7 @@ for claim in (c for c in CLAIMS if c.status in shown):
         if claim.limits:
             st.caption(f"What limits it: {literal(claim.limits)}")
         if claim.command != "—":
-            st.code(claim.command, language="bash")
+            st.code(claim.command, language="bash", wrap_lines=True)
         st.markdown(see_it(claim))
 if not shown:
     st.info("No status is selected: pick one above.")
