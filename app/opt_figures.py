@@ -66,7 +66,8 @@ def loss_figure(paths: dict[str, Path], step: int) -> go.Figure:
     for i, (name, p) in enumerate(paths.items()):
         fig.add_trace(go.Scatter(y=p.losses, mode="lines", name=name, line={"color": COLOURS[i % len(COLOURS)]}))
     fig.add_vline(x=step, line={"color": "red", "width": 1})
-    fig.update_yaxes(type="log", title="loss")
+    positive = all(float(np.min(p.losses)) > 0 for p in paths.values())  # a log axis drops the rest (the saddle)
+    fig.update_yaxes(type="log" if positive else "linear", title="loss")
     fig.update_xaxes(title="step")
     fig.update_layout(title="loss per step", height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
@@ -83,7 +84,7 @@ def memory_figure(paths: dict[str, Path], step: int) -> go.Figure:
     fig.add_vline(x=step, line={"color": "red", "width": 1})
     fig.update_yaxes(type="log", title="‖memory‖")
     fig.update_xaxes(title="step")
-    fig.update_layout(title="what each optimizer remembers: the norm of each internal memory", height=320,
+    fig.update_layout(title="the norm of each optimizer's memories", height=320,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
     return fig
 

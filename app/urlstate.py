@@ -86,6 +86,22 @@ def is_hidden(key: str) -> bool:
     return key in hidden_controls()
 
 
+SET_BY_CODE = "_set_by_code"  # the control keys a preset wrote into session state, until their widget runs
+
+
+def _mark_set_by_code(key: str) -> None:
+    st.session_state.setdefault(SET_BY_CODE, set()).add(key)
+
+
+def _set_by_code(key: str) -> bool:
+    """Whether code wrote `key`'s value since its widget last ran (then the widget takes it without a default)."""
+    written = st.session_state.get(SET_BY_CODE, set())
+    if key in written:
+        written.discard(key)
+        return True
+    return False
+
+
 def choice(widget: Callable, label: str, options: Sequence, *, key: str, default: Any = None, **kw) -> Any:
     """A selectbox / radio / select_slider over `options`, bound to the URL, or its URL value when hidden."""
     options = list(options)
@@ -97,11 +113,12 @@ def choice(widget: Callable, label: str, options: Sequence, *, key: str, default
         value = by_text.get(st.query_params.get(key, ""), preset if preset in options else default)
         remember_hidden(key, value)
         return value
-    if key in st.session_state:  # set by a preset or earlier run: passing a default too makes Streamlit warn
-        if st.session_state[key] not in options:
-            del st.session_state[key]
-        else:
-            return widget(label, options, key=key, bind="query-params", **kw)
+    if key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]
+    if _set_by_code(key):  # a preset's value this run: passing a default too makes Streamlit warn
+        return widget(label, options, key=key, bind="query-params", **kw)
+    # Every other run passes the same default: the bound URL drops a value equal to the widget's default, so a
+    # widget built without it (default: the first option) would leave the first option out of a shared link.
     if getattr(widget, "__name__", "") == "select_slider":
         return widget(label, options, value=default, key=key, bind="query-params", **kw)
     index = options.index(default) if options else None
@@ -119,6 +136,7 @@ def multichoice(label: str, options: Sequence, *, key: str, default: Sequence = 
             values = [o for o in st.session_state.get(key, default) if o in options]
         remember_hidden(key, [str(v) for v in values])
         return values
+    _set_by_code(key)  # a multiselect without a default drops only the empty selection from the URL: no matter
     if key in st.session_state:
         st.session_state[key] = [o for o in st.session_state[key] if o in options]
         return container.multiselect(label, options, key=key, bind="query-params", **kw)
@@ -206,6 +224,7 @@ def apply_preset(presets: dict[str, dict]) -> str | None:
         for key, value in presets[name].items():
             if key not in st.query_params:
                 st.session_state[key] = value
+                _mark_set_by_code(key)
     return name
 
 

@@ -57,14 +57,14 @@ table = pd.DataFrame(
         {
             "optimizer": n,
             "final loss": float(paths[n].losses[-1]),
-            "steps to forget the old gradient": f"more than {PROBE_STEPS}" if h is None else h,
+            "steps to forget the old gradient": f"more than {PROBE_STEPS}" if h is None else str(h),  # one type
         }
         for n, (_, h) in curves.items()
     ]
 )
 st.dataframe(table, hide_index=True)
 st.subheader("An optimizer writes an associative memory")
-st.caption("A linear memory W learns 32 key → value pairs, one pair a step, keys arriving with Zipf frequencies "
+st.caption("A linear memory W learns 32 key → value pairs (64 with overcomplete keys), one pair a step, keys arriving with Zipf frequencies "
            "(§3.1: an optimizer's state is a memory of gradients). Each optimizer writes W at its best rate (Zipf 1).")  # fmt: skip
 a1, a2 = st.columns(2)
 keys = choice(a1.radio, "Keys", ["orthogonal", "overcomplete (64 keys in 32 dims)"], key="opt_assoc_keys",
@@ -80,7 +80,8 @@ if with_memory:
     st.plotly_chart(figs["stream"], key="opt_stream", config=PLOTLY_CONFIG)
 st.subheader("Inner rules write a memory")
 st.caption("The rules a memory layer writes with (§2, §4: Hebbian, delta, DGD, Eq. 93 as printed, and an MLP memory "
-           "by GD or Eq. 88) each see N key → value pairs once (N from d/4 to 2d), then are read at every key (PAPER.md §9 E3). "
+           "by GD or Eq. 88) each see N key → value pairs once (N from d/4 to 2d), then are read at every key (the paper's "
+           "experiment E3). "
            "Each rule at its best step of 0.1–10.")  # fmt: skip
 rho = choice(st.select_slider, "Key correlation ρ", [0.0, 0.3, 0.6], key="opt_rules_rho", default=0.0)
 with st.spinner("Running every inner rule on every condition (once per server, a few seconds)..."):
@@ -91,8 +92,10 @@ if not is_hidden("exports"):
                        "text/html", on_click="ignore", key="opt_dl_html")  # fmt: skip
 with st.expander("What am I looking at?"):
     st.markdown(
-        "- **Race**: contours of the loss (log scale, darker is lower); each line is an optimizer's path from the "
+        "- **Race**: contours of the loss (log scale, lighter is lower); each line is an optimizer's path from the "
         "same start, the dot is where it is at the chosen step; the star is the minimum.\n"
+        "- **Loss**: each optimizer's loss per step (log scale where every loss is positive; the saddle's is "
+        "unbounded below, so its axis is linear); the red line is the chosen step.\n"
         "- **Memories**: the norm of each buffer (momentum, Adam's moments, M3's fast M1 and slow M2, ...). "
         "M3's slow memory changes only once every f steps.\n"
         "- **Probe**: the gradient is a fixed direction u1 for 50 steps, then an orthogonal u2. The curve is the "
@@ -115,6 +118,9 @@ with st.expander("What am I looking at?"):
         "- **Inner rules**: the cosine between what each rule's memory returns for a key and the value stored with "
         "it, after one pass; ρ is how similar the keys are. Hebbian (linear attention) adds v kᵀ and cannot "
         "correct itself; the delta rule and DGD subtract what the memory already returns for the key, so they "
-        "overwrite and cope better as keys correlate; Eq. 93 as printed shrinks what it stores to ½ (its fixed "
-        "point); the MLP memory (dashed) has twice the weights. `python bench/inner_rules.py` prints every cell."
+        "overwrite and cope better as keys correlate; the gated delta rule also forgets (α 0.98 a step), which costs "
+        "it most as N grows. The **overwrite** dot: d/2 pairs, then a quarter of their keys again with new values, "
+        "read for the new ones. Eq. 93 as printed stores values at half their size (its fixed point; a cosine "
+        "cannot show a size: `python bench/inner_rules.py` prints the norms). The MLP memory (dashed) has twice "
+        "the weights; on the dot-product loss it is the MLP's Hebbian rule."
     )

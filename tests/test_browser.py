@@ -178,6 +178,26 @@ def test_the_claims_board_shows_every_claim_and_its_link_opens_the_view(server, 
     page.close()
 
 
+def test_a_controls_first_option_stays_in_the_link(server, browser):
+    """The bound URL drops a value equal to the widget's default: every run must give the widget the page's
+    default, or picking the first option (here the surface fig4; the page's default is quadratic) would leave
+    it out of a shared link, which then reopens on the default."""
+    page = _open(browser, f"{server}/optimizers", "h1", 300)
+    surface = page.locator("[data-testid='stSelectbox']").filter(has_text="Surface")
+    for name in ("rosenbrock", "fig4"):  # a change first: the runs after it are the ones that lost the default
+        surface.locator("input").click()
+        page.get_by_role("option", name=name, exact=True).click()
+        page.wait_for_function(f"location.search.includes('opt_surface={name}')", timeout=60_000)
+        page.wait_for_function(IDLE, timeout=90_000)
+        page.wait_for_timeout(500)
+    page.goto(page.url)
+    page.wait_for_selector("h1", timeout=60_000)
+    page.wait_for_function(IDLE, timeout=90_000)
+    shown = page.locator("[data-testid='stSelectbox']").filter(has_text="Surface").locator("input")
+    assert shown.input_value() == "fig4"
+    page.close()
+
+
 FIRST_VISIBLE_PLOT = ("[...document.querySelectorAll(\"[data-testid='stPlotlyChart'] .js-plotly-plot\")]"
                       ".find(p => p.offsetParent !== null && p.data && p.data.length > 0)")  # fmt: skip
 
