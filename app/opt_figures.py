@@ -134,14 +134,16 @@ def assoc(optimizer: str, orthogonal: bool, exponent: float) -> dict:
 def assoc_figure(runs: dict[str, dict]) -> go.Figure:
     """Recall error of every key -> value pair against how often its key arrived (log-log)."""
     fig = go.Figure()
-    for name, r in runs.items():
+    # each optimizer in its colour of the race above; drawn last to first, so the first (plain SGD, whose pairs all
+    # sit at the error floor) is on top, and the legend reversed back to the race's order
+    for i, (name, r) in reversed(list(enumerate(runs.items()))):
         fig.add_trace(go.Scatter(x=r["counts"], y=np.maximum(r["errors"], 1e-6), mode="markers",
-                                 name=f"{name} (lr {r['lr']:g})",
+                                 name=f"{name} (lr {r['lr']:g})", marker={"color": COLOURS[i % len(COLOURS)]},
                                  hovertemplate=f"{name}: key seen %{{x}} times, recall error %{{y:.2e}}<extra></extra>"))  # fmt: skip
     fig.update_xaxes(type="log", title_text="times the key arrived (Zipf)")
     fig.update_yaxes(type="log", title_text="recall error ‖W k − v‖")
     fig.update_layout(title="Each optimizer writes W: which pairs does it keep?", height=380,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"traceorder": "reversed"})  # fmt: skip
     return fig
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from app.opt_figures import PROBE_SWITCH, probe, race, race_figure
+from app.opt_figures import COLOURS, PROBE_SWITCH, probe, race, race_figure
 from app.registry import ROOT
 
 MAIN = str(ROOT / "app" / "main.py")
@@ -76,7 +76,9 @@ def test_the_associative_memory_section_draws_one_dot_per_pair_and_follows_its_c
     at = _at()
     spec = chart("opt_assoc")
     assert spec["layout"]["title"]["text"].startswith("Each optimizer writes W")
-    assert [d["name"].split(" ")[0] for d in spec["data"]] == ["sgd", "momentum", "adam"]
+    # drawn last to first (the first selected on top), each in its colour of the race
+    assert [d["name"].split(" ")[0] for d in spec["data"]][::-1] == ["sgd", "momentum", "adam"]
+    assert [d["marker"]["color"] for d in spec["data"]][::-1] == COLOURS[:3]
     assert all(len(d["x"]) == 32 and sum(d["x"]) == 600 for d in spec["data"])  # every pair, every step counted
     # the gradient stream: plain SGD keeps no memory, so only momentum and adam are offered
     assert at.selectbox(key="opt_assoc_stream").options == ["momentum", "adam"]
